@@ -1,0 +1,257 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/sdkharness"
+	"github.com/weir-runner/weir/state"
+)
+
+// WorkerStarter starts a harness worker for an environment.
+type WorkerStarter func(ctx context.Context, envID, workerID string) (*sdkharness.Worker, error)
+
+// Options configure an execution.
+type Options struct {
+	Parallelism    int // subtasks per stage; 0 = number of CPUs
+	MaxParallelism int // key groups; 0 = state.DefaultMaxParallelism
+	TempDir        string
+	Logger         *slog.Logger
+	StartWorker    WorkerStarter
+	API            *pipepb.ApiServiceDescriptor // Fn API server for data and state
+	// MaxAttempts bounds how often one bundle is tried (default 4).
+	MaxAttempts int
+	// OnMetrics receives the job's aggregated monitoring infos as they change.
+	OnMetrics func([]*pipepb.MonitoringInfo)
+}
+
+// Engine runs one plan.
+type Engine struct {
+	plan    *plan.Plan
+	o       Options
+	pool    *pool
+	metrics *metrics
+	cache   *state.Cache
+}
+
+// New prepares an execution of p.
+func New(p *plan.Plan, o Options) *Engine {
+	if o.Parallelism <= 0 {
+		o.Parallelism = runtime.NumCPU()
+	}
+	if o.MaxParallelism <= 0 {
+		o.MaxParallelism = state.DefaultMaxParallelism
+	}
+	if o.Parallelism > o.MaxParallelism {
+		o.Parallelism = o.MaxParallelism
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 4
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	e := &Engine{plan: p, o: o, metrics: newMetrics(o.OnMetrics)}
+	e.pool = &pool{start: o.StartWorker, workers: map[string]*sdkharness.Worker{}, log: o.Logger}
+	return e
+}
+
+func (e *Engine) parallelism(s *plan.Stage) int {
+	if s.Kind == plan.KindImpulse {
+		return 1
+	}
+	return e.o.Parallelism
+}
+
+type task interface {
+	run(ctx context.Context) error
+}
+
+// Run executes the plan until every stage has ended, the context is
+// cancelled, or a stage fails.
+func (e *Engine) Run(ctx context.Context) (err error) {
+	dir, err := os.MkdirTemp(e.o.TempDir, "weir-job-")
+	if err != nil {
+		return fmt.Errorf("creating job state dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	e.cache = state.NewCache(256 << 20)
+	defer e.cache.Close()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer e.pool.stopAll()
+
+	if err := e.registerDescriptors(); err != nil {
+		return err
+	}
+
+	inboxes := map[*plan.Stage][]inbox{}
+	for _, s := range e.plan.Stages {
+		n := e.parallelism(s)
+		for i := 0; i < n; i++ {
+			inboxes[s] = append(inboxes[s], make(inbox, inboxSize))
+		}
+	}
+	var tasks []task
+	for _, s := range e.plan.Stages {
+		ports := e.ports(s)
+		for i := range inboxes[s] {
+			r, err := e.router(s, i, inboxes)
+			if err != nil {
+				return err
+			}
+			base := subtask{stage: s, index: i, in: inboxes[s][i], out: r, ports: ports(), e: e}
+			switch s.Kind {
+			case plan.KindImpulse:
+				tasks = append(tasks, &impulseTask{subtask: base})
+			case plan.KindSDK:
+				t, err := newSDKTask(base)
+				if err != nil {
+					return err
+				}
+				tasks = append(tasks, t)
+			case plan.KindGBK:
+				t, err := newGBKTask(base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), e.cache)
+				if err != nil {
+					return err
+				}
+				tasks = append(tasks, t)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for _, t := range tasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := t.run(ctx); err != nil {
+				mu.Lock()
+				if first == nil && !errors.Is(err, context.Canceled) {
+					first = err
+				}
+				mu.Unlock()
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return context.Cause(ctx)
+}
+
+func (e *Engine) registerDescriptors() error {
+	for _, s := range e.plan.Stages {
+		if s.Kind != plan.KindSDK {
+			continue
+		}
+		d, err := e.plan.Descriptor(s, e.o.API)
+		if err != nil {
+			return err
+		}
+		e.pool.addDescriptor(s.EnvID, d)
+	}
+	return nil
+}
+
+// ports returns a constructor for a stage's input port states: how many
+// senders feed each port.
+func (e *Engine) ports(s *plan.Stage) func() []portState {
+	counts := make([]int, 1+len(s.SideInputs))
+	for _, up := range e.plan.Stages {
+		for _, pc := range up.Outputs {
+			for _, c := range e.plan.PColls[pc].Consumers {
+				if c.Stage == s {
+					counts[c.Port] += e.parallelism(up)
+				}
+			}
+		}
+	}
+	return func() []portState {
+		ps := make([]portState, len(counts))
+		for i, n := range counts {
+			ps[i].senders = n
+		}
+		return ps
+	}
+}
+
+func (e *Engine) router(s *plan.Stage, i int, inboxes map[*plan.Stage][]inbox) (*router, error) {
+	r := &router{sender: fmt.Sprintf("%s/%d", s.ID, i), subtask: i, maxP: e.o.MaxParallelism, outs: map[string]*output{}}
+	for _, pc := range s.Outputs {
+		p := e.plan.PColls[pc]
+		c, err := wire.Build(e.plan.Components.GetCoders(), p.WireCoder)
+		if err != nil {
+			return nil, fmt.Errorf("stage %s output %s: %w", s.ID, pc, err)
+		}
+		wv, err := wire.NewWV(c)
+		if err != nil {
+			return nil, fmt.Errorf("stage %s output %s: %w", s.ID, pc, err)
+		}
+		o := &output{pcoll: pc, wv: wv, rr: i}
+		for _, cons := range p.Consumers {
+			o.targets = append(o.targets, target{port: cons.Port, part: cons.Partition, inboxes: inboxes[cons.Stage]})
+		}
+		r.outs[pc] = o
+		r.order = append(r.order, o)
+	}
+	return r, nil
+}
+
+// subtask is what every kind of subtask shares.
+type subtask struct {
+	stage *plan.Stage
+	index int
+	in    inbox
+	out   *router
+	ports []portState
+	e     *Engine
+}
+
+func (s *subtask) name() string { return fmt.Sprintf("%s[%d] %q", s.stage.ID, s.index, s.stage.Name) }
+
+// recv waits for the next message.
+func (s *subtask) recv(ctx context.Context) (msg, error) {
+	select {
+	case m := <-s.in:
+		return m, nil
+	case <-ctx.Done():
+		return msg{}, context.Cause(ctx)
+	}
+}
+
+func (s *subtask) allDone() bool {
+	for i := range s.ports {
+		if !s.ports[i].done() {
+			return false
+		}
+	}
+	return true
+}
+
+// impulseTask emits Impulse's one element: empty bytes in the global window.
+type impulseTask struct{ subtask }
+
+func (t *impulseTask) run(ctx context.Context) error {
+	value := wire.AppendVarint(nil, 0) // an empty byte array
+	elem := wire.AppendWindowedValue(nil, wire.MinTimestamp, [][]byte{wire.GlobalWindow()}, wire.PaneNoFiring, value)
+	for _, pc := range t.stage.Outputs {
+		if err := t.out.emit(ctx, pc, elem); err != nil {
+			return err
+		}
+	}
+	return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
+}

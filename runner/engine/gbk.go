@@ -1,0 +1,193 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/state"
+)
+
+// gbkTask groups its key-group range of a GroupByKey's input. Input is
+// buffered in Pebble; groups are emitted when the input ends.
+type gbkTask struct {
+	subtask
+	db         *state.DB
+	buf        *state.GroupBuffer
+	in         wire.WVCoder
+	window     *wire.Coder
+	merging    bool
+	outputTime pipepb.OutputTime_Enum
+	kgStart    int
+	kgEnd      int
+	pane       []byte
+}
+
+func newGBKTask(base subtask, dir string, cache *state.Cache) (*gbkTask, error) {
+	p := base.e.plan
+	s := base.stage
+	c, err := wire.Build(p.Components.GetCoders(), p.PColls[s.Input].WireCoder)
+	if err != nil {
+		return nil, fmt.Errorf("group by key %q: %w", s.Name, err)
+	}
+	wv, err := wire.NewWV(c)
+	if err != nil {
+		return nil, fmt.Errorf("group by key %q: %w", s.Name, err)
+	}
+	db, err := state.Open(state.Options{Dir: dir, Cache: cache})
+	if err != nil {
+		return nil, fmt.Errorf("group by key %q: opening state: %w", s.Name, err)
+	}
+	n := base.e.parallelism(s)
+	start, end := state.KeyGroupRange(base.index, n, base.e.o.MaxParallelism)
+	return &gbkTask{
+		subtask:    base,
+		db:         db,
+		buf:        db.GroupBuffer([]byte("g")),
+		in:         wv,
+		window:     wv.Window,
+		merging:    s.WindowingStrategy.GetWindowFn().GetUrn() == plan.URNSessions,
+		outputTime: s.WindowingStrategy.GetOutputTime(),
+		kgStart:    start,
+		kgEnd:      end,
+		pane:       wire.AppendPane(nil, wire.Pane{IsFirst: true, IsLast: true, Timing: wire.OnTime}),
+	}, nil
+}
+
+func (t *gbkTask) run(ctx context.Context) error {
+	defer t.db.Close()
+	maxP := t.e.o.MaxParallelism
+	for !t.allDone() {
+		m, err := t.recv(ctx)
+		if err != nil {
+			return err
+		}
+		switch m.kind {
+		case msgEOI:
+			t.ports[m.port].eoi++
+		case msgData:
+			err := t.in.ForEach(m.data, func(e wire.Element) error {
+				k, v, err := t.in.Elem.SplitKV(e.Value)
+				if err != nil {
+					return err
+				}
+				kg := state.KeyGroup(k, maxP)
+				for _, w := range e.Windows {
+					if err := t.buf.Add(kg, k, w, e.Timestamp, v); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("%s: buffering input: %w", t.name(), err)
+			}
+		}
+	}
+	if err := t.emitAll(ctx); err != nil {
+		return err
+	}
+	return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
+}
+
+// group is the values of one key in one (possibly merged) window.
+type group struct {
+	window   []byte
+	min, max int64
+	values   [][]byte
+}
+
+func (t *gbkTask) emitAll(ctx context.Context) error {
+	if len(t.stage.Outputs) == 0 {
+		return t.buf.Clear()
+	}
+	outPC := t.stage.Outputs[0]
+	var out []byte
+	err := t.buf.ScanKeys(t.kgStart, t.kgEnd, func(_ int, key []byte, recs []state.Record) error {
+		groups, err := t.groups(recs)
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			ts := g.min
+			switch t.outputTime {
+			case pipepb.OutputTime_LATEST_IN_PANE:
+				ts = g.max
+			case pipepb.OutputTime_EARLIEST_IN_PANE:
+			default:
+				if ts, err = wire.WindowMaxTimestamp(t.window, g.window); err != nil {
+					return err
+				}
+			}
+			kv := append(append([]byte(nil), key...), wire.AppendIterable(nil, g.values)...)
+			out = wire.AppendWindowedValue(out, ts, [][]byte{g.window}, t.pane, kv)
+		}
+		if len(out) >= 1<<20 {
+			if err := t.out.emit(ctx, outPC, out); err != nil {
+				return err
+			}
+			out = nil
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: emitting groups: %w", t.name(), err)
+	}
+	if err := t.out.emit(ctx, outPC, out); err != nil {
+		return err
+	}
+	return t.buf.Clear()
+}
+
+// groups splits one key's records (ordered by window) into groups,
+// merging overlapping session windows.
+func (t *gbkTask) groups(recs []state.Record) ([]*group, error) {
+	var gs []*group
+	for _, r := range recs {
+		if n := len(gs); n > 0 && bytes.Equal(gs[n-1].window, r.Window) {
+			g := gs[n-1]
+			g.values = append(g.values, r.Value)
+			g.min, g.max = min(g.min, r.Timestamp), max(g.max, r.Timestamp)
+			continue
+		}
+		gs = append(gs, &group{window: r.Window, min: r.Timestamp, max: r.Timestamp, values: [][]byte{r.Value}})
+	}
+	if !t.merging || len(gs) < 2 {
+		return gs, nil
+	}
+	type iv struct {
+		start, end int64
+		g          *group
+	}
+	ivs := make([]iv, len(gs))
+	for i, g := range gs {
+		s, e, err := wire.ReadIntervalWindow(g.window)
+		if err != nil {
+			return nil, fmt.Errorf("merging session windows: %w", err)
+		}
+		ivs[i] = iv{s, e, g}
+	}
+	sort.SliceStable(ivs, func(i, j int) bool { return ivs[i].start < ivs[j].start })
+	var merged []*group
+	cur := ivs[0]
+	flush := func() {
+		cur.g.window = wire.AppendIntervalWindow(nil, cur.start, cur.end)
+		merged = append(merged, cur.g)
+	}
+	for _, n := range ivs[1:] {
+		if n.start < cur.end {
+			cur.end = max(cur.end, n.end)
+			cur.g.values = append(cur.g.values, n.g.values...)
+			cur.g.min, cur.g.max = min(cur.g.min, n.g.min), max(cur.g.max, n.g.max)
+			continue
+		}
+		flush()
+		cur = n
+	}
+	flush()
+	return merged, nil
+}

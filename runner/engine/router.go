@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/state"
+)
+
+// target is one consumer of an output: a port on every subtask of a stage.
+type target struct {
+	port    int
+	part    plan.Partition
+	inboxes []inbox
+}
+
+// output routes one PCollection a subtask produces.
+type output struct {
+	pcoll   string
+	wv      wire.WVCoder
+	targets []target
+	rr      int
+}
+
+// router sends a subtask's outputs to the subtasks that consume them.
+type router struct {
+	sender  string
+	subtask int
+	maxP    int
+	outs    map[string]*output
+	order   []*output
+}
+
+func (r *router) emit(ctx context.Context, pcoll string, data []byte) error {
+	o := r.outs[pcoll]
+	if o == nil || len(data) == 0 {
+		return nil
+	}
+	for _, t := range o.targets {
+		if err := r.emitTo(ctx, o, t, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) error {
+	n := len(t.inboxes)
+	switch {
+	case t.part == plan.Broadcast:
+		for _, in := range t.inboxes {
+			if err := in.send(ctx, msg{kind: msgData, port: t.port, sender: r.sender, data: data}); err != nil {
+				return err
+			}
+		}
+		return nil
+	case n == 1 || t.part == plan.Forward:
+		return t.inboxes[r.subtask%n].send(ctx, msg{kind: msgData, port: t.port, sender: r.sender, data: data})
+	}
+	parts := make([][]byte, n)
+	err := o.wv.ForEach(data, func(e wire.Element) error {
+		var i int
+		if t.part == plan.Hash {
+			key, _, err := o.wv.Elem.SplitKV(e.Value)
+			if err != nil {
+				return fmt.Errorf("reading key of an element of %s: %w", o.pcoll, err)
+			}
+			i = state.SubtaskForKeyGroup(state.KeyGroup(key, r.maxP), n, r.maxP)
+		} else {
+			i = o.rr % n
+			o.rr++
+		}
+		parts[i] = append(parts[i], e.Raw...)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		if err := t.inboxes[i].send(ctx, msg{kind: msgData, port: t.port, sender: r.sender, data: p}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// control sends a control event to every subtask of every consumer.
+func (r *router) control(ctx context.Context, kind msgKind, wm int64) error {
+	for _, o := range r.order {
+		for _, t := range o.targets {
+			for _, in := range t.inboxes {
+				if err := in.send(ctx, msg{kind: kind, port: t.port, sender: r.sender, wm: wm}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/sdkharness"
+)
+
+const (
+	maxBundleBytes = 4 << 20
+)
+
+// sdkTask runs a fused stage's bundles on a harness worker.
+type sdkTask struct {
+	subtask
+	side    *sideState
+	sides   []*sideInput
+	outputs []string // sink transform IDs
+	sinkTo  map[string]string
+	pending []byte
+}
+
+func newSDKTask(base subtask) (*sdkTask, error) {
+	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}}, sinkTo: map[string]string{}}
+	p := base.e.plan
+	for _, si := range base.stage.SideInputs {
+		pc := p.PColls[si.PColl]
+		c, err := wire.Build(p.Components.GetCoders(), pc.WireCoder)
+		if err != nil {
+			return nil, fmt.Errorf("side input %s of stage %s: %w", si.Local, base.stage.ID, err)
+		}
+		wv, err := wire.NewWV(c)
+		if err != nil {
+			return nil, fmt.Errorf("side input %s of stage %s: %w", si.Local, base.stage.ID, err)
+		}
+		s := newSideInput(si, wv)
+		t.sides = append(t.sides, s)
+		t.side.inputs[[2]string{si.Transform, si.Local}] = s
+	}
+	for pc, sink := range base.stage.SinkIDs {
+		t.outputs = append(t.outputs, sink)
+		t.sinkTo[sink] = pc
+	}
+	return t, nil
+}
+
+func (t *sdkTask) sidesReady() bool {
+	for i := 1; i < len(t.ports); i++ {
+		if !t.ports[i].done() {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *sdkTask) run(ctx context.Context) error {
+	for !t.allDone() {
+		m, err := t.recv(ctx)
+		if err != nil {
+			return err
+		}
+		switch m.kind {
+		case msgData:
+			if m.port == 0 {
+				t.pending = append(t.pending, m.data...)
+			} else if err := t.sides[m.port-1].add(m.data); err != nil {
+				return fmt.Errorf("%s: %w", t.name(), err)
+			}
+		case msgEOI:
+			t.ports[m.port].eoi++
+		}
+		if !t.sidesReady() || len(t.pending) == 0 {
+			continue
+		}
+		if len(t.pending) >= maxBundleBytes || len(t.in) == 0 || t.ports[0].done() {
+			if err := t.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
+	return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
+}
+
+// flush runs the pending input as bundles until nothing is pending
+// (residuals of splittable DoFns come back as pending input).
+func (t *sdkTask) flush(ctx context.Context) error {
+	for len(t.pending) > 0 {
+		input := t.pending
+		t.pending = nil
+		res, w, err := t.process(ctx, input)
+		if err != nil {
+			return err
+		}
+		for sink, data := range res.Outputs {
+			if err := t.out.emit(ctx, t.sinkTo[sink], data); err != nil {
+				return err
+			}
+		}
+		t.e.metrics.add(res.Response.GetMonitoringInfos())
+		for _, r := range res.Response.GetResidualRoots() {
+			t.pending = append(t.pending, r.GetApplication().GetElement()...)
+		}
+		if res.Response.GetRequiresFinalization() {
+			if err := w.Finalize(ctx, res.InstructionID); err != nil {
+				t.e.o.Logger.Warn("bundle finalization failed", "stage", t.name(), "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// process runs one bundle, retrying it on failure: on a new worker when
+// the worker died, on the same one when user code failed.
+func (t *sdkTask) process(ctx context.Context, input []byte) (*sdkharness.Result, *sdkharness.Worker, error) {
+	var last error
+	for attempt := 1; attempt <= t.e.o.MaxAttempts; attempt++ {
+		w, err := t.e.pool.get(ctx, t.stage.EnvID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", t.name(), err)
+		}
+		res, err := w.ProcessBundle(ctx, sdkharness.BundleSpec{
+			Descriptor: t.stage.ID,
+			Inputs:     map[string][]byte{t.stage.SourceID: input},
+			Outputs:    t.outputs,
+			State:      t.side,
+		})
+		if err == nil {
+			return res, w, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, context.Cause(ctx)
+		}
+		last = err
+		t.e.o.Logger.Warn("bundle failed", "stage", t.name(), "attempt", attempt, "err", err)
+		if errors.Is(err, sdkharness.ErrWorkerGone) {
+			continue
+		}
+		select {
+		case <-time.After(time.Duration(attempt*attempt) * 50 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, nil, context.Cause(ctx)
+		}
+	}
+	var be *sdkharness.BundleError
+	if errors.As(last, &be) {
+		return nil, nil, fmt.Errorf("stage %q failed after %d attempts: %s", t.stage.Name, t.e.o.MaxAttempts, be.Message)
+	}
+	return nil, nil, fmt.Errorf("stage %q failed after %d attempts: %w", t.stage.Name, t.e.o.MaxAttempts, last)
+}
+

@@ -1,0 +1,95 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Validate reports, by name and URN, everything in p that weir cannot run.
+// All problems are returned together.
+func Validate(p *pipepb.Pipeline) error {
+	var errs []error
+	comps := p.GetComponents()
+	supportedReqs := map[string]bool{ReqSplittableDoFn: true, ReqFinalization: true, ReqStableInput: true}
+	for _, r := range p.GetRequirements() {
+		if !supportedReqs[r] {
+			errs = append(errs, fmt.Errorf("pipeline requirement %s is not supported by weir yet", r))
+		}
+	}
+	ids := sortedKeys(comps.GetTransforms())
+	for _, id := range ids {
+		t := comps.GetTransforms()[id]
+		if len(t.GetSubtransforms()) > 0 {
+			continue
+		}
+		if err := validateLeaf(id, t); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, id := range sortedKeys(comps.GetCoders()) {
+		c := comps.GetCoders()[id]
+		if u := c.GetSpec().GetUrn(); !knownCoders[u] {
+			errs = append(errs, fmt.Errorf("coder %q has URN %q, which weir does not know", id, u))
+		}
+	}
+	for _, id := range sortedKeys(comps.GetWindowingStrategies()) {
+		ws := comps.GetWindowingStrategies()[id]
+		switch u := ws.GetWindowFn().GetUrn(); u {
+		case URNGlobalWindows, URNFixedWindows, URNSlidingWindows, URNSessions:
+		default:
+			errs = append(errs, fmt.Errorf("windowing strategy %q uses window fn %q, which weir does not support", id, u))
+		}
+	}
+	for _, id := range sortedKeys(comps.GetEnvironments()) {
+		env := comps.GetEnvironments()[id]
+		switch u := env.GetUrn(); u {
+		case URNEnvExternal, URNEnvProcess:
+		default:
+			errs = append(errs, fmt.Errorf("environment %q is %q; weir runs LOOPBACK (%s) and PROCESS (%s) environments: pass --environment_type=LOOPBACK or PROCESS", id, u, URNEnvExternal, URNEnvProcess))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validateLeaf(id string, t *pipepb.PTransform) error {
+	urn := t.GetSpec().GetUrn()
+	name := t.GetUniqueName()
+	switch {
+	case urn == URNImpulse, urn == URNGBK, urn == URNFlatten:
+		return nil
+	case urn == URNTestStream:
+		return fmt.Errorf("transform %q (%s) is a TestStream (%s), which needs weir's streaming mode (not supported yet)", name, id, urn)
+	case urn == URNParDo:
+		pdo := &pipepb.ParDoPayload{}
+		if err := proto.Unmarshal(t.GetSpec().GetPayload(), pdo); err != nil {
+			return fmt.Errorf("transform %q (%s): decoding ParDo payload: %w", name, id, err)
+		}
+		if len(pdo.GetStateSpecs()) > 0 || len(pdo.GetTimerFamilySpecs()) > 0 {
+			return fmt.Errorf("transform %q (%s, %s) is a stateful DoFn (state %v, timers %v), which weir does not run yet",
+				name, id, urn, sortedKeys(pdo.GetStateSpecs()), sortedKeys(pdo.GetTimerFamilySpecs()))
+		}
+		if pdo.GetRequiresTimeSortedInput() {
+			return fmt.Errorf("transform %q (%s, %s) requires time-sorted input, which weir does not support yet", name, id, urn)
+		}
+		return nil
+	case sdkTransforms[urn]:
+		return nil
+	case urn == "":
+		return fmt.Errorf("transform %q (%s) has no URN and no subtransforms", name, id)
+	default:
+		return fmt.Errorf("transform %q (%s) has URN %q, which weir does not support", name, id, urn)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

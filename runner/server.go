@@ -1,0 +1,163 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"strconv"
+
+	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/portability"
+	"github.com/weir-runner/weir/runner/engine"
+	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/sdkharness"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Config configures a weir server.
+type Config struct {
+	// Addr is the listen address; default 127.0.0.1:0.
+	Addr string
+	// Parallelism is the default number of subtasks per stage (0: CPUs);
+	// a job's --parallelism overrides it.
+	Parallelism int
+	// TempDir holds job state; "" is the system temp dir.
+	TempDir string
+	Logger  *slog.Logger
+}
+
+// Server is a running weir: Job API, artifacts and Fn API on one port.
+type Server struct {
+	cfg  Config
+	lis  net.Listener
+	grpc *grpc.Server
+	jobs *portability.Server
+	fn   *sdkharness.Server
+	log  *slog.Logger
+	done chan struct{}
+}
+
+// Start listens and serves until Stop.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	lis, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+	}
+	s := &Server{cfg: cfg, lis: lis, log: cfg.Logger, done: make(chan struct{})}
+	s.fn = sdkharness.NewServer(cfg.Logger)
+	s.fn.SetEndpoint(lis.Addr().String())
+	s.jobs, err = portability.NewServer(&executor{s: s}, portability.Options{Logger: cfg.Logger})
+	if err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("starting job service: %w", err)
+	}
+	s.jobs.SetEndpoint(lis.Addr().String())
+	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(math.MaxInt32), grpc.MaxSendMsgSize(math.MaxInt32))
+	s.jobs.Register(s.grpc)
+	s.fn.Register(s.grpc)
+	go func() { // owned by the Server: ends on Stop.
+		defer close(s.done)
+		if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("grpc server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// Endpoint is the address clients and harnesses dial.
+func (s *Server) Endpoint() string { return s.lis.Addr().String() }
+
+// Jobs is the job service, for the CLI and web page.
+func (s *Server) Jobs() *portability.Server { return s.jobs }
+
+// Stop cancels running jobs and stops serving.
+func (s *Server) Stop() {
+	s.jobs.Stop()
+	s.grpc.Stop()
+	<-s.done
+}
+
+// executor plans and runs jobs for the job service.
+type executor struct{ s *Server }
+
+func (x *executor) Validate(p *pipepb.Pipeline, _ *structpb.Struct) error {
+	if err := plan.Validate(p); err != nil {
+		return err
+	}
+	_, err := plan.Build(p, plan.Options{LiftCombiners: true})
+	return err
+}
+
+func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
+	p, err := plan.Build(job.Pipeline, plan.Options{LiftCombiners: true})
+	if err != nil {
+		return err
+	}
+	par := x.s.cfg.Parallelism
+	if v := optionInt(job.Options, "beam:option:parallelism:v1"); v > 0 {
+		par = v
+	}
+	envs := job.Pipeline.GetComponents().GetEnvironments()
+	start := func(ctx context.Context, envID, workerID string) (*sdkharness.Worker, error) {
+		env := envs[envID]
+		wo := sdkharness.WorkerOptions{Options: job.Options, Dependencies: env.GetDependencies()}
+		id := job.ID + "-" + workerID
+		switch env.GetUrn() {
+		case plan.URNEnvExternal:
+			ext := &pipepb.ExternalPayload{}
+			if err := proto.Unmarshal(env.GetPayload(), ext); err != nil {
+				return nil, fmt.Errorf("environment %q: decoding external payload: %w", envID, err)
+			}
+			return x.s.fn.StartLoopback(ctx, ext.GetEndpoint().GetUrl(), id, wo)
+		case plan.URNEnvProcess:
+			bin := job.ArtifactPath(envID, "beam:artifact:role:go_worker_binary:v1")
+			if bin == "" {
+				return nil, fmt.Errorf("environment %q: no staged Go worker binary", envID)
+			}
+			if err := os.Chmod(bin, 0o755); err != nil {
+				return nil, fmt.Errorf("environment %q: making worker binary executable: %w", envID, err)
+			}
+			return x.s.fn.StartProcess(ctx, bin, id, wo)
+		default:
+			return nil, fmt.Errorf("environment %q (%s) is not supported", envID, env.GetUrn())
+		}
+	}
+	e := engine.New(p, engine.Options{
+		Parallelism: par,
+		TempDir:     x.s.cfg.TempDir,
+		Logger:      x.s.log.With("job", job.ID),
+		StartWorker: start,
+		API:         x.s.fn.ApiDescriptor(),
+		OnMetrics:   job.UpdateMetrics,
+	})
+	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))
+	return e.Run(ctx)
+}
+
+func optionInt(opts *structpb.Struct, key string) int {
+	v, ok := opts.GetFields()[key]
+	if !ok {
+		return 0
+	}
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		return int(k.NumberValue)
+	case *structpb.Value_StringValue:
+		n, _ := strconv.Atoi(k.StringValue)
+		return n
+	}
+	return 0
+}

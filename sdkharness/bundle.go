@@ -1,0 +1,281 @@
+package sdkharness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+)
+
+// StateHandler answers the state requests of one bundle.
+type StateHandler interface {
+	HandleState(req *fnpb.StateRequest) *fnpb.StateResponse
+}
+
+// TimerKey names a timer output stream of a bundle.
+type TimerKey struct{ Transform, Family string }
+
+// BundleSpec is one bundle to run.
+type BundleSpec struct {
+	Descriptor string
+	// Inputs maps a data source transform ID to its concatenated encoded elements.
+	Inputs map[string][]byte
+	// Timers maps timer streams to concatenated encoded timers sent to the harness.
+	Timers map[TimerKey][]byte
+	// Outputs are the data sink transform IDs the harness will end with is_last.
+	Outputs []string
+	// TimerOutputs are the timer streams the harness will end with is_last.
+	TimerOutputs []TimerKey
+	// State answers state requests; nil refuses them.
+	State StateHandler
+	// Started is called with the instruction ID once the bundle is sent.
+	Started func(instID string)
+}
+
+// Result is what a successful bundle produced.
+type Result struct {
+	InstructionID string
+	Outputs       map[string][]byte
+	Timers        map[TimerKey][]byte
+	Response      *fnpb.ProcessBundleResponse
+}
+
+type bundle struct {
+	id    string
+	state StateHandler
+
+	mu        sync.Mutex
+	outputs   map[string][]byte
+	timers    map[TimerKey][]byte
+	waitData  map[string]bool
+	waitTimer map[TimerKey]bool
+	resp      *fnpb.ProcessBundleResponse
+	err       error
+	done      chan struct{}
+	closed    bool
+}
+
+func (b *bundle) finishLocked() {
+	if b.closed {
+		return
+	}
+	if b.err != nil || (b.resp != nil && len(b.waitData) == 0 && len(b.waitTimer) == 0) {
+		b.closed = true
+		close(b.done)
+	}
+}
+
+func (b *bundle) fail(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.finishLocked()
+}
+
+// ProcessBundle runs one bundle on the harness and waits for all of its
+// outputs. An error means nothing of the bundle may be used.
+func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, error) {
+	instID := w.newInstructionID()
+	b := &bundle{
+		id:        instID,
+		state:     spec.State,
+		outputs:   map[string][]byte{},
+		timers:    map[TimerKey][]byte{},
+		waitData:  map[string]bool{},
+		waitTimer: map[TimerKey]bool{},
+		done:      make(chan struct{}),
+	}
+	for _, o := range spec.Outputs {
+		b.waitData[o] = true
+	}
+	for _, t := range spec.TimerOutputs {
+		b.waitTimer[t] = true
+	}
+	w.mu.Lock()
+	w.bundles[instID] = b
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.bundles, instID)
+		w.mu.Unlock()
+	}()
+
+	respCh, err := w.instruct(&fnpb.InstructionRequest{
+		InstructionId: instID,
+		Request: &fnpb.InstructionRequest_ProcessBundle{ProcessBundle: &fnpb.ProcessBundleRequest{
+			ProcessBundleDescriptorId: spec.Descriptor,
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting bundle on worker %s: %w", w.ID, err)
+	}
+	if spec.Started != nil {
+		spec.Started(instID)
+	}
+	go func() { // owned by this call: ends when the response arrives or the worker dies.
+		resp, ok := <-respCh
+		if !ok {
+			b.fail(w.goneErr)
+			return
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if msg := resp.GetError(); msg != "" {
+			if b.err == nil {
+				b.err = &BundleError{Worker: w.ID, Instruction: instID, Message: msg}
+			}
+		} else {
+			b.resp = resp.GetProcessBundle()
+			if b.resp == nil {
+				b.resp = &fnpb.ProcessBundleResponse{}
+			}
+		}
+		b.finishLocked()
+	}()
+
+	if err := w.sendInputs(ctx, instID, spec); err != nil {
+		b.fail(err)
+	}
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return nil, b.err
+	}
+	return &Result{InstructionID: instID, Outputs: b.outputs, Timers: b.timers, Response: b.resp}, nil
+}
+
+// BundleError is a failure reported by the SDK (user code or harness).
+type BundleError struct {
+	Worker, Instruction, Message string
+}
+
+func (e *BundleError) Error() string {
+	return fmt.Sprintf("bundle %s failed on worker %s: %s", e.Instruction, e.Worker, e.Message)
+}
+
+const chunkSize = 1 << 20
+
+func (w *Worker) sendInputs(ctx context.Context, instID string, spec BundleSpec) error {
+	select {
+	case <-w.dataReady:
+	case <-w.gone:
+		return w.goneErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	w.mu.Lock()
+	data := w.data
+	w.mu.Unlock()
+	send := func(e *fnpb.Elements) error {
+		w.dataMu.Lock()
+		defer w.dataMu.Unlock()
+		if err := data.Send(e); err != nil {
+			w.die(fmt.Errorf("worker %s data send failed (%v): %w", w.ID, err, ErrWorkerGone))
+			return w.goneErr
+		}
+		return nil
+	}
+	for tid, buf := range spec.Inputs {
+		for len(buf) > 0 {
+			n := min(len(buf), chunkSize)
+			if err := send(&fnpb.Elements{Data: []*fnpb.Elements_Data{{InstructionId: instID, TransformId: tid, Data: buf[:n]}}}); err != nil {
+				return err
+			}
+			buf = buf[n:]
+		}
+	}
+	var last fnpb.Elements
+	for tid := range spec.Inputs {
+		last.Data = append(last.Data, &fnpb.Elements_Data{InstructionId: instID, TransformId: tid, IsLast: true})
+	}
+	for k, buf := range spec.Timers {
+		last.Timers = append(last.Timers, &fnpb.Elements_Timers{InstructionId: instID, TransformId: k.Transform, TimerFamilyId: k.Family, Timers: buf, IsLast: true})
+	}
+	return send(&last)
+}
+
+func (w *Worker) serveData(stream fnpb.BeamFnData_DataServer) error {
+	w.mu.Lock()
+	if w.data != nil {
+		w.mu.Unlock()
+		return fmt.Errorf("worker %s already has a data stream", w.ID)
+	}
+	w.data = stream
+	w.mu.Unlock()
+	close(w.dataReady)
+	for {
+		e, err := stream.Recv()
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			w.die(fmt.Errorf("worker %s data stream ended (%v): %w", w.ID, err, ErrWorkerGone))
+			return nil
+		}
+		for _, d := range e.GetData() {
+			if b := w.bundle(d.GetInstructionId()); b != nil {
+				b.mu.Lock()
+				if len(d.GetData()) > 0 {
+					b.outputs[d.GetTransformId()] = append(b.outputs[d.GetTransformId()], d.GetData()...)
+				}
+				if d.GetIsLast() {
+					delete(b.waitData, d.GetTransformId())
+					b.finishLocked()
+				}
+				b.mu.Unlock()
+			}
+		}
+		for _, t := range e.GetTimers() {
+			if b := w.bundle(t.GetInstructionId()); b != nil {
+				k := TimerKey{t.GetTransformId(), t.GetTimerFamilyId()}
+				b.mu.Lock()
+				if len(t.GetTimers()) > 0 {
+					b.timers[k] = append(b.timers[k], t.GetTimers()...)
+				}
+				if t.GetIsLast() {
+					delete(b.waitTimer, k)
+					b.finishLocked()
+				}
+				b.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (w *Worker) bundle(id string) *bundle {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.bundles[id]
+}
+
+func (w *Worker) serveState(stream fnpb.BeamFnState_StateServer) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil // the harness closed or lost the stream; bundles fail through control.
+		}
+		var resp *fnpb.StateResponse
+		b := w.bundle(req.GetInstructionId())
+		switch {
+		case b == nil:
+			resp = &fnpb.StateResponse{Id: req.GetId(), Error: fmt.Sprintf("state request for unknown bundle %q", req.GetInstructionId())}
+		case b.state == nil:
+			resp = &fnpb.StateResponse{Id: req.GetId(), Error: fmt.Sprintf("bundle %q has no state", req.GetInstructionId())}
+		default:
+			resp = b.state.HandleState(req)
+			resp.Id = req.GetId()
+		}
+		if err := stream.Send(resp); err != nil {
+			return nil
+		}
+	}
+}

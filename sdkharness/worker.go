@@ -1,0 +1,247 @@
+package sdkharness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// ErrWorkerGone is wrapped by every error of a bundle whose worker died.
+var ErrWorkerGone = errors.New("sdk harness worker is gone")
+
+// Worker is one connected SDK harness.
+type Worker struct {
+	ID             string
+	srv            *Server
+	options        *structpb.Struct
+	retrievalToken string
+	dependencies   []*pipepb.ArtifactInformation
+	stop           func() // stops the environment (process kill, pool StopWorker)
+
+	connected chan struct{} // closed when the control stream attaches
+	gone      chan struct{} // closed when the worker is dead
+	goneOnce  sync.Once
+	goneErr   error
+
+	nextID atomic.Int64
+
+	mu          sync.Mutex
+	control     fnpb.BeamFnControl_ControlServer
+	controlMu   sync.Mutex // serialises Send on control
+	data        fnpb.BeamFnData_DataServer
+	dataReady   chan struct{}
+	dataMu      sync.Mutex // serialises Send on data
+	descriptors map[string]*fnpb.ProcessBundleDescriptor
+	pending     map[string]chan *fnpb.InstructionResponse
+	bundles     map[string]*bundle
+}
+
+func newWorker(srv *Server, id string, opts *structpb.Struct) *Worker {
+	return &Worker{
+		ID:          id,
+		srv:         srv,
+		options:     opts,
+		connected:   make(chan struct{}),
+		gone:        make(chan struct{}),
+		dataReady:   make(chan struct{}),
+		descriptors: map[string]*fnpb.ProcessBundleDescriptor{},
+		pending:     map[string]chan *fnpb.InstructionResponse{},
+		bundles:     map[string]*bundle{},
+	}
+}
+
+// Gone is closed when the worker has died or been stopped.
+func (w *Worker) Gone() <-chan struct{} { return w.gone }
+
+// Err says why the worker is gone.
+func (w *Worker) Err() error {
+	select {
+	case <-w.gone:
+		return w.goneErr
+	default:
+		return nil
+	}
+}
+
+// Stop stops the worker's environment and fails whatever is in flight.
+func (w *Worker) Stop() {
+	w.die(fmt.Errorf("worker %s stopped: %w", w.ID, ErrWorkerGone))
+	if w.stop != nil {
+		w.stop()
+	}
+}
+
+func (w *Worker) die(err error) {
+	w.goneOnce.Do(func() {
+		w.goneErr = err
+		close(w.gone)
+		w.srv.removeWorker(w.ID)
+		w.mu.Lock()
+		for _, b := range w.bundles {
+			b.fail(err)
+		}
+		for _, ch := range w.pending {
+			close(ch)
+		}
+		w.pending = map[string]chan *fnpb.InstructionResponse{}
+		w.mu.Unlock()
+	})
+}
+
+// WaitConnected waits until the harness has opened its control stream.
+func (w *Worker) WaitConnected(ctx context.Context) error {
+	select {
+	case <-w.connected:
+		return nil
+	case <-w.gone:
+		return w.goneErr
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for worker %s to connect: %w", w.ID, ctx.Err())
+	}
+}
+
+func (w *Worker) serveControl(stream fnpb.BeamFnControl_ControlServer) error {
+	w.mu.Lock()
+	if w.control != nil {
+		w.mu.Unlock()
+		return fmt.Errorf("worker %s already has a control stream", w.ID)
+	}
+	w.control = stream
+	w.mu.Unlock()
+	close(w.connected)
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			w.die(fmt.Errorf("worker %s control stream ended (%v): %w", w.ID, err, ErrWorkerGone))
+			return nil
+		}
+		w.mu.Lock()
+		ch, ok := w.pending[resp.GetInstructionId()]
+		delete(w.pending, resp.GetInstructionId())
+		w.mu.Unlock()
+		if ok {
+			ch <- resp // buffered, never blocks
+		}
+	}
+}
+
+func (w *Worker) descriptor(id string) *fnpb.ProcessBundleDescriptor {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.descriptors[id]
+}
+
+func (w *Worker) newInstructionID() string {
+	return w.ID + "-" + strconv.FormatInt(w.nextID.Add(1), 10)
+}
+
+// instruct sends req and returns a channel that yields its response (closed
+// without a value if the worker dies).
+func (w *Worker) instruct(req *fnpb.InstructionRequest) (<-chan *fnpb.InstructionResponse, error) {
+	ch := make(chan *fnpb.InstructionResponse, 1)
+	w.mu.Lock()
+	select {
+	case <-w.gone:
+		w.mu.Unlock()
+		return nil, w.goneErr
+	default:
+	}
+	w.pending[req.GetInstructionId()] = ch
+	ctrl := w.control
+	w.mu.Unlock()
+	if ctrl == nil {
+		return nil, fmt.Errorf("worker %s is not connected: %w", w.ID, ErrWorkerGone)
+	}
+	w.controlMu.Lock()
+	err := ctrl.Send(req)
+	w.controlMu.Unlock()
+	if err != nil {
+		w.die(fmt.Errorf("worker %s control send failed (%v): %w", w.ID, err, ErrWorkerGone))
+		return nil, w.goneErr
+	}
+	return ch, nil
+}
+
+// call sends req and waits for its response.
+func (w *Worker) call(ctx context.Context, req *fnpb.InstructionRequest) (*fnpb.InstructionResponse, error) {
+	ch, err := w.instruct(req)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case resp, ok := <-ch:
+		if !ok {
+			return nil, w.goneErr
+		}
+		return resp, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Register registers descriptors with the harness.
+func (w *Worker) Register(ctx context.Context, descs ...*fnpb.ProcessBundleDescriptor) error {
+	w.mu.Lock()
+	for _, d := range descs {
+		w.descriptors[d.GetId()] = d
+	}
+	w.mu.Unlock()
+	resp, err := w.call(ctx, &fnpb.InstructionRequest{
+		InstructionId: w.newInstructionID(),
+		Request:       &fnpb.InstructionRequest_Register{Register: &fnpb.RegisterRequest{ProcessBundleDescriptor: descs}},
+	})
+	if err != nil {
+		return fmt.Errorf("registering descriptors with worker %s: %w", w.ID, err)
+	}
+	if msg := resp.GetError(); msg != "" {
+		return fmt.Errorf("worker %s refused descriptors: %s", w.ID, msg)
+	}
+	return nil
+}
+
+// Split asks the harness to split a running bundle at fraction of the
+// remainder of the input read by sourceTransform.
+func (w *Worker) Split(ctx context.Context, instID, sourceTransform string, fraction float64, estimatedElements int64) (*fnpb.ProcessBundleSplitResponse, error) {
+	resp, err := w.call(ctx, &fnpb.InstructionRequest{
+		InstructionId: w.newInstructionID(),
+		Request: &fnpb.InstructionRequest_ProcessBundleSplit{ProcessBundleSplit: &fnpb.ProcessBundleSplitRequest{
+			InstructionId: instID,
+			DesiredSplits: map[string]*fnpb.ProcessBundleSplitRequest_DesiredSplit{
+				sourceTransform: {FractionOfRemainder: fraction, EstimatedInputElements: estimatedElements},
+			},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("splitting bundle %s: %w", instID, err)
+	}
+	if msg := resp.GetError(); msg != "" {
+		return nil, fmt.Errorf("splitting bundle %s: %s", instID, msg)
+	}
+	return resp.GetProcessBundleSplit(), nil
+}
+
+// Finalize runs the bundle finalization callbacks of a completed bundle.
+func (w *Worker) Finalize(ctx context.Context, instID string) error {
+	resp, err := w.call(ctx, &fnpb.InstructionRequest{
+		InstructionId: w.newInstructionID(),
+		Request:       &fnpb.InstructionRequest_FinalizeBundle{FinalizeBundle: &fnpb.FinalizeBundleRequest{InstructionId: instID}},
+	})
+	if err != nil {
+		return fmt.Errorf("finalizing bundle %s: %w", instID, err)
+	}
+	if msg := resp.GetError(); msg != "" {
+		return fmt.Errorf("finalizing bundle %s: %s", instID, msg)
+	}
+	return nil
+}
