@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 
 	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
@@ -107,6 +108,9 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		return err
 	}
 	par := x.s.cfg.Parallelism
+	if par <= 0 {
+		par = runtime.NumCPU()
+	}
 	if v := optionInt(job.Options, "beam:option:parallelism:v1"); v > 0 {
 		par = v
 	}

@@ -154,4 +154,3 @@ func (t *sdkTask) process(ctx context.Context, input []byte) (*sdkharness.Result
 	}
 	return nil, nil, fmt.Errorf("stage %q failed after %d attempts: %w", t.stage.Name, t.e.o.MaxAttempts, last)
 }
-

@@ -67,7 +67,7 @@ func (b *builder) fuse(leaves []string) error {
 		return err
 	}
 	comps := b.comps
-	stageOf := map[string]*Stage{}  // transform → stage
+	stageOf := map[string]*Stage{}    // transform → stage
 	producedIn := map[string]*Stage{} // pcollection → stage
 	flattens := map[string][]string{} // flatten output → inputs
 	sidePColls := map[*Stage]map[string]bool{}
@@ -187,24 +187,22 @@ func (b *builder) link(stageOf map[string]*Stage, producedIn map[string]*Stage, 
 			inputsOf[in] = append(inputsOf[in], out)
 		}
 	}
-	var resolve func(pc string, seen map[string]bool) []Consumer
-	resolve = func(pc string, seen map[string]bool) []Consumer {
-		if seen[pc] {
-			return nil
-		}
-		seen[pc] = true
+	// A PCollection flattened n times into one output is delivered n
+	// times, so consumers repeat; flattens form a DAG, so this ends.
+	var resolve func(pc string) []Consumer
+	resolve = func(pc string) []Consumer {
 		out := append([]Consumer(nil), direct[pc]...)
 		outs := inputsOf[pc]
 		sort.Strings(outs)
 		for _, f := range outs {
-			out = append(out, resolve(f, seen)...)
+			out = append(out, resolve(f)...)
 		}
 		return out
 	}
 	for pc, s := range producedIn {
 		// Stage inputs are fed from outside their stage by construction,
 		// so every consumer found here is in another stage.
-		cons := resolve(pc, map[string]bool{})
+		cons := resolve(pc)
 		if len(cons) == 0 {
 			continue
 		}

@@ -38,12 +38,12 @@ const (
 	URNEnvExternal = "beam:env:external:v1"
 	URNEnvProcess  = "beam:env:process:v1"
 
-	ReqSplittableDoFn   = "beam:requirement:pardo:splittable_dofn:v1"
-	ReqFinalization     = "beam:requirement:pardo:finalization:v1"
-	ReqStateful         = "beam:requirement:pardo:stateful:v1"
-	ReqTimeSortedInput  = "beam:requirement:pardo:time_sorted_input:v1"
-	ReqStableInput      = "beam:requirement:pardo:stable_input:v1"
-	ReqOnWindowExpiry   = "beam:requirement:pardo:on_window_expiration:v1"
+	ReqSplittableDoFn  = "beam:requirement:pardo:splittable_dofn:v1"
+	ReqFinalization    = "beam:requirement:pardo:finalization:v1"
+	ReqStateful        = "beam:requirement:pardo:stateful:v1"
+	ReqTimeSortedInput = "beam:requirement:pardo:time_sorted_input:v1"
+	ReqStableInput     = "beam:requirement:pardo:stable_input:v1"
+	ReqOnWindowExpiry  = "beam:requirement:pardo:on_window_expiration:v1"
 )
 
 // sdkTransforms are leaf transforms the SDK harness executes inside a stage.

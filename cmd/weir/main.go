@@ -1,0 +1,47 @@
+// Command weir is the weir job server and its command-line client.
+//
+//	weir serve [--job_port=8099] [--parallelism=N] [--endpoint_file=PATH]
+//	weir jobs [--endpoint=127.0.0.1:8099]
+//	weir cancel [--endpoint=127.0.0.1:8099] JOB
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: weir <command> [flags]
+
+commands:
+  serve    run the job server (Job API, artifacts and Fn API on one port)
+  jobs     list the jobs of a running server
+  cancel   cancel a job: weir cancel JOB
+
+Run 'weir <command> --help' for the flags of a command.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = serve(args)
+	case "jobs":
+		err = jobs(args)
+	case "cancel":
+		err = cancel(args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "weir: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "weir %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/weir-runner/weir/runner"
+)
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	host := fs.String("host", "127.0.0.1", "address to bind")
+	port := fs.Int("job_port", 8099, "port for the Job API, artifacts and Fn API (0 picks a free one)")
+	par := fs.Int("parallelism", 0, "default subtasks per stage (0: number of CPUs); a job's --parallelism overrides it")
+	endpointFile := fs.String("endpoint_file", "", "write host:port here once listening")
+	tmp := fs.String("state_dir", "", "directory for job state (default: the system temp dir)")
+	verbose := fs.Bool("v", false, "log at debug level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	lvl := slog.LevelInfo
+	if *verbose {
+		lvl = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	s, err := runner.Start(runner.Config{
+		Addr:        fmt.Sprintf("%s:%d", *host, *port),
+		Parallelism: *par,
+		TempDir:     *tmp,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("weir serving", "endpoint", s.Endpoint())
+	if *endpointFile != "" {
+		tmpFile := *endpointFile + ".tmp"
+		if err := os.WriteFile(tmpFile, []byte(s.Endpoint()), 0o644); err != nil {
+			s.Stop()
+			return fmt.Errorf("writing endpoint file: %w", err)
+		}
+		if err := os.Rename(tmpFile, *endpointFile); err != nil {
+			s.Stop()
+			return fmt.Errorf("writing endpoint file: %w", err)
+		}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	got := <-sig
+	log.Info("stopping", "signal", got.String())
+	s.Stop()
+	return nil
+}

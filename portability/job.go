@@ -1,0 +1,214 @@
+package portability
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Executor runs jobs. The server calls Validate from Prepare and Execute from Run.
+type Executor interface {
+	// Validate returns an error naming what weir cannot run (transform unique name and URN, requirement,
+	// coder…). Prepare returns it to the client as codes.InvalidArgument with that message.
+	Validate(p *pipepb.Pipeline, opts *structpb.Struct) error
+	// Execute runs the job until it ends or ctx is cancelled (Cancel). A nil return means DONE; a non-nil
+	// error FAILED (its message is sent as a JOB_MESSAGE_ERROR message and kept); ctx cancelled → CANCELLED.
+	Execute(ctx context.Context, job *Job) error
+}
+
+// Job is a job that was run. Its exported fields are set when it is created and must not be changed.
+type Job struct {
+	ID, Name string
+	// Pipeline is the submitted pipeline with the environments' dependencies rewritten to the staged files.
+	Pipeline *pipepb.Pipeline
+	Options  *structpb.Struct
+
+	staged map[string][]stagedArtifact // environment ID → its staged dependencies; immutable
+	dir    string                      // this job's staging directory, "" if nothing was staged
+	log    *slog.Logger
+	cancel context.CancelFunc // cancels the context Execute runs with
+
+	mu      sync.Mutex
+	state   jobpb.JobState_Enum
+	events  []*jobpb.JobMessagesResponse // every state change and message, in order; never modified
+	changed chan struct{}                // closed and replaced whenever events grows
+	metrics []*pipepb.MonitoringInfo
+	nextMsg int
+}
+
+// stagedArtifact is a dependency of an environment written to a local file.
+type stagedArtifact struct {
+	role, path string
+}
+
+func newJob(id, name string, p *pipepb.Pipeline, opts *structpb.Struct, staged map[string][]stagedArtifact, dir string, log *slog.Logger) *Job {
+	j := &Job{
+		ID: id, Name: name, Pipeline: p, Options: opts,
+		staged: staged, dir: dir,
+		log:     log.With(slog.String("job", id)),
+		changed: make(chan struct{}),
+	}
+	j.appendLocked(stateEvent(jobpb.JobState_STOPPED))
+	return j
+}
+
+// SetState moves the job to state s. The server sets STOPPED→STARTING→RUNNING and the terminal state
+// itself; an executor may set others (for example DRAINING). Once the job is terminal its state no longer
+// changes, and while it is CANCELLING only a terminal state is taken.
+func (j *Job) SetState(s jobpb.JobState_Enum) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.setStateLocked(s)
+}
+
+// setStateLocked applies the transition rules of SetState and reports whether the state changed.
+func (j *Job) setStateLocked(s jobpb.JobState_Enum) bool {
+	switch {
+	case s == j.state, isTerminal(j.state):
+		return false
+	case j.state == jobpb.JobState_CANCELLING && !isTerminal(s):
+		return false
+	}
+	j.log.Debug("job state", slog.String("from", j.state.String()), slog.String("to", s.String()))
+	j.appendLocked(stateEvent(s))
+	return true
+}
+
+// State returns the job's current state.
+func (j *Job) State() jobpb.JobState_Enum {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.state
+}
+
+// Message appends a message to the job's message stream.
+func (j *Job) Message(importance jobpb.JobMessage_MessageImportance, text string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.nextMsg++
+	j.appendLocked(&jobpb.JobMessagesResponse{Response: &jobpb.JobMessagesResponse_MessageResponse{
+		MessageResponse: &jobpb.JobMessage{
+			MessageId:   j.ID + "-msg-" + strconv.Itoa(j.nextMsg),
+			Time:        time.Now().UTC().Format(time.RFC3339Nano),
+			Importance:  importance,
+			MessageText: text,
+		},
+	}})
+}
+
+// UpdateMetrics replaces the job's current metrics. The job keeps infos: do not modify them afterwards.
+// GetJobMetrics returns them as both the attempted and the committed metrics.
+func (j *Job) UpdateMetrics(infos []*pipepb.MonitoringInfo) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.metrics = infos
+}
+
+func (j *Job) currentMetrics() []*pipepb.MonitoringInfo {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.metrics
+}
+
+// ArtifactPath returns the local file path of a staged artifact of an environment, by role URN (e.g.
+// "beam:artifact:role:go_worker_binary:v1"), or "" if none.
+func (j *Job) ArtifactPath(envID, roleURN string) string {
+	for _, a := range j.staged[envID] {
+		if a.role == roleURN {
+			return a.path
+		}
+	}
+	return ""
+}
+
+// info returns the job as the Job API describes it.
+func (j *Job) info() *jobpb.JobInfo {
+	return &jobpb.JobInfo{JobId: j.ID, JobName: j.Name, PipelineOptions: j.Options, State: j.State()}
+}
+
+// requestCancel moves a job that has not ended to CANCELLING and cancels its Execute context. It returns
+// the state after the request.
+func (j *Job) requestCancel() jobpb.JobState_Enum {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.setStateLocked(jobpb.JobState_CANCELLING) {
+		j.log.Info("cancelling job")
+		j.cancel()
+	}
+	return j.state
+}
+
+func (j *Job) appendLocked(e *jobpb.JobMessagesResponse) {
+	if se := e.GetStateResponse(); se != nil {
+		j.state = se.GetState()
+	}
+	j.events = append(j.events, e)
+	close(j.changed)
+	j.changed = make(chan struct{})
+}
+
+// eventsFrom returns the events from index i on and a channel closed when more arrive.
+func (j *Job) eventsFrom(i int) ([]*jobpb.JobMessagesResponse, <-chan struct{}) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.events[i:len(j.events):len(j.events)], j.changed
+}
+
+// lastStateIndex returns the index of the latest state event.
+func (j *Job) lastStateIndex() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i := len(j.events) - 1; i > 0; i-- {
+		if j.events[i].GetStateResponse() != nil {
+			return i
+		}
+	}
+	return 0
+}
+
+// follow calls send for each event from index start on, in order, waiting for new ones, until it has sent
+// a terminal state, send fails or ctx ends.
+func (j *Job) follow(ctx context.Context, start int, send func(*jobpb.JobMessagesResponse) error) error {
+	for i := start; ; {
+		evs, changed := j.eventsFrom(i)
+		for _, e := range evs {
+			i++
+			if err := send(e); err != nil {
+				return err
+			}
+			if isTerminal(e.GetStateResponse().GetState()) {
+				return nil
+			}
+		}
+		if len(evs) > 0 {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func stateEvent(s jobpb.JobState_Enum) *jobpb.JobMessagesResponse {
+	return &jobpb.JobMessagesResponse{Response: &jobpb.JobMessagesResponse_StateResponse{
+		StateResponse: &jobpb.JobStateEvent{State: s, Timestamp: timestamppb.Now()},
+	}}
+}
+
+// isTerminal reports whether a job in state s has ended for good.
+func isTerminal(s jobpb.JobState_Enum) bool {
+	switch s {
+	case jobpb.JobState_DONE, jobpb.JobState_FAILED, jobpb.JobState_CANCELLED, jobpb.JobState_UPDATED, jobpb.JobState_DRAINED:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,213 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+)
+
+// formatMajorVersion is pinned to a named version: Pebble's default is old and
+// lacks virtual sstables, without which Excise fails. Changing it is a format
+// migration of every checkpoint, so do it deliberately.
+const formatMajorVersion = pebble.FormatValueSeparation
+
+const (
+	defaultMemTableSize      = 64 << 20
+	defaultPrivateCacheBytes = 32 << 20
+	// maxOpenFiles bounds the sstables kept open by one Cache (all its DBs).
+	maxOpenFiles = 1000
+	// fileCacheShards: Pebble's default is GOMAXPROCS per DB; one cache is
+	// shared by every DB of the process here.
+	fileCacheShards = 8
+)
+
+var (
+	// ErrClosed is returned by operations on a closed DB.
+	ErrClosed = errors.New("state: db closed")
+	// ErrDBFailed is wrapped by every error of a DB after Pebble reported a
+	// fatal error or on-disk corruption: discard the DB and restore the subtask
+	// from a checkpoint.
+	ErrDBFailed = errors.New("state: db failed")
+)
+
+// Cache is a block cache (and sstable file cache) shared by all DBs of a
+// process. Each DB holds its own reference, so a Cache may be closed while
+// DBs opened with it are still in use.
+type Cache struct {
+	block *pebble.Cache
+	files *pebble.FileCache
+	once  sync.Once
+}
+
+// NewCache returns a Cache of the given size in bytes.
+func NewCache(bytes int64) *Cache {
+	return &Cache{
+		block: pebble.NewCache(bytes),
+		files: pebble.NewFileCache(fileCacheShards, pebble.FileCacheSize(maxOpenFiles)),
+	}
+}
+
+// Close releases the caller's reference. The memory is freed when the last DB
+// using the cache has been closed too. Close is idempotent.
+func (c *Cache) Close() {
+	c.once.Do(func() {
+		c.files.Unref()
+		c.block.Unref()
+	})
+}
+
+// Options configure Open.
+type Options struct {
+	Dir          string       // directory for this DB (created if missing)
+	Cache        *Cache       // shared; nil = a private one
+	MemTableSize uint64       // 0 = 64 MiB
+	Logger       *slog.Logger // Pebble's messages; nil = slog.Default()
+}
+
+// DB is one Pebble database, normally the state of one stateful subtask.
+type DB struct {
+	pdb    *pebble.DB
+	dir    string
+	log    *pebbleLogger
+	closed atomic.Bool
+}
+
+// Open opens (creating if needed) the Pebble database in o.Dir.
+func Open(o Options) (*DB, error) {
+	if o.Dir == "" {
+		return nil, errors.New("state: open db: Options.Dir is empty")
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state: open db: create dir: %w", err)
+	}
+	cache := o.Cache
+	if cache == nil {
+		cache = NewCache(defaultPrivateCacheBytes)
+		defer cache.Close() // the DB holds its own reference
+	}
+	memTable := o.MemTableSize
+	if memTable == 0 {
+		memTable = defaultMemTableSize
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	lg := &pebbleLogger{log: logger.With("component", "pebble", "dir", o.Dir)}
+
+	opts := &pebble.Options{
+		FormatMajorVersion: formatMajorVersion,
+		Cache:              cache.block,
+		FileCache:          cache.files,
+		MemTableSize:       memTable,
+		// Room for queued memtables while one flushes during bulk loads.
+		MemTableStopWritesThreshold: 4,
+		// Durability comes from checkpoints (flush + pebble Checkpoint).
+		DisableWAL: true,
+		// Compact L0 early but never stall writers on L0 read amplification
+		// during bulk loads (CockroachDB uses the same values).
+		L0CompactionThreshold: 2,
+		L0StopWritesThreshold: 1000,
+		LBaseMaxBytes:         64 << 20,
+		MaxOpenFiles:          maxOpenFiles,
+		Logger:                lg,
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) {
+				lg.log.Error("pebble background error", "err", err)
+			},
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				lg.failWith(fmt.Errorf("%w: on-disk corruption in %s: %v", ErrDBFailed, info.Path, info.Details))
+			},
+		},
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		opts.Levels[i].FilterType = pebble.TableFilter
+	}
+	pdb, err := pebble.Open(o.Dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("state: open pebble db %s: %w", o.Dir, err)
+	}
+	return &DB{pdb: pdb, dir: o.Dir, log: lg}, nil
+}
+
+// Close closes the database. It does not flush the memtable: with the WAL off,
+// writes not yet flushed (Pebble().Flush(), a checkpoint) are lost, which is
+// intended since durability comes from checkpoints. Pending GroupBuffer
+// batches are discarded.
+func (d *DB) Close() error {
+	if d.closed.Swap(true) {
+		return ErrClosed
+	}
+	if err := d.pdb.Close(); err != nil {
+		return fmt.Errorf("state: close pebble db %s: %w", d.dir, err)
+	}
+	return nil
+}
+
+// Err returns nil while the DB is usable, ErrClosed after Close, or an error
+// wrapping ErrDBFailed after Pebble reported a fatal error or corruption.
+func (d *DB) Err() error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	return d.log.failure()
+}
+
+// Pebble returns the underlying database: the escape hatch for checkpoint,
+// restore and rescale code.
+func (d *DB) Pebble() *pebble.DB { return d.pdb }
+
+// Dir returns the directory of the database.
+func (d *DB) Dir() string { return d.dir }
+
+// DiskUsage returns the bytes the database uses on disk (sstables, manifest,
+// blob files), excluding the memtable.
+func (d *DB) DiskUsage() uint64 { return d.pdb.Metrics().DiskSpaceUsage() }
+
+// pebbleLogger is quiet (Pebble's info messages go to slog at debug level) and
+// never exits the process: Fatalf marks the DB failed instead, so the next
+// operation returns an error and the subtask can be restored.
+type pebbleLogger struct {
+	log  *slog.Logger
+	fail atomicErr
+}
+
+type atomicErr struct{ p atomic.Pointer[error] }
+
+func (a *atomicErr) set(err error) { a.p.CompareAndSwap(nil, &err) }
+
+func (a *atomicErr) get() error {
+	if p := a.p.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (l *pebbleLogger) Infof(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, args...))
+	}
+}
+
+func (l *pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+func (l *pebbleLogger) Fatalf(format string, args ...any) {
+	l.failWith(fmt.Errorf("%w: pebble fatal error: %s", ErrDBFailed, fmt.Sprintf(format, args...)))
+}
+
+func (l *pebbleLogger) failWith(err error) {
+	l.log.Error("pebble db failed; it must be restored from a checkpoint", "err", err)
+	l.fail.set(err)
+}
+
+func (l *pebbleLogger) failure() error { return l.fail.get() }
