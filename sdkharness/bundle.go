@@ -24,10 +24,14 @@ type BundleSpec struct {
 	Inputs map[string][]byte
 	// Timers maps timer streams to concatenated encoded timers sent to the harness.
 	Timers map[TimerKey][]byte
+	// EndTimers are the timer streams to end with is_last: the Go harness
+	// expects one per transform that has timers, whether or not any fire.
+	EndTimers []TimerKey
 	// Outputs are the data sink transform IDs the harness will end with is_last.
+	// The harness ends a timer stream only if it wrote to it, so timer
+	// streams are awaited once they have sent something. Timer writes
+	// precede the sinks' is_last on the data stream.
 	Outputs []string
-	// TimerOutputs are the timer streams the harness will end with is_last.
-	TimerOutputs []TimerKey
 	// State answers state requests; nil refuses them.
 	State StateHandler
 	// Started is called with the instruction ID once the bundle is sent.
@@ -46,15 +50,16 @@ type bundle struct {
 	id    string
 	state StateHandler
 
-	mu        sync.Mutex
-	outputs   map[string][]byte
-	timers    map[TimerKey][]byte
-	waitData  map[string]bool
-	waitTimer map[TimerKey]bool
-	resp      *fnpb.ProcessBundleResponse
-	err       error
-	done      chan struct{}
-	closed    bool
+	mu         sync.Mutex
+	outputs    map[string][]byte
+	timers     map[TimerKey][]byte
+	waitData   map[string]bool
+	waitTimer  map[TimerKey]bool
+	endedTimer map[TimerKey]bool
+	resp       *fnpb.ProcessBundleResponse
+	err        error
+	done       chan struct{}
+	closed     bool
 }
 
 func (b *bundle) finishLocked() {
@@ -81,19 +86,17 @@ func (b *bundle) fail(err error) {
 func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, error) {
 	instID := w.newInstructionID()
 	b := &bundle{
-		id:        instID,
-		state:     spec.State,
-		outputs:   map[string][]byte{},
-		timers:    map[TimerKey][]byte{},
-		waitData:  map[string]bool{},
-		waitTimer: map[TimerKey]bool{},
-		done:      make(chan struct{}),
+		id:         instID,
+		state:      spec.State,
+		outputs:    map[string][]byte{},
+		timers:     map[TimerKey][]byte{},
+		waitData:   map[string]bool{},
+		waitTimer:  map[TimerKey]bool{},
+		endedTimer: map[TimerKey]bool{},
+		done:       make(chan struct{}),
 	}
 	for _, o := range spec.Outputs {
 		b.waitData[o] = true
-	}
-	for _, t := range spec.TimerOutputs {
-		b.waitTimer[t] = true
 	}
 	w.mu.Lock()
 	w.bundles[instID] = b
@@ -193,12 +196,21 @@ func (w *Worker) sendInputs(ctx context.Context, instID string, spec BundleSpec)
 			buf = buf[n:]
 		}
 	}
+	if len(spec.Timers) > 0 {
+		var timers fnpb.Elements
+		for k, buf := range spec.Timers {
+			timers.Timers = append(timers.Timers, &fnpb.Elements_Timers{InstructionId: instID, TransformId: k.Transform, TimerFamilyId: k.Family, Timers: buf})
+		}
+		if err := send(&timers); err != nil {
+			return err
+		}
+	}
 	var last fnpb.Elements
 	for tid := range spec.Inputs {
 		last.Data = append(last.Data, &fnpb.Elements_Data{InstructionId: instID, TransformId: tid, IsLast: true})
 	}
-	for k, buf := range spec.Timers {
-		last.Timers = append(last.Timers, &fnpb.Elements_Timers{InstructionId: instID, TransformId: k.Transform, TimerFamilyId: k.Family, Timers: buf, IsLast: true})
+	for _, k := range spec.EndTimers {
+		last.Timers = append(last.Timers, &fnpb.Elements_Timers{InstructionId: instID, TransformId: k.Transform, TimerFamilyId: k.Family, IsLast: true})
 	}
 	return send(&last)
 }
@@ -240,8 +252,12 @@ func (w *Worker) serveData(stream fnpb.BeamFnData_DataServer) error {
 				b.mu.Lock()
 				if len(t.GetTimers()) > 0 {
 					b.timers[k] = append(b.timers[k], t.GetTimers()...)
+					if !b.endedTimer[k] {
+						b.waitTimer[k] = true
+					}
 				}
 				if t.GetIsLast() {
+					b.endedTimer[k] = true
 					delete(b.waitTimer, k)
 					b.finishLocked()
 				}

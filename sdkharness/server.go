@@ -187,4 +187,3 @@ var RunnerCapabilities = []string{
 	// Full monitoring infos are wanted in every response, so short IDs are
 	// not offered.
 }
-

@@ -115,7 +115,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			case plan.KindImpulse:
 				tasks = append(tasks, &impulseTask{subtask: base})
 			case plan.KindSDK:
-				t, err := newSDKTask(base)
+				t, err := newSDKTask(base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), e.cache)
 				if err != nil {
 					return err
 				}

@@ -8,10 +8,13 @@ import (
 
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/sdkharness"
+	"github.com/weir-runner/weir/state"
 )
 
 const (
 	maxBundleBytes = 4 << 20
+	// maxFiringTimers bounds the timers fired in one bundle.
+	maxFiringTimers = 10000
 )
 
 // sdkTask runs a fused stage's bundles on a harness worker.
@@ -22,9 +25,10 @@ type sdkTask struct {
 	outputs []string // sink transform IDs
 	sinkTo  map[string]string
 	pending []byte
+	keyed   *keyed // nil unless the stage is stateful
 }
 
-func newSDKTask(base subtask) (*sdkTask, error) {
+func newSDKTask(base subtask, dir string, cache *state.Cache) (*sdkTask, error) {
 	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}}, sinkTo: map[string]string{}}
 	p := base.e.plan
 	for _, si := range base.stage.SideInputs {
@@ -45,6 +49,18 @@ func newSDKTask(base subtask) (*sdkTask, error) {
 		t.outputs = append(t.outputs, sink)
 		t.sinkTo[sink] = pc
 	}
+	if base.stage.Stateful {
+		db, err := state.Open(state.Options{Dir: dir, Cache: cache})
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: opening state: %w", base.stage.Name, err)
+		}
+		maxP := base.e.o.MaxParallelism
+		start, end := state.KeyGroupRange(base.index, base.e.parallelism(base.stage), maxP)
+		if t.keyed, err = newKeyed(db, base.stage, p.Components.GetCoders(), start, end, maxP); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	return t, nil
 }
 
@@ -58,6 +74,9 @@ func (t *sdkTask) sidesReady() bool {
 }
 
 func (t *sdkTask) run(ctx context.Context) error {
+	if t.keyed != nil {
+		defer t.keyed.db.Close()
+	}
 	for !t.allDone() {
 		m, err := t.recv(ctx)
 		if err != nil {
@@ -85,6 +104,9 @@ func (t *sdkTask) run(ctx context.Context) error {
 	if err := t.flush(ctx); err != nil {
 		return err
 	}
+	if err := t.fireTimers(ctx, wire.MaxTimestamp); err != nil {
+		return err
+	}
 	return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
 }
 
@@ -94,43 +116,71 @@ func (t *sdkTask) flush(ctx context.Context) error {
 	for len(t.pending) > 0 {
 		input := t.pending
 		t.pending = nil
-		res, w, err := t.process(ctx, input)
-		if err != nil {
+		if err := t.bundle(ctx, input, nil); err != nil {
 			return err
 		}
-		for sink, data := range res.Outputs {
-			if err := t.out.emit(ctx, t.sinkTo[sink], data); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// fireTimers fires, bundle by bundle, every timer due at or before upTo,
+// including timers that firing sets.
+func (t *sdkTask) fireTimers(ctx context.Context, upTo int64) error {
+	if t.keyed == nil || len(t.keyed.families) == 0 {
+		return nil
+	}
+	for {
+		peek := t.keyed.db.NewBundle()
+		due, err := peek.DueTimers(t.keyed.kgStart, t.keyed.kgEnd, upTo, maxFiringTimers)
+		peek.Discard()
+		if err != nil {
+			return fmt.Errorf("%s: reading due timers: %w", t.name(), err)
 		}
-		t.e.metrics.add(res.Response.GetMonitoringInfos())
-		for _, r := range res.Response.GetResidualRoots() {
-			t.pending = append(t.pending, r.GetApplication().GetElement()...)
+		if len(due) == 0 {
+			return nil
 		}
-		if res.Response.GetRequiresFinalization() {
-			if err := w.Finalize(ctx, res.InstructionID); err != nil {
-				t.e.o.Logger.Warn("bundle finalization failed", "stage", t.name(), "err", err)
-			}
+		if err := t.bundle(ctx, nil, due); err != nil {
+			return err
+		}
+	}
+}
+
+// bundle runs one bundle of input elements and fired timers, then
+// commits its state, releases its outputs and finalizes it.
+func (t *sdkTask) bundle(ctx context.Context, input []byte, fired []state.Timer) error {
+	res, w, err := t.process(ctx, input, fired)
+	if err != nil {
+		return err
+	}
+	for sink, data := range res.Outputs {
+		if err := t.out.emit(ctx, t.sinkTo[sink], data); err != nil {
+			return err
+		}
+	}
+	t.e.metrics.add(res.Response.GetMonitoringInfos())
+	for _, r := range res.Response.GetResidualRoots() {
+		t.pending = append(t.pending, r.GetApplication().GetElement()...)
+	}
+	if res.Response.GetRequiresFinalization() {
+		if err := w.Finalize(ctx, res.InstructionID); err != nil {
+			t.e.o.Logger.Warn("bundle finalization failed", "stage", t.name(), "err", err)
 		}
 	}
 	return nil
 }
 
 // process runs one bundle, retrying it on failure: on a new worker when
-// the worker died, on the same one when user code failed.
-func (t *sdkTask) process(ctx context.Context, input []byte) (*sdkharness.Result, *sdkharness.Worker, error) {
+// the worker died, on the same one when user code failed. State writes
+// of a failed attempt are discarded; those of the successful one are
+// committed before it returns.
+func (t *sdkTask) process(ctx context.Context, input []byte, fired []state.Timer) (*sdkharness.Result, *sdkharness.Worker, error) {
 	var last error
 	for attempt := 1; attempt <= t.e.o.MaxAttempts; attempt++ {
 		w, err := t.e.pool.get(ctx, t.stage.EnvID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", t.name(), err)
 		}
-		res, err := w.ProcessBundle(ctx, sdkharness.BundleSpec{
-			Descriptor: t.stage.ID,
-			Inputs:     map[string][]byte{t.stage.SourceID: input},
-			Outputs:    t.outputs,
-			State:      t.side,
-		})
+		res, err := t.attempt(ctx, w, input, fired)
 		if err == nil {
 			return res, w, nil
 		}
@@ -153,4 +203,47 @@ func (t *sdkTask) process(ctx context.Context, input []byte) (*sdkharness.Result
 		return nil, nil, fmt.Errorf("stage %q failed after %d attempts: %s", t.stage.Name, t.e.o.MaxAttempts, be.Message)
 	}
 	return nil, nil, fmt.Errorf("stage %q failed after %d attempts: %w", t.stage.Name, t.e.o.MaxAttempts, last)
+}
+
+func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input []byte, fired []state.Timer) (*sdkharness.Result, error) {
+	spec := sdkharness.BundleSpec{
+		Descriptor: t.stage.ID,
+		Inputs:     map[string][]byte{t.stage.SourceID: input},
+		Outputs:    t.outputs,
+		State:      t.side,
+	}
+	if t.keyed == nil {
+		return w.ProcessBundle(ctx, spec)
+	}
+	b := t.keyed.db.NewBundle()
+	committed := false
+	defer func() {
+		if !committed {
+			b.Discard()
+		}
+	}()
+	spec.State = &bundleState{side: t.side, b: b, maxP: t.keyed.maxP}
+	spec.EndTimers = t.keyed.endTimers
+	if len(fired) > 0 {
+		spec.Timers = map[sdkharness.TimerKey][]byte{}
+		for _, tm := range fired {
+			k := sdkharness.TimerKey{Transform: tm.Transform, Family: tm.Family}
+			spec.Timers[k] = append(spec.Timers[k], tm.Encoded...)
+			if err := b.ClearTimer(tm.TimerID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	res, err := w.ProcessBundle(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.keyed.applyTimers(b, res.Timers); err != nil {
+		return nil, fmt.Errorf("%s: %w", t.name(), err)
+	}
+	committed = true
+	if err := b.Commit(); err != nil {
+		return nil, fmt.Errorf("%s: %w", t.name(), err)
+	}
+	return res, nil
 }

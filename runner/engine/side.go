@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"strconv"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	"github.com/weir-runner/weir/runner/plan"
@@ -64,20 +63,7 @@ func (h *sideState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 	if get == nil {
 		return &fnpb.StateResponse{Error: fmt.Sprintf("side inputs are read-only; got %T", req.GetRequest())}
 	}
-	off := 0
-	if tok := get.GetContinuationToken(); len(tok) > 0 {
-		n, err := strconv.Atoi(string(tok))
-		if err != nil || n < 0 || n > len(data) {
-			return &fnpb.StateResponse{Error: fmt.Sprintf("bad continuation token %q", tok)}
-		}
-		off = n
-	}
-	end := min(len(data), off+stateChunk)
-	var next []byte
-	if end < len(data) {
-		next = []byte(strconv.Itoa(end))
-	}
-	return &fnpb.StateResponse{Response: &fnpb.StateResponse_Get{Get: &fnpb.StateGetResponse{Data: data[off:end], ContinuationToken: next}}}
+	return chunk(data, get.GetContinuationToken())
 }
 
 func (h *sideState) lookup(key *fnpb.StateKey) ([]byte, error) {

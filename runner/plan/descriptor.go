@@ -126,5 +126,8 @@ func (p *Plan) Descriptor(s *Stage, api *pipepb.ApiServiceDescriptor) (*fnpb.Pro
 	if len(s.SideInputs) > 0 || s.Stateful {
 		d.StateApiServiceDescriptor = api
 	}
+	if len(s.Timers) > 0 {
+		d.TimerApiServiceDescriptor = api
+	}
 	return d, nil
 }

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/wire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -97,13 +98,20 @@ func (b *builder) fuse(leaves []string) error {
 			_, main := mainInput(t)
 			sides := b.sideInputs(id, t)
 			cand := producedIn[main]
-			if cand != nil && cand.Kind == KindSDK && urn != URNProcessSizedElements && cand.EnvID == t.GetEnvironmentId() && covers(sidePColls[cand], sides) {
+			stateful := isStateful(t)
+			if cand != nil && cand.Kind == KindSDK && urn != URNProcessSizedElements && !stateful && cand.EnvID == t.GetEnvironmentId() && covers(sidePColls[cand], sides) {
 				s = cand
 			} else {
 				s = newStage(KindSDK, t)
 				s.Input = main
 				s.EnvID = t.GetEnvironmentId()
 				s.RoundRobinInput = urn == URNProcessSizedElements
+				s.Stateful = stateful
+			}
+			if stateful {
+				if err := b.addTimers(s, id, t); err != nil {
+					return err
+				}
 			}
 			for _, si := range sides {
 				s.SideInputs = append(s.SideInputs, si)
@@ -170,6 +178,8 @@ func (b *builder) link(stageOf map[string]*Stage, producedIn map[string]*Stage, 
 			switch {
 			case s.Kind == KindGBK:
 				part = Hash
+			case s.Stateful:
+				part = Hash
 			case s.RoundRobinInput:
 				part = RoundRobin
 			}
@@ -212,4 +222,42 @@ func (b *builder) link(stageOf map[string]*Stage, producedIn map[string]*Stage, 
 	for _, s := range b.plan.Stages {
 		sort.Strings(s.Outputs)
 	}
+}
+
+func isStateful(t *pipepb.PTransform) bool {
+	if t.GetSpec().GetUrn() != URNParDo {
+		return false
+	}
+	pdo := &pipepb.ParDoPayload{}
+	if err := proto.Unmarshal(t.GetSpec().GetPayload(), pdo); err != nil {
+		return false
+	}
+	return len(pdo.GetStateSpecs())+len(pdo.GetTimerFamilySpecs()) > 0
+}
+
+// addTimers records a stateful transform's timer families, and rewrites
+// its payload so timer keys are encoded like the keys of its input.
+func (b *builder) addTimers(s *Stage, id string, t *pipepb.PTransform) error {
+	pdo := &pipepb.ParDoPayload{}
+	if err := proto.Unmarshal(t.GetSpec().GetPayload(), pdo); err != nil {
+		return fmt.Errorf("transform %q: decoding ParDo payload: %w", t.GetUniqueName(), err)
+	}
+	if len(pdo.GetTimerFamilySpecs()) == 0 {
+		return nil
+	}
+	for _, fam := range sortedKeys(pdo.GetTimerFamilySpecs()) {
+		spec := pdo.GetTimerFamilySpecs()[fam]
+		c, err := wire.LengthPrefixUnknown(b.comps.Coders, spec.GetTimerFamilyCoderId())
+		if err != nil {
+			return fmt.Errorf("transform %q timer %q: %w", t.GetUniqueName(), fam, err)
+		}
+		spec.TimerFamilyCoderId = c
+		s.Timers = append(s.Timers, TimerFamily{Transform: id, Family: fam, Coder: c, Domain: spec.GetTimeDomain()})
+	}
+	payload, err := proto.Marshal(pdo)
+	if err != nil {
+		return fmt.Errorf("transform %q: encoding ParDo payload: %w", t.GetUniqueName(), err)
+	}
+	t.Spec.Payload = payload
+	return nil
 }

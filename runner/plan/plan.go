@@ -94,8 +94,11 @@ type Stage struct {
 	RoundRobinInput bool
 	// Splittable is the SDF process transform of the stage, if any.
 	Splittable string
-	// Stateful is set when a transform of the stage keeps per-key state.
+	// Stateful is set when a transform of the stage keeps per-key state or
+	// timers; its input is then partitioned by key.
 	Stateful bool
+	// Timers are the timer families of the stage's stateful transforms.
+	Timers []TimerFamily
 
 	// SDK stages: the data source and sink transform IDs.
 	SourceID string
@@ -104,6 +107,14 @@ type Stage struct {
 	// GBK stages.
 	WindowingStrategy *pipepb.WindowingStrategy
 	InputKV           string // coder of the input KV (wire form)
+}
+
+// TimerFamily is one timer family of a stateful transform.
+type TimerFamily struct {
+	Transform string
+	Family    string
+	Coder     string // timer coder, with unknown key coders length-prefixed
+	Domain    pipepb.TimeDomain_Enum
 }
 
 // Options adjust planning.

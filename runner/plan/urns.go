@@ -27,6 +27,9 @@ const (
 	URNDataSource = "beam:runner:source:v1"
 	URNDataSink   = "beam:runner:sink:v1"
 
+	URNBagUserState      = "beam:user_state:bag:v1"
+	URNMultimapUserState = "beam:user_state:multimap:v1"
+
 	URNIterableSideInput = "beam:side_input:iterable:v1"
 	URNMultimapSideInput = "beam:side_input:multimap:v1"
 

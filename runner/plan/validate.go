@@ -14,7 +14,7 @@ import (
 func Validate(p *pipepb.Pipeline) error {
 	var errs []error
 	comps := p.GetComponents()
-	supportedReqs := map[string]bool{ReqSplittableDoFn: true, ReqFinalization: true, ReqStableInput: true}
+	supportedReqs := map[string]bool{ReqSplittableDoFn: true, ReqFinalization: true, ReqStableInput: true, ReqStateful: true}
 	for _, r := range p.GetRequirements() {
 		if !supportedReqs[r] {
 			errs = append(errs, fmt.Errorf("pipeline requirement %s is not supported by weir yet", r))
@@ -68,9 +68,12 @@ func validateLeaf(id string, t *pipepb.PTransform) error {
 		if err := proto.Unmarshal(t.GetSpec().GetPayload(), pdo); err != nil {
 			return fmt.Errorf("transform %q (%s): decoding ParDo payload: %w", name, id, err)
 		}
-		if len(pdo.GetStateSpecs()) > 0 || len(pdo.GetTimerFamilySpecs()) > 0 {
-			return fmt.Errorf("transform %q (%s, %s) is a stateful DoFn (state %v, timers %v), which weir does not run yet",
-				name, id, urn, sortedKeys(pdo.GetStateSpecs()), sortedKeys(pdo.GetTimerFamilySpecs()))
+		for _, sid := range sortedKeys(pdo.GetStateSpecs()) {
+			switch u := pdo.GetStateSpecs()[sid].GetProtocol().GetUrn(); u {
+			case URNBagUserState, URNMultimapUserState:
+			default:
+				return fmt.Errorf("transform %q (%s, %s): state %q uses protocol %q, which weir does not support yet", name, id, urn, sid, u)
+			}
 		}
 		if pdo.GetRequiresTimeSortedInput() {
 			return fmt.Errorf("transform %q (%s, %s) requires time-sorted input, which weir does not support yet", name, id, urn)

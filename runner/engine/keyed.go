@@ -1,0 +1,239 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"sync"
+
+	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/sdkharness"
+	"github.com/weir-runner/weir/state"
+)
+
+// keyed is the per-key state and timers of a stateful SDK subtask.
+type keyed struct {
+	db             *state.DB
+	kgStart, kgEnd int
+	maxP           int
+	families       map[sdkharness.TimerKey]timerCoder
+	endTimers      []sdkharness.TimerKey // one per transform with timers
+}
+
+type timerCoder struct{ key, window *wire.Coder }
+
+func newKeyed(db *state.DB, s *plan.Stage, coders map[string]*pipepb.Coder, start, end, maxP int) (*keyed, error) {
+	k := &keyed{db: db, kgStart: start, kgEnd: end, maxP: maxP, families: map[sdkharness.TimerKey]timerCoder{}}
+	seen := map[string]bool{}
+	for _, f := range s.Timers {
+		c, err := wire.Build(coders, f.Coder)
+		if err != nil {
+			return nil, fmt.Errorf("timer family %s of %s: %w", f.Family, f.Transform, err)
+		}
+		if c.URN != wire.URNTimer || len(c.Components) != 2 {
+			return nil, fmt.Errorf("timer family %s of %s: coder %s is not a timer coder", f.Family, f.Transform, c)
+		}
+		key := sdkharness.TimerKey{Transform: f.Transform, Family: f.Family}
+		k.families[key] = timerCoder{key: c.Components[0], window: c.Components[1]}
+		if !seen[f.Transform] {
+			seen[f.Transform] = true
+			k.endTimers = append(k.endTimers, key)
+		}
+	}
+	return k, nil
+}
+
+// applyTimers records the timers a bundle set or cleared.
+func (k *keyed) applyTimers(b *state.Bundle, out map[sdkharness.TimerKey][]byte) error {
+	for fk, data := range out {
+		tc, ok := k.families[fk]
+		if !ok {
+			return fmt.Errorf("harness wrote timers for unknown family %s of %s", fk.Family, fk.Transform)
+		}
+		for len(data) > 0 {
+			n, err := k.applyTimer(b, fk, tc, data)
+			if err != nil {
+				return fmt.Errorf("timer family %s of %s: %w", fk.Family, fk.Transform, err)
+			}
+			data = data[n:]
+		}
+	}
+	return nil
+}
+
+// applyTimer decodes one timer (key, tag, windows, clear bit, fire and
+// hold timestamps, pane) and sets or clears it in every window it names.
+func (k *keyed) applyTimer(b *state.Bundle, fk sdkharness.TimerKey, tc timerCoder, data []byte) (int, error) {
+	p, err := tc.key.Skip(data)
+	if err != nil {
+		return 0, fmt.Errorf("reading timer key: %w", err)
+	}
+	key := data[:p]
+	tagLen, n, err := wire.ReadVarint(data[p:])
+	if err != nil || uint64(len(data)-p-n) < tagLen {
+		return 0, fmt.Errorf("reading timer tag: %w", errOr(err))
+	}
+	tag := data[p+n : p+n+int(tagLen)]
+	p += n + int(tagLen)
+	if len(data)-p < 4 {
+		return 0, fmt.Errorf("reading timer windows: truncated")
+	}
+	count := int(int32(binary.BigEndian.Uint32(data[p:])))
+	p += 4
+	var windows [][]byte
+	for i := 0; i < count; i++ {
+		wn, err := tc.window.Skip(data[p:])
+		if err != nil {
+			return 0, fmt.Errorf("reading timer window: %w", err)
+		}
+		windows = append(windows, data[p:p+wn])
+		p += wn
+	}
+	if p >= len(data) {
+		return 0, fmt.Errorf("reading timer clear bit: truncated")
+	}
+	clear := data[p] != 0
+	p++
+	var fire int64
+	if !clear {
+		if len(data)-p < 16 {
+			return 0, fmt.Errorf("reading timer timestamps: truncated")
+		}
+		if fire, err = wire.ReadInstant(data[p:]); err != nil {
+			return 0, err
+		}
+		p += 16
+		_, pn, err := wire.ReadPane(data[p:])
+		if err != nil {
+			return 0, fmt.Errorf("reading timer pane: %w", err)
+		}
+		p += pn
+	}
+	encoded := data[:p]
+	kg := state.KeyGroup(key, k.maxP)
+	for _, w := range windows {
+		id := state.TimerID{KeyGroup: kg, Transform: fk.Transform, Family: fk.Family, Key: key, Window: w, Tag: tag}
+		if clear {
+			err = b.ClearTimer(id)
+		} else {
+			err = b.SetTimer(state.Timer{TimerID: id, Fire: fire, Encoded: encoded})
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return p, nil
+}
+
+func errOr(err error) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("truncated")
+}
+
+// bundleState answers a stateful bundle's state requests from its Pebble
+// bundle, and side input requests from the stage's side inputs.
+type bundleState struct {
+	mu   sync.Mutex
+	side *sideState
+	b    *state.Bundle
+	maxP int
+}
+
+func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var cell state.Cell
+	var mapKey []byte
+	kind := ""
+	switch k := req.GetStateKey().GetType().(type) {
+	case *fnpb.StateKey_BagUserState_:
+		u := k.BagUserState
+		cell = state.Cell{Transform: u.GetTransformId(), StateID: u.GetUserStateId(), Window: u.GetWindow(), Key: u.GetKey()}
+		kind = "bag"
+	case *fnpb.StateKey_MultimapUserState_:
+		u := k.MultimapUserState
+		cell = state.Cell{Transform: u.GetTransformId(), StateID: u.GetUserStateId(), Window: u.GetWindow(), Key: u.GetKey()}
+		mapKey = u.GetMapKey()
+		kind = "map"
+	case *fnpb.StateKey_MultimapKeysUserState_:
+		u := k.MultimapKeysUserState
+		cell = state.Cell{Transform: u.GetTransformId(), StateID: u.GetUserStateId(), Window: u.GetWindow(), Key: u.GetKey()}
+		kind = "keys"
+	default:
+		if h.side == nil {
+			return &fnpb.StateResponse{Error: fmt.Sprintf("state key %T is not supported", k)}
+		}
+		return h.side.HandleState(req)
+	}
+	if h.b == nil {
+		return &fnpb.StateResponse{Error: "user state request outside a stateful bundle"}
+	}
+	cell.KeyGroup = state.KeyGroup(cell.Key, h.maxP)
+	var err error
+	switch r := req.GetRequest().(type) {
+	case *fnpb.StateRequest_Get:
+		var data []byte
+		switch kind {
+		case "bag":
+			data, err = h.b.ReadBag(cell)
+		case "map":
+			data, err = h.b.ReadMap(cell, mapKey)
+		case "keys":
+			data, err = h.b.MapKeys(cell)
+		}
+		if err != nil {
+			break
+		}
+		return chunk(data, r.Get.GetContinuationToken())
+	case *fnpb.StateRequest_Append:
+		switch kind {
+		case "bag":
+			err = h.b.AppendBag(cell, r.Append.GetData())
+		case "map":
+			err = h.b.AppendMap(cell, mapKey, r.Append.GetData())
+		default:
+			err = fmt.Errorf("append to multimap keys is not allowed")
+		}
+		if err == nil {
+			return &fnpb.StateResponse{Response: &fnpb.StateResponse_Append{Append: &fnpb.StateAppendResponse{}}}
+		}
+	case *fnpb.StateRequest_Clear:
+		switch kind {
+		case "bag":
+			err = h.b.ClearBag(cell)
+		case "map":
+			err = h.b.ClearMapKey(cell, mapKey)
+		case "keys":
+			err = h.b.ClearMap(cell)
+		}
+		if err == nil {
+			return &fnpb.StateResponse{Response: &fnpb.StateResponse_Clear{Clear: &fnpb.StateClearResponse{}}}
+		}
+	default:
+		err = fmt.Errorf("state request %T is not supported", r)
+	}
+	return &fnpb.StateResponse{Error: fmt.Sprintf("state %s of %s: %v", cell.StateID, cell.Transform, err)}
+}
+
+// chunk returns the part of data a continuation token asks for.
+func chunk(data, token []byte) *fnpb.StateResponse {
+	off := 0
+	if len(token) > 0 {
+		n, err := strconv.Atoi(string(token))
+		if err != nil || n < 0 || n > len(data) {
+			return &fnpb.StateResponse{Error: fmt.Sprintf("bad continuation token %q", token)}
+		}
+		off = n
+	}
+	end := min(len(data), off+stateChunk)
+	var next []byte
+	if end < len(data) {
+		next = []byte(strconv.Itoa(end))
+	}
+	return &fnpb.StateResponse{Response: &fnpb.StateResponse_Get{Get: &fnpb.StateGetResponse{Data: data[off:end], ContinuationToken: next}}}
+}

@@ -1,0 +1,183 @@
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Key spaces inside a subtask's DB. Every key starts with its key group
+// (2 bytes, big endian), then one of these bytes.
+const (
+	spaceBag      = 'u' // bag user state: cell | seq
+	spaceMap      = 'm' // multimap user state: cell | mapKey | seq
+	spaceTimer    = 't' // timer index: fireTime | transform | family | key | window | tag
+	spaceTimerRev = 'T' // timer lookup: transform | family | key | window | tag → fireTime
+)
+
+// Cell names one piece of user state: a state ID of a transform, for one
+// key in one window.
+type Cell struct {
+	KeyGroup  int
+	Transform string
+	StateID   string
+	Window    []byte
+	Key       []byte
+}
+
+func (c Cell) prefix(space byte) []byte {
+	b := make([]byte, 0, 16+len(c.Transform)+len(c.StateID)+len(c.Window)+len(c.Key))
+	b = binary.BigEndian.AppendUint16(b, uint16(c.KeyGroup))
+	b = append(b, space)
+	b = AppendComponent(b, []byte(c.Transform))
+	b = AppendComponent(b, []byte(c.StateID))
+	b = AppendComponent(b, c.Window)
+	return AppendComponent(b, c.Key)
+}
+
+// prefixEnd is the smallest key greater than every key starting with p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Bundle is one bundle's view of a subtask's keyed state: reads see the
+// bundle's own writes, and nothing is visible to others until Commit. A
+// failed bundle is discarded, so a retry never double-counts.
+type Bundle struct {
+	db *DB
+	b  *pebble.Batch
+}
+
+var appendSeq atomic.Uint64
+
+// NewBundle starts a bundle.
+func (d *DB) NewBundle() *Bundle {
+	return &Bundle{db: d, b: d.pdb.NewIndexedBatch()}
+}
+
+// Commit makes the bundle's writes durable in the DB (up to the next
+// checkpoint: the WAL is off).
+func (b *Bundle) Commit() error {
+	defer b.b.Close()
+	if err := b.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("committing bundle state: %w", err)
+	}
+	return nil
+}
+
+// Discard drops the bundle's writes.
+func (b *Bundle) Discard() { b.b.Close() }
+
+func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
+	it, err := b.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("reading state: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("reading state: %w", err)
+		}
+		if err := fn(it.Key(), v); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("reading state: %w", err)
+	}
+	return nil
+}
+
+func seqSuffix(p []byte) []byte {
+	return binary.BigEndian.AppendUint64(p, appendSeq.Add(1))
+}
+
+// ReadBag returns the concatenation of everything appended to a bag cell.
+func (b *Bundle) ReadBag(c Cell) ([]byte, error) {
+	p := c.prefix(spaceBag)
+	var out []byte
+	err := b.scan(p, prefixEnd(p), func(_, v []byte) error { out = append(out, v...); return nil })
+	return out, err
+}
+
+// AppendBag appends encoded values to a bag cell.
+func (b *Bundle) AppendBag(c Cell, data []byte) error {
+	if err := b.b.Set(seqSuffix(c.prefix(spaceBag)), data, nil); err != nil {
+		return fmt.Errorf("appending to state %s: %w", c.StateID, err)
+	}
+	return nil
+}
+
+// ClearBag empties a bag cell.
+func (b *Bundle) ClearBag(c Cell) error {
+	p := c.prefix(spaceBag)
+	if err := b.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
+	}
+	return nil
+}
+
+// ReadMap returns the concatenated values of one map key of a multimap cell.
+func (b *Bundle) ReadMap(c Cell, mapKey []byte) ([]byte, error) {
+	p := AppendComponent(c.prefix(spaceMap), mapKey)
+	var out []byte
+	err := b.scan(p, prefixEnd(p), func(_, v []byte) error { out = append(out, v...); return nil })
+	return out, err
+}
+
+// AppendMap appends encoded values under one map key of a multimap cell.
+func (b *Bundle) AppendMap(c Cell, mapKey, data []byte) error {
+	if err := b.b.Set(seqSuffix(AppendComponent(c.prefix(spaceMap), mapKey)), data, nil); err != nil {
+		return fmt.Errorf("appending to state %s: %w", c.StateID, err)
+	}
+	return nil
+}
+
+// ClearMapKey removes one map key of a multimap cell.
+func (b *Bundle) ClearMapKey(c Cell, mapKey []byte) error {
+	p := AppendComponent(c.prefix(spaceMap), mapKey)
+	if err := b.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
+	}
+	return nil
+}
+
+// MapKeys returns the concatenation of the distinct encoded map keys of a
+// multimap cell, in key order.
+func (b *Bundle) MapKeys(c Cell) ([]byte, error) {
+	p := c.prefix(spaceMap)
+	var out, last []byte
+	err := b.scan(p, prefixEnd(p), func(k, _ []byte) error {
+		mk, _, err := ReadComponent(k[len(p):])
+		if err != nil {
+			return fmt.Errorf("reading map key of state %s: %w", c.StateID, err)
+		}
+		if last == nil || !bytes.Equal(mk, last) {
+			out = append(out, mk...)
+			last = append([]byte{}, mk...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ClearMap empties a multimap cell.
+func (b *Bundle) ClearMap(c Cell) error {
+	p := c.prefix(spaceMap)
+	if err := b.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
+	}
+	return nil
+}

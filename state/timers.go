@@ -1,0 +1,124 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// TimerID names one timer: setting it again replaces it.
+type TimerID struct {
+	KeyGroup  int
+	Transform string
+	Family    string
+	Key       []byte
+	Window    []byte
+	Tag       []byte
+}
+
+// Timer is a set timer: its ID, when it fires, and its encoded form as the
+// SDK sent it (returned to the SDK unchanged when it fires).
+type Timer struct {
+	TimerID
+	Fire    int64
+	Encoded []byte
+}
+
+func (t TimerID) suffix(b []byte) []byte {
+	b = AppendComponent(b, []byte(t.Transform))
+	b = AppendComponent(b, []byte(t.Family))
+	b = AppendComponent(b, t.Key)
+	b = AppendComponent(b, t.Window)
+	return AppendComponent(b, t.Tag)
+}
+
+func (t TimerID) revKey() []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(t.KeyGroup))
+	return t.suffix(append(b, spaceTimerRev))
+}
+
+func indexKey(kg int, fire int64, id TimerID) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(kg))
+	b = appendTimestamp(append(b, spaceTimer), fire)
+	return id.suffix(b)
+}
+
+// ClearTimer removes a timer if it is set.
+func (b *Bundle) ClearTimer(id TimerID) error {
+	rk := id.revKey()
+	v, closer, err := b.b.Get(rk)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("looking up timer %s/%s: %w", id.Transform, id.Family, err)
+	}
+	fire := readTimestamp(v)
+	closer.Close()
+	if err := b.b.Delete(indexKey(id.KeyGroup, fire, id), nil); err != nil {
+		return fmt.Errorf("clearing timer: %w", err)
+	}
+	if err := b.b.Delete(rk, nil); err != nil {
+		return fmt.Errorf("clearing timer: %w", err)
+	}
+	return nil
+}
+
+// SetTimer sets (or replaces) a timer.
+func (b *Bundle) SetTimer(t Timer) error {
+	if err := b.ClearTimer(t.TimerID); err != nil {
+		return err
+	}
+	if err := b.b.Set(indexKey(t.KeyGroup, t.Fire, t.TimerID), t.Encoded, nil); err != nil {
+		return fmt.Errorf("setting timer: %w", err)
+	}
+	if err := b.b.Set(t.revKey(), appendTimestamp(nil, t.Fire), nil); err != nil {
+		return fmt.Errorf("setting timer: %w", err)
+	}
+	return nil
+}
+
+// DueTimers returns up to limit timers of key groups [kgStart,kgEnd) that
+// fire at or before upTo, earliest first within each key group. They stay
+// set until cleared.
+func (b *Bundle) DueTimers(kgStart, kgEnd int, upTo int64, limit int) ([]Timer, error) {
+	var out []Timer
+	for kg := kgStart; kg < kgEnd && len(out) < limit; kg++ {
+		lo := append(binary.BigEndian.AppendUint16(nil, uint16(kg)), spaceTimer)
+		hi := appendTimestamp(append([]byte(nil), lo...), upTo)
+		hi = prefixEnd(hi)
+		err := b.scan(lo, hi, func(k, v []byte) error {
+			if len(out) >= limit {
+				return errStop
+			}
+			rest := k[len(lo):]
+			if len(rest) < 8 {
+				return fmt.Errorf("timer index key too short")
+			}
+			t := Timer{Fire: readTimestamp(rest[:8]), Encoded: append([]byte(nil), v...)}
+			t.KeyGroup = kg
+			rest = rest[8:]
+			var parts [5][]byte
+			for i := range parts {
+				var err error
+				if parts[i], rest, err = ReadComponent(rest); err != nil {
+					return fmt.Errorf("reading timer index key: %w", err)
+				}
+			}
+			t.Transform, t.Family = string(parts[0]), string(parts[1])
+			t.Key, t.Window, t.Tag = clone(parts[2]), clone(parts[3]), clone(parts[4])
+			out = append(out, t)
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+var errStop = errors.New("stop")
+
+func clone(b []byte) []byte { return append([]byte{}, b...) }
