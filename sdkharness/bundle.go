@@ -20,8 +20,10 @@ type TimerKey struct{ Transform, Family string }
 // BundleSpec is one bundle to run.
 type BundleSpec struct {
 	Descriptor string
-	// Inputs maps a data source transform ID to its concatenated encoded elements.
-	Inputs map[string][]byte
+	// Inputs maps a data source transform ID to its encoded elements, in
+	// chunks that each hold whole elements: the Go harness decodes every
+	// data message on its own.
+	Inputs map[string][][]byte
 	// Timers maps timer streams to concatenated encoded timers sent to the harness.
 	Timers map[TimerKey][]byte
 	// EndTimers are the timer streams to end with is_last: the Go harness
@@ -187,13 +189,18 @@ func (w *Worker) sendInputs(ctx context.Context, instID string, spec BundleSpec)
 		}
 		return nil
 	}
-	for tid, buf := range spec.Inputs {
-		for len(buf) > 0 {
-			n := min(len(buf), chunkSize)
-			if err := send(&fnpb.Elements{Data: []*fnpb.Elements_Data{{InstructionId: instID, TransformId: tid, Data: buf[:n]}}}); err != nil {
+	for tid, chunks := range spec.Inputs {
+		// Small chunks are merged into messages of about chunkSize.
+		var msg []byte
+		for i, c := range chunks {
+			msg = append(msg, c...)
+			if len(msg) < chunkSize && i < len(chunks)-1 {
+				continue
+			}
+			if err := send(&fnpb.Elements{Data: []*fnpb.Elements_Data{{InstructionId: instID, TransformId: tid, Data: msg}}}); err != nil {
 				return err
 			}
-			buf = buf[n:]
+			msg = nil
 		}
 	}
 	if len(spec.Timers) > 0 {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/weir-runner/weir/runner"
@@ -19,8 +20,19 @@ func serve(args []string) error {
 	endpointFile := fs.String("endpoint_file", "", "write host:port here once listening")
 	tmp := fs.String("state_dir", "", "directory for job state (default: the system temp dir)")
 	verbose := fs.Bool("v", false, "log at debug level")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file until it stops")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("creating cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("starting cpu profile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	lvl := slog.LevelInfo
 	if *verbose {

@@ -105,6 +105,10 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	var tasks []task
 	for _, s := range e.plan.Stages {
 		ports := e.ports(s)
+		var split *splitPool
+		if s.Splittable != "" {
+			split = newSplitPool(len(inboxes[s]))
+		}
 		for i := range inboxes[s] {
 			r, err := e.router(s, i, inboxes)
 			if err != nil {
@@ -115,7 +119,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			case plan.KindImpulse:
 				tasks = append(tasks, &impulseTask{subtask: base})
 			case plan.KindSDK:
-				t, err := newSDKTask(base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), e.cache)
+				t, err := newSDKTask(base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), e.cache, split)
 				if err != nil {
 					return err
 				}

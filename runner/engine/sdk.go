@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/weir-runner/weir/runner/wire"
@@ -20,17 +21,29 @@ const (
 // sdkTask runs a fused stage's bundles on a harness worker.
 type sdkTask struct {
 	subtask
-	side    *sideState
-	sides   []*sideInput
-	outputs []string // sink transform IDs
-	sinkTo  map[string]string
-	pending []byte
-	keyed   *keyed // nil unless the stage is stateful
+	side         *sideState
+	sides        []*sideInput
+	outputs      []string // sink transform IDs
+	sinkTo       map[string]string
+	pending      [][]byte // chunks of whole elements
+	pendingBytes int
+	keyed        *keyed     // nil unless the stage is stateful
+	split        *splitPool // shared by the subtasks of a splittable stage
+	inWV         wire.WVCoder
+	// checkpointed are residuals of checkpoint splits of the last attempt.
+	checkpointed [][]byte
 }
 
-func newSDKTask(base subtask, dir string, cache *state.Cache) (*sdkTask, error) {
-	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}}, sinkTo: map[string]string{}}
+func newSDKTask(base subtask, dir string, cache *state.Cache, split *splitPool) (*sdkTask, error) {
+	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}}, sinkTo: map[string]string{}, split: split}
 	p := base.e.plan
+	in, err := wire.Build(p.Components.GetCoders(), p.PColls[base.stage.Input].WireCoder)
+	if err != nil {
+		return nil, fmt.Errorf("input of stage %s: %w", base.stage.ID, err)
+	}
+	if t.inWV, err = wire.NewWV(in); err != nil {
+		return nil, fmt.Errorf("input of stage %s: %w", base.stage.ID, err)
+	}
 	for _, si := range base.stage.SideInputs {
 		pc := p.PColls[si.PColl]
 		c, err := wire.Build(p.Components.GetCoders(), pc.WireCoder)
@@ -85,7 +98,8 @@ func (t *sdkTask) run(ctx context.Context) error {
 		switch m.kind {
 		case msgData:
 			if m.port == 0 {
-				t.pending = append(t.pending, m.data...)
+				t.pending = append(t.pending, m.data)
+				t.pendingBytes += len(m.data)
 			} else if err := t.sides[m.port-1].add(m.data); err != nil {
 				return fmt.Errorf("%s: %w", t.name(), err)
 			}
@@ -95,7 +109,7 @@ func (t *sdkTask) run(ctx context.Context) error {
 		if !t.sidesReady() || len(t.pending) == 0 {
 			continue
 		}
-		if len(t.pending) >= maxBundleBytes || len(t.in) == 0 || t.ports[0].done() {
+		if t.pendingBytes >= maxBundleBytes || len(t.in) == 0 || t.ports[0].done() {
 			if err := t.flush(ctx); err != nil {
 				return err
 			}
@@ -103,6 +117,11 @@ func (t *sdkTask) run(ctx context.Context) error {
 	}
 	if err := t.flush(ctx); err != nil {
 		return err
+	}
+	if t.split != nil {
+		if err := t.drainSplits(ctx); err != nil {
+			return err
+		}
 	}
 	if err := t.fireTimers(ctx, wire.MaxTimestamp); err != nil {
 		return err
@@ -115,12 +134,27 @@ func (t *sdkTask) run(ctx context.Context) error {
 func (t *sdkTask) flush(ctx context.Context) error {
 	for len(t.pending) > 0 {
 		input := t.pending
-		t.pending = nil
+		t.pending, t.pendingBytes = nil, 0
 		if err := t.bundle(ctx, input, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// drainSplits runs work split off siblings' bundles until the whole
+// stage is done.
+func (t *sdkTask) drainSplits(ctx context.Context) error {
+	for {
+		c, ok, err := t.split.take(ctx)
+		if err != nil || !ok {
+			return err
+		}
+		t.pending, t.pendingBytes = [][]byte{c}, len(c)
+		if err := t.flush(ctx); err != nil {
+			return err
+		}
+	}
 }
 
 // fireTimers fires, bundle by bundle, every timer due at or before upTo,
@@ -147,11 +181,16 @@ func (t *sdkTask) fireTimers(ctx context.Context, upTo int64) error {
 
 // bundle runs one bundle of input elements and fired timers, then
 // commits its state, releases its outputs and finalizes it.
-func (t *sdkTask) bundle(ctx context.Context, input []byte, fired []state.Timer) error {
+func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Timer) error {
 	res, w, err := t.process(ctx, input, fired)
 	if err != nil {
 		return err
 	}
+	for _, el := range t.checkpointed {
+		t.pending = append(t.pending, el)
+		t.pendingBytes += len(el)
+	}
+	t.checkpointed = nil
 	for sink, data := range res.Outputs {
 		if err := t.out.emit(ctx, t.sinkTo[sink], data); err != nil {
 			return err
@@ -159,7 +198,9 @@ func (t *sdkTask) bundle(ctx context.Context, input []byte, fired []state.Timer)
 	}
 	t.e.metrics.add(res.Response.GetMonitoringInfos())
 	for _, r := range res.Response.GetResidualRoots() {
-		t.pending = append(t.pending, r.GetApplication().GetElement()...)
+		el := r.GetApplication().GetElement()
+		t.pending = append(t.pending, el)
+		t.pendingBytes += len(el)
 	}
 	if res.Response.GetRequiresFinalization() {
 		if err := w.Finalize(ctx, res.InstructionID); err != nil {
@@ -173,13 +214,14 @@ func (t *sdkTask) bundle(ctx context.Context, input []byte, fired []state.Timer)
 // the worker died, on the same one when user code failed. State writes
 // of a failed attempt are discarded; those of the successful one are
 // committed before it returns.
-func (t *sdkTask) process(ctx context.Context, input []byte, fired []state.Timer) (*sdkharness.Result, *sdkharness.Worker, error) {
+func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Timer) (*sdkharness.Result, *sdkharness.Worker, error) {
 	var last error
 	for attempt := 1; attempt <= t.e.o.MaxAttempts; attempt++ {
 		w, err := t.e.pool.get(ctx, t.stage.EnvID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", t.name(), err)
 		}
+		t.checkpointed = nil
 		res, err := t.attempt(ctx, w, input, fired)
 		if err == nil {
 			return res, w, nil
@@ -205,12 +247,30 @@ func (t *sdkTask) process(ctx context.Context, input []byte, fired []state.Timer
 	return nil, nil, fmt.Errorf("stage %q failed after %d attempts: %w", t.stage.Name, t.e.o.MaxAttempts, last)
 }
 
-func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input []byte, fired []state.Timer) (*sdkharness.Result, error) {
+func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]byte, fired []state.Timer) (*sdkharness.Result, error) {
 	spec := sdkharness.BundleSpec{
 		Descriptor: t.stage.ID,
-		Inputs:     map[string][]byte{t.stage.SourceID: input},
+		Inputs:     map[string][][]byte{t.stage.SourceID: input},
 		Outputs:    t.outputs,
 		State:      t.side,
+	}
+	if t.split != nil {
+		sp := &splitter{t: t, w: w, input: input, instID: make(chan string, 1)}
+		spec.Started = func(id string) { sp.instID <- id }
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); sp.run(ctx, done) }()
+		defer func() {
+			close(done)
+			wg.Wait()
+			// Checkpoint residuals are this subtask's to run next, but
+			// only if the bundle succeeded; a failed bundle is retried
+			// whole.
+			if rest := sp.residuals(); len(rest) > 0 {
+				t.checkpointed = append(t.checkpointed, rest...)
+			}
+		}()
 	}
 	if t.keyed == nil {
 		return w.ProcessBundle(ctx, spec)
