@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -34,12 +35,17 @@ type GroupBuffer struct {
 	prefix    []byte
 	metaKey   []byte
 	batch     *pebble.Batch
-	keyBuf    []byte
-	valBuf    []byte
+	arena     []byte      // keys and values of pending records
+	pending   []pendingKV // offsets into arena, sorted by key at Flush
 	seq       uint64 // next seq to assign
 	seqLoaded bool
 	seqStored uint64 // seq value last written to metaKey
 }
+
+// pendingKV locates one pending record in the arena. Records are sorted
+// before they enter the batch, so the memtable sees ascending keys: its
+// skiplist inserts then stay near the previous one.
+type pendingKV struct{ k0, k1, v1 int }
 
 // Record is one buffered element of a key, as visited by ScanKeys.
 type Record struct {
@@ -75,24 +81,44 @@ func (g *GroupBuffer) Add(keyGroup int, key, window []byte, timestamp int64, val
 			return err
 		}
 	}
+	k0 := len(g.arena)
+	a := append(g.arena, g.prefix...)
+	a = binary.BigEndian.AppendUint16(a, uint16(keyGroup))
+	a = AppendComponent(a, key)
+	a = AppendComponent(a, window)
+	a = binary.BigEndian.AppendUint64(a, g.seq)
+	k1 := len(a)
+	a = appendTimestamp(a, timestamp)
+	a = append(a, value...)
+	g.arena = a
+	g.pending = append(g.pending, pendingKV{k0, k1, len(a)})
+	g.seq++
+	if len(g.arena) >= autoFlushBytes {
+		return g.Flush()
+	}
+	return nil
+}
+
+// fillBatch moves the pending records into the batch in key order.
+func (g *GroupBuffer) fillBatch() error {
+	if len(g.pending) == 0 {
+		return nil
+	}
 	if g.batch == nil {
 		g.batch = g.db.pdb.NewBatch()
 	}
-	k := append(g.keyBuf[:0], g.prefix...)
-	k = binary.BigEndian.AppendUint16(k, uint16(keyGroup))
-	k = AppendComponent(k, key)
-	k = AppendComponent(k, window)
-	k = binary.BigEndian.AppendUint64(k, g.seq)
-	v := appendTimestamp(g.valBuf[:0], timestamp)
-	v = append(v, value...)
-	g.keyBuf, g.valBuf = k, v
-	if err := g.batch.Set(k, v, nil); err != nil {
-		return fmt.Errorf("state: group buffer add: batch set: %w", err)
+	a := g.arena
+	sort.Slice(g.pending, func(i, j int) bool {
+		pi, pj := g.pending[i], g.pending[j]
+		return bytes.Compare(a[pi.k0:pi.k1], a[pj.k0:pj.k1]) < 0
+	})
+	for _, p := range g.pending {
+		if err := g.batch.Set(a[p.k0:p.k1], a[p.k1:p.v1], nil); err != nil {
+			return fmt.Errorf("state: group buffer add: batch set: %w", err)
+		}
 	}
-	g.seq++
-	if g.batch.Len() >= autoFlushBytes {
-		return g.Flush()
-	}
+	g.pending = g.pending[:0]
+	g.arena = g.arena[:0]
 	return nil
 }
 
@@ -124,6 +150,9 @@ func (g *GroupBuffer) Flush() error {
 	if err := g.db.Err(); err != nil {
 		return fmt.Errorf("state: group buffer flush: %w", err)
 	}
+	if err := g.fillBatch(); err != nil {
+		return err
+	}
 	if g.batch == nil || (g.batch.Empty() && g.seq == g.seqStored) {
 		return nil
 	}
@@ -152,6 +181,7 @@ func (g *GroupBuffer) Clear() error {
 	if g.batch != nil {
 		g.batch.Reset()
 	}
+	g.pending, g.arena = g.pending[:0], g.arena[:0]
 	// Everything the buffer owns lies in [prefix|00 00, metaKey|00).
 	start := append(bytes.Clone(g.prefix), 0, 0)
 	end := append(bytes.Clone(g.metaKey), 0)
