@@ -37,7 +37,17 @@ import (
 // --worker=true), this test binary becomes an SDK harness inside
 // beam.Init and never runs the tests.
 func TestMain(m *testing.M) {
-	ptest.MainWithDefault(m, "weir")
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	// runnerlib leaves a placeholder file in os.TempDir() for every
+	// LOOPBACK job: keep them in a directory removed at exit.
+	if dir, err := os.MkdirTemp("", "weir-runner-test-"); err == nil {
+		os.Setenv("TMPDIR", dir)
+		defer os.RemoveAll(dir)
+	}
+	return ptest.MainRetWithDefault(m, "weir")
 }
 
 const failureMessage = "weir-test: user DoFn refuses element"
@@ -194,7 +204,7 @@ func onlyJob(t *testing.T, srv *runner.Server) jobpb.JobState_Enum {
 }
 
 // badPipeline is a real Go SDK pipeline proto broken by mutate.
-func badPipeline(t *testing.T, mutate func(p *pipepb.Pipeline) string) (*pipepb.Pipeline, string) {
+func badPipeline(t *testing.T, mutate func(t *testing.T, p *pipepb.Pipeline) string) (*pipepb.Pipeline, string) {
 	t.Helper()
 	p, s := beam.NewPipelineWithRoot()
 	beam.ParDo(s, alwaysFail, beam.Create(s, 1, 2, 3))
@@ -210,7 +220,7 @@ func badPipeline(t *testing.T, mutate func(p *pipepb.Pipeline) string) (*pipepb.
 	if err != nil {
 		t.Fatalf("marshalling pipeline: %v", err)
 	}
-	return pipe, mutate(pipe)
+	return pipe, mutate(t, pipe)
 }
 
 func transformNamed(t *testing.T, p *pipepb.Pipeline, name string) *pipepb.PTransform {
@@ -233,12 +243,12 @@ func TestRejectedPipelines(t *testing.T) {
 	const badCoder = "beam:coder:weir_test_unknown:v1"
 	tests := []struct {
 		name   string
-		mutate func(p *pipepb.Pipeline) string // returns what the error must name
+		mutate func(t *testing.T, p *pipepb.Pipeline) string // returns what the error must name
 		want   []string
 	}{
 		{
 			name: "unknown transform URN",
-			mutate: func(p *pipepb.Pipeline) string {
+			mutate: func(t *testing.T, p *pipepb.Pipeline) string {
 				transformNamed(t, p, "runner_test.alwaysFail").Spec.Urn = badURN
 				return `transform "runner_test.alwaysFail"`
 			},
@@ -246,7 +256,7 @@ func TestRejectedPipelines(t *testing.T) {
 		},
 		{
 			name: "unknown coder",
-			mutate: func(p *pipepb.Pipeline) string {
+			mutate: func(t *testing.T, p *pipepb.Pipeline) string {
 				for _, pc := range transformNamed(t, p, "runner_test.alwaysFail").GetOutputs() {
 					id := p.GetComponents().GetPcollections()[pc].GetCoderId()
 					p.GetComponents().GetCoders()[id].Spec.Urn = badCoder

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/weir-runner/weir/runner/plan"
@@ -74,6 +75,7 @@ func (e *Engine) parallelism(s *plan.Stage) int {
 
 type task interface {
 	run(ctx context.Context) error
+	id() string
 }
 
 // Run executes the plan until every stage has ended, the context is
@@ -140,6 +142,10 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			start := time.Now()
+			defer func() {
+				e.o.Logger.Debug("subtask finished", "subtask", t.id(), "took", time.Since(start))
+			}()
 			if err := t.run(ctx); err != nil {
 				mu.Lock()
 				if first == nil && !errors.Is(err, context.Canceled) {
@@ -224,6 +230,8 @@ type subtask struct {
 	ports []portState
 	e     *Engine
 }
+
+func (s *subtask) id() string { return s.name() }
 
 func (s *subtask) name() string { return fmt.Sprintf("%s[%d] %q", s.stage.ID, s.index, s.stage.Name) }
 

@@ -1,0 +1,58 @@
+# weir: build, run, test, conformance and benchmarks.
+#
+#   make build        bin/weir
+#   make run          wordcount example on the shipped sample text, embedded (--runner=weir)
+#   make test         go vet, go test, go test -race (runner, state), then conformance
+#   make conformance  Beam's Go suites against `bin/weir serve` (conformance/cmd/conform)
+#   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench)
+#
+# Knobs: RUN_FLAGS (extra wordcount flags), CONFORM_FLAGS (e.g. --suites=primitives -v), BENCH_FLAGS (e.g. --tests=group_by_key),
+# RECORDS (load test size), PARALLELISM (weir serve --parallelism; empty: weir's default).
+
+GO          ?= go
+WEIR        := bin/weir
+RECORDS     ?= 1000000
+PARALLELISM ?=
+CONFORM_FLAGS ?=
+BENCH_FLAGS   ?=
+
+# The example prints the most frequent words; add --output=FILE to RUN_FLAGS to write all counts.
+WORDCOUNT_INPUT ?= examples/wordcount/testdata/kinglear.txt
+RUN_FLAGS       ?=
+
+# Packages tested with the race detector (only those that exist yet).
+RACE_PKGS := $(foreach d,runner state,$(if $(wildcard $(d)),./$(d)/...))
+
+PAR_FLAG := $(if $(PARALLELISM),--parallelism=$(PARALLELISM))
+
+.PHONY: build run test vet unit race conformance bench clean
+
+build:
+	$(GO) build -o $(WEIR) ./cmd/weir
+
+run:
+	$(GO) run ./examples/wordcount --input=$(WORDCOUNT_INPUT) $(RUN_FLAGS)
+
+test: vet unit race conformance
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test ./...
+
+race:
+ifneq ($(RACE_PKGS),)
+	$(GO) test -race -short $(RACE_PKGS)
+else
+	@echo "race: no runner/ or state/ packages yet"
+endif
+
+conformance: build
+	$(GO) run ./conformance/cmd/conform --weir=$(WEIR) $(PAR_FLAG) $(CONFORM_FLAGS)
+
+bench: build
+	$(GO) run ./bench/cmd/loadbench --weir=$(WEIR) --records=$(RECORDS) $(PAR_FLAG) $(BENCH_FLAGS)
+
+clean:
+	rm -rf bin out
