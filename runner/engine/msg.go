@@ -20,7 +20,7 @@ type msg struct {
 	wm     int64
 }
 
-const inboxSize = 64
+const inboxSize = 16
 
 // inbox is a subtask's bounded queue.
 type inbox chan msg
