@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +92,24 @@ func (f *crashOnceFn) ProcessElement(x int, emit func(string, int)) {
 	emit(strconv.Itoa(x%3), x)
 }
 
+// hangOnceFn freezes its worker process (SIGSTOP) the first time it sees
+// element 50, after creating Marker; later attempts find the marker and
+// behave. Only a liveness check can tell such a worker from a slow one.
+type hangOnceFn struct {
+	Marker string
+}
+
+func (f *hangOnceFn) ProcessElement(x int, emit func(string, int)) {
+	if x == 50 {
+		if m, err := os.OpenFile(f.Marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintf(m, "hung in pid %d\n", os.Getpid())
+			m.Close()
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		}
+	}
+	emit(strconv.Itoa(x%3), x)
+}
+
 func formatKV(k string, v int) string { return fmt.Sprintf("%s=%d", k, v) }
 
 func init() {
@@ -100,6 +119,8 @@ func init() {
 	register.Function2x1(failOnce)
 	register.Emitter2[string, int]()
 	register.DoFn2x0[int, func(string, int)](&crashOnceFn{})
+	register.DoFn2x0[int, func(string, int)](&hangOnceFn{})
+	beam.RegisterType(reflect.TypeOf((*hangOnceFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*crashOnceFn)(nil)).Elem())
 }
 
@@ -143,13 +164,18 @@ func (l *testLog) Write(b []byte) (int, error) {
 // startWeir starts a weir server on 127.0.0.1:0 and stops it when the test ends.
 func startWeir(t *testing.T, parallelism int) *runner.Server {
 	t.Helper()
+	return startWeirWith(t, runner.Config{Parallelism: parallelism})
+}
+
+// startWeirWith starts a weir server with cfg (its TempDir and Logger are
+// set here) and stops it when the test ends.
+func startWeirWith(t *testing.T, cfg runner.Config) *runner.Server {
+	t.Helper()
 	tl := &testLog{t: t}
 	t.Cleanup(func() { tl.mu.Lock(); tl.done = true; tl.mu.Unlock() })
-	srv, err := runner.Start(runner.Config{
-		Parallelism: parallelism,
-		TempDir:     t.TempDir(),
-		Logger:      slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	cfg.TempDir = t.TempDir()
+	cfg.Logger = slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := runner.Start(cfg)
 	if err != nil {
 		t.Fatalf("runner.Start: %v", err)
 	}
@@ -374,6 +400,28 @@ func TestWorkerCrashRestarts(t *testing.T) {
 	b, err := os.ReadFile(marker)
 	if err != nil {
 		t.Fatalf("no crash marker: the worker never crashed (%v)", err)
+	}
+	t.Logf("worker %s", strings.TrimSpace(string(b)))
+	if st := onlyJob(t, srv); st != jobpb.JobState_DONE {
+		t.Errorf("job state %v, want DONE", st)
+	}
+}
+
+// TestHungWorkerReplaced freezes the PROCESS worker mid-bundle: weir's
+// liveness check must notice that it stopped answering, kill it, and rerun
+// its bundles on a new worker, with exactly the right sums.
+func TestHungWorkerReplaced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stages this test binary as a worker")
+	}
+	srv := startWeirWith(t, runner.Config{Parallelism: 2, HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: time.Second})
+	marker := filepath.Join(t.TempDir(), "hung")
+	if err := runOn(t, srv, sumsPipeline(&hangOnceFn{Marker: marker}), "process"); err != nil {
+		t.Fatalf("job failed: %v", err)
+	}
+	b, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatalf("no hang marker: the worker never hung (%v)", err)
 	}
 	t.Logf("worker %s", strings.TrimSpace(string(b)))
 	if st := onlyJob(t, srv); st != jobpb.JobState_DONE {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"time"
 
 	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
@@ -32,6 +33,10 @@ type Config struct {
 	// TempDir holds job state; "" is the system temp dir.
 	TempDir string
 	Logger  *slog.Logger
+	// HeartbeatInterval and HeartbeatTimeout tune hung-worker detection: a
+	// worker with a bundle in flight that does not answer a progress request
+	// within the timeout is killed and its bundles retried (zero: defaults).
+	HeartbeatInterval, HeartbeatTimeout time.Duration
 }
 
 // Server is a running weir: Job API, artifacts and Fn API on one port.
@@ -117,7 +122,12 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 	envs := job.Pipeline.GetComponents().GetEnvironments()
 	start := func(ctx context.Context, envID, workerID string) (*sdkharness.Worker, error) {
 		env := envs[envID]
-		wo := sdkharness.WorkerOptions{Options: job.Options, Dependencies: env.GetDependencies()}
+		wo := sdkharness.WorkerOptions{
+			Options:           job.Options,
+			Dependencies:      env.GetDependencies(),
+			HeartbeatInterval: x.s.cfg.HeartbeatInterval,
+			HeartbeatTimeout:  x.s.cfg.HeartbeatTimeout,
+		}
 		id := job.ID + "-" + workerID
 		switch env.GetUrn() {
 		case plan.URNEnvExternal:

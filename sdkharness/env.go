@@ -21,6 +21,9 @@ type WorkerOptions struct {
 	Options        *structpb.Struct
 	RetrievalToken string
 	Dependencies   []*pipepb.ArtifactInformation
+	// HeartbeatInterval and HeartbeatTimeout tune hung-worker detection
+	// (zero: DefaultHeartbeatInterval, DefaultHeartbeatTimeout).
+	HeartbeatInterval, HeartbeatTimeout time.Duration
 }
 
 // StartLoopback asks the external worker pool at poolURL (the SDK's
@@ -60,6 +63,7 @@ func (s *Server) StartLoopback(ctx context.Context, poolURL, id string, o Worker
 	if err := connectOrStop(ctx, w); err != nil {
 		return nil, err
 	}
+	w.startWatch(o)
 	return w, nil
 }
 
@@ -111,6 +115,7 @@ func (s *Server) StartProcess(ctx context.Context, binary, id string, o WorkerOp
 	if err := connectOrStop(ctx, w); err != nil {
 		return nil, err
 	}
+	w.startWatch(o)
 	return w, nil
 }
 
