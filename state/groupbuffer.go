@@ -37,7 +37,7 @@ type GroupBuffer struct {
 	batch     *pebble.Batch
 	arena     []byte      // keys and values of pending records
 	pending   []pendingKV // offsets into arena, sorted by key at Flush
-	seq       uint64 // next seq to assign
+	seq       uint64      // next seq to assign
 	seqLoaded bool
 	seqStored uint64 // seq value last written to metaKey
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -58,7 +59,13 @@ type Bundle struct {
 	b  *pebble.Batch
 }
 
+// appendSeq orders appends to bag and multimap cells. It starts from the
+// wall clock in nanoseconds, so a process restarted on restored state
+// keeps appending after what the previous process wrote instead of
+// overwriting it (no process appends once per nanosecond).
 var appendSeq atomic.Uint64
+
+func init() { appendSeq.Store(uint64(time.Now().UnixNano())) }
 
 // NewBundle starts a bundle.
 func (d *DB) NewBundle() *Bundle {

@@ -11,6 +11,7 @@ import (
 // TimerID names one timer: setting it again replaces it.
 type TimerID struct {
 	KeyGroup  int
+	Domain    int // Beam's TimeDomain: 1 event time, 2 processing time
 	Transform string
 	Family    string
 	Key       []byte
@@ -36,12 +37,12 @@ func (t TimerID) suffix(b []byte) []byte {
 
 func (t TimerID) revKey() []byte {
 	b := binary.BigEndian.AppendUint16(nil, uint16(t.KeyGroup))
-	return t.suffix(append(b, spaceTimerRev))
+	return t.suffix(append(b, spaceTimerRev, byte(t.Domain)))
 }
 
 func indexKey(kg int, fire int64, id TimerID) []byte {
 	b := binary.BigEndian.AppendUint16(nil, uint16(kg))
-	b = appendTimestamp(append(b, spaceTimer), fire)
+	b = appendTimestamp(append(b, spaceTimer, byte(id.Domain)), fire)
 	return id.suffix(b)
 }
 
@@ -80,13 +81,27 @@ func (b *Bundle) SetTimer(t Timer) error {
 	return nil
 }
 
-// DueTimers returns up to limit timers of key groups [kgStart,kgEnd) that
-// fire at or before upTo, earliest first within each key group. They stay
-// set until cleared.
+// DueTimers returns up to limit timers of any time domain, in key groups
+// [kgStart,kgEnd), that fire at or before upTo. They stay set until cleared.
 func (b *Bundle) DueTimers(kgStart, kgEnd int, upTo int64, limit int) ([]Timer, error) {
 	var out []Timer
+	for d := 0; d < 4 && len(out) < limit; d++ {
+		ts, err := b.DueTimersIn(d, kgStart, kgEnd, upTo, limit-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+	}
+	return out, nil
+}
+
+// DueTimersIn returns up to limit timers of one time domain, in key groups
+// [kgStart,kgEnd), that fire at or before upTo, earliest first within each
+// key group. They stay set until cleared.
+func (b *Bundle) DueTimersIn(domain, kgStart, kgEnd int, upTo int64, limit int) ([]Timer, error) {
+	var out []Timer
 	for kg := kgStart; kg < kgEnd && len(out) < limit; kg++ {
-		lo := append(binary.BigEndian.AppendUint16(nil, uint16(kg)), spaceTimer)
+		lo := append(binary.BigEndian.AppendUint16(nil, uint16(kg)), spaceTimer, byte(domain))
 		hi := appendTimestamp(append([]byte(nil), lo...), upTo)
 		hi = prefixEnd(hi)
 		err := b.scan(lo, hi, func(k, v []byte) error {
@@ -98,7 +113,7 @@ func (b *Bundle) DueTimers(kgStart, kgEnd int, upTo int64, limit int) ([]Timer, 
 				return fmt.Errorf("timer index key too short")
 			}
 			t := Timer{Fire: readTimestamp(rest[:8]), Encoded: append([]byte(nil), v...)}
-			t.KeyGroup = kg
+			t.KeyGroup, t.Domain = kg, domain
 			rest = rest[8:]
 			var parts [5][]byte
 			for i := range parts {

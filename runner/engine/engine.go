@@ -67,7 +67,7 @@ func New(p *plan.Plan, o Options) *Engine {
 }
 
 func (e *Engine) parallelism(s *plan.Stage) int {
-	if s.Kind == plan.KindImpulse {
+	if s.Kind == plan.KindImpulse || s.Kind == plan.KindTestStream {
 		return 1
 	}
 	return e.o.Parallelism
@@ -120,6 +120,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			switch s.Kind {
 			case plan.KindImpulse:
 				tasks = append(tasks, &impulseTask{subtask: base})
+			case plan.KindTestStream:
+				tasks = append(tasks, &testStreamTask{subtask: base})
 			case plan.KindSDK:
 				t, err := newSDKTask(base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), e.cache, split)
 				if err != nil {

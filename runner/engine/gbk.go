@@ -25,6 +25,9 @@ type gbkTask struct {
 	kgStart    int
 	kgEnd      int
 	pane       []byte
+	dropped    int  // late elements past the allowed lateness
+	always     bool // the Always trigger: every element fires at once
+	earlyPane  []byte
 }
 
 func newGBKTask(base subtask, dir string, cache *state.Cache) (*gbkTask, error) {
@@ -55,43 +58,163 @@ func newGBKTask(base subtask, dir string, cache *state.Cache) (*gbkTask, error) 
 		kgStart:    start,
 		kgEnd:      end,
 		pane:       wire.AppendPane(nil, wire.Pane{IsFirst: true, IsLast: true, Timing: wire.OnTime}),
+		always:     s.WindowingStrategy.GetTrigger().GetAlways() != nil && s.WindowingStrategy.GetWindowFn().GetUrn() != plan.URNSessions,
+		earlyPane:  wire.AppendPane(nil, wire.Pane{Timing: wire.Early}),
 	}, nil
 }
 
 func (t *gbkTask) run(ctx context.Context) error {
 	defer t.db.Close()
 	maxP := t.e.o.MaxParallelism
+	lateness := t.stage.WindowingStrategy.GetAllowedLateness()
+	in, fired := wire.MinTimestamp, wire.MinTimestamp // input watermark; windows fired up to
 	for !t.allDone() {
 		m, err := t.recv(ctx)
 		if err != nil {
 			return err
 		}
-		switch m.kind {
-		case msgEOI:
-			t.ports[m.port].eoi++
-		case msgData:
-			err := t.in.ForEach(m.data, func(e wire.Element) error {
-				k, v, err := t.in.Elem.SplitKV(e.Value)
-				if err != nil {
+		if m.kind != msgData {
+			if !t.ports[m.port].observe(m) {
+				continue
+			}
+			if wm := t.ports[0].watermark(); wm > in && wm < wire.MaxTimestamp {
+				in = wm
+				if err := t.fire(ctx, fired, in); err != nil {
 					return err
 				}
-				kg := state.KeyGroup(k, maxP)
-				for _, w := range e.Windows {
+				fired = in
+				if err := t.out.control(ctx, msgWatermark, in); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		late := false
+		var early []byte
+		err = t.in.ForEach(m.data, func(e wire.Element) error {
+			k, v, err := t.in.Elem.SplitKV(e.Value)
+			if err != nil {
+				return err
+			}
+			kg := state.KeyGroup(k, maxP)
+			for _, w := range e.Windows {
+				if t.merging {
 					if err := t.buf.Add(kg, k, w, e.Timestamp, v); err != nil {
 						return err
 					}
+					continue
 				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("%s: buffering input: %w", t.name(), err)
+				maxTs, err := wire.WindowMaxTimestamp(t.window, w)
+				if err != nil {
+					return err
+				}
+				if t.always {
+					// Always fires on every element: it is its own pane.
+					g := &group{window: w, min: e.Timestamp, max: e.Timestamp, values: [][]byte{v}}
+					var err error
+					if early, err = t.appendGroup(early, k, g, t.earlyPane); err != nil {
+						return err
+					}
+					continue
+				}
+				if maxTs <= fired {
+					if maxTs+lateness < in {
+						t.dropped++ // past allowed lateness: dropped
+						continue
+					}
+					late = true
+				}
+				if err := t.buf.Add(kg, state.WindowKey(maxTs, w), k, e.Timestamp, v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: buffering input: %w", t.name(), err)
+		}
+		if len(early) > 0 && len(t.stage.Outputs) > 0 {
+			if err := t.out.emit(ctx, t.stage.Outputs[0], early); err != nil {
+				return err
+			}
+		}
+		if late {
+			if err := t.fire(ctx, fired, fired); err != nil {
+				return err
 			}
 		}
 	}
-	if err := t.emitAll(ctx); err != nil {
+	if err := t.emitAll(ctx, fired); err != nil {
 		return err
 	}
+	if t.dropped > 0 {
+		t.e.o.Logger.Info("dropped late data", "stage", t.name(), "elements", t.dropped)
+	}
 	return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
+}
+
+// fire emits, for non-merging windows, every window whose max timestamp
+// is at or before upTo, and forgets it. Windows after prev fire on time;
+// the others only hold late data.
+func (t *gbkTask) fire(ctx context.Context, prev, upTo int64) error {
+	if t.merging || len(t.stage.Outputs) == 0 {
+		return nil
+	}
+	outPC := t.stage.Outputs[0]
+	var out []byte
+	lateP := wire.AppendPane(nil, wire.Pane{IsFirst: false, IsLast: false, Timing: wire.Late, Index: 1, OnTimeIndex: 1})
+	err := t.buf.ScanPairs(t.kgStart, t.kgEnd, upTo, func(_ int, first []byte, recs []state.Record) error {
+		maxTs, window, err := state.SplitWindowKey(first)
+		if err != nil {
+			return err
+		}
+		pane := t.pane
+		if maxTs <= prev {
+			pane = lateP
+		}
+		g := &group{window: window, min: recs[0].Timestamp, max: recs[0].Timestamp}
+		for _, r := range recs {
+			g.values = append(g.values, r.Value)
+			g.min, g.max = min(g.min, r.Timestamp), max(g.max, r.Timestamp)
+		}
+		if out, err = t.appendGroup(out, recs[0].Window, g, pane); err != nil {
+			return err
+		}
+		if len(out) >= 1<<20 {
+			if err := t.out.emit(ctx, outPC, out); err != nil {
+				return err
+			}
+			out = nil
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: firing windows: %w", t.name(), err)
+	}
+	if err := t.out.emit(ctx, outPC, out); err != nil {
+		return err
+	}
+	if err := t.buf.DeleteBefore(t.kgStart, t.kgEnd, upTo); err != nil {
+		return fmt.Errorf("%s: forgetting fired windows: %w", t.name(), err)
+	}
+	return nil
+}
+
+// appendGroup encodes one grouped output element.
+func (t *gbkTask) appendGroup(out, key []byte, g *group, pane []byte) ([]byte, error) {
+	ts := g.min
+	switch t.outputTime {
+	case pipepb.OutputTime_LATEST_IN_PANE:
+		ts = g.max
+	case pipepb.OutputTime_EARLIEST_IN_PANE:
+	default:
+		var err error
+		if ts, err = wire.WindowMaxTimestamp(t.window, g.window); err != nil {
+			return nil, err
+		}
+	}
+	kv := append(append([]byte(nil), key...), wire.AppendIterable(nil, g.values)...)
+	return wire.AppendWindowedValue(out, ts, [][]byte{g.window}, pane, kv), nil
 }
 
 // group is the values of one key in one (possibly merged) window.
@@ -101,8 +224,14 @@ type group struct {
 	values   [][]byte
 }
 
-func (t *gbkTask) emitAll(ctx context.Context) error {
+func (t *gbkTask) emitAll(ctx context.Context, fired int64) error {
 	if len(t.stage.Outputs) == 0 {
+		return t.buf.Clear()
+	}
+	if !t.merging {
+		if err := t.fire(ctx, fired, wire.MaxTimestamp); err != nil {
+			return err
+		}
 		return t.buf.Clear()
 	}
 	outPC := t.stage.Outputs[0]
@@ -113,18 +242,9 @@ func (t *gbkTask) emitAll(ctx context.Context) error {
 			return err
 		}
 		for _, g := range groups {
-			ts := g.min
-			switch t.outputTime {
-			case pipepb.OutputTime_LATEST_IN_PANE:
-				ts = g.max
-			case pipepb.OutputTime_EARLIEST_IN_PANE:
-			default:
-				if ts, err = wire.WindowMaxTimestamp(t.window, g.window); err != nil {
-					return err
-				}
+			if out, err = t.appendGroup(out, key, g, t.pane); err != nil {
+				return err
 			}
-			kv := append(append([]byte(nil), key...), wire.AppendIterable(nil, g.values)...)
-			out = wire.AppendWindowedValue(out, ts, [][]byte{g.window}, t.pane, kv)
 		}
 		if len(out) >= 1<<20 {
 			if err := t.out.emit(ctx, outPC, out); err != nil {

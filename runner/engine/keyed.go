@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 
@@ -23,7 +24,10 @@ type keyed struct {
 	endTimers      []sdkharness.TimerKey // one per transform with timers
 }
 
-type timerCoder struct{ key, window *wire.Coder }
+type timerCoder struct {
+	key, window *wire.Coder
+	domain      int
+}
 
 func newKeyed(db *state.DB, s *plan.Stage, coders map[string]*pipepb.Coder, start, end, maxP int) (*keyed, error) {
 	k := &keyed{db: db, kgStart: start, kgEnd: end, maxP: maxP, families: map[sdkharness.TimerKey]timerCoder{}}
@@ -37,13 +41,23 @@ func newKeyed(db *state.DB, s *plan.Stage, coders map[string]*pipepb.Coder, star
 			return nil, fmt.Errorf("timer family %s of %s: coder %s is not a timer coder", f.Family, f.Transform, c)
 		}
 		key := sdkharness.TimerKey{Transform: f.Transform, Family: f.Family}
-		k.families[key] = timerCoder{key: c.Components[0], window: c.Components[1]}
+		k.families[key] = timerCoder{key: c.Components[0], window: c.Components[1], domain: int(f.Domain)}
 		if !seen[f.Transform] {
 			seen[f.Transform] = true
 			k.endTimers = append(k.endTimers, key)
 		}
 	}
 	return k, nil
+}
+
+// hasDomain reports whether any timer family is in the time domain.
+func (k *keyed) hasDomain(d int) bool {
+	for _, f := range k.families {
+		if f.domain == d {
+			return true
+		}
+	}
+	return false
 }
 
 // applyTimers records the timers a bundle set or cleared.
@@ -83,6 +97,11 @@ func (k *keyed) applyTimer(b *state.Bundle, fk sdkharness.TimerKey, tc timerCode
 	}
 	count := int(int32(binary.BigEndian.Uint32(data[p:])))
 	p += 4
+	// The windows are followed by at least the clear byte, so a count beyond
+	// the bytes left is corrupt (and would make a global-window loop run away).
+	if count < 0 || count > len(data)-p {
+		return 0, fmt.Errorf("reading timer windows: count %d with %d bytes left", count, len(data)-p)
+	}
 	var windows [][]byte
 	for i := 0; i < count; i++ {
 		wn, err := tc.window.Skip(data[p:])
@@ -115,7 +134,7 @@ func (k *keyed) applyTimer(b *state.Bundle, fk sdkharness.TimerKey, tc timerCode
 	encoded := data[:p]
 	kg := state.KeyGroup(key, k.maxP)
 	for _, w := range windows {
-		id := state.TimerID{KeyGroup: kg, Transform: fk.Transform, Family: fk.Family, Key: key, Window: w, Tag: tag}
+		id := state.TimerID{KeyGroup: kg, Domain: tc.domain, Transform: fk.Transform, Family: fk.Family, Key: key, Window: w, Tag: tag}
 		if clear {
 			err = b.ClearTimer(id)
 		} else {
@@ -149,6 +168,7 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 	defer h.mu.Unlock()
 	var cell state.Cell
 	var mapKey []byte
+	var start, end int64 = math.MinInt64, math.MaxInt64 // ordered list range; none means all
 	kind := ""
 	switch k := req.GetStateKey().GetType().(type) {
 	case *fnpb.StateKey_BagUserState_:
@@ -164,6 +184,13 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 		u := k.MultimapKeysUserState
 		cell = state.Cell{Transform: u.GetTransformId(), StateID: u.GetUserStateId(), Window: u.GetWindow(), Key: u.GetKey()}
 		kind = "keys"
+	case *fnpb.StateKey_OrderedListUserState_:
+		u := k.OrderedListUserState
+		cell = state.Cell{Transform: u.GetTransformId(), StateID: u.GetUserStateId(), Window: u.GetWindow(), Key: u.GetKey()}
+		if r := u.GetRange(); r != nil {
+			start, end = r.GetStart(), r.GetEnd()
+		}
+		kind = "ordered"
 	default:
 		if h.side == nil {
 			return &fnpb.StateResponse{Error: fmt.Sprintf("state key %T is not supported", k)}
@@ -185,6 +212,8 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 			data, err = h.b.ReadMap(cell, mapKey)
 		case "keys":
 			data, err = h.b.MapKeys(cell)
+		case "ordered":
+			data, err = h.b.ReadOrdered(cell, start, end)
 		}
 		if err != nil {
 			break
@@ -196,6 +225,9 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 			err = h.b.AppendBag(cell, r.Append.GetData())
 		case "map":
 			err = h.b.AppendMap(cell, mapKey, r.Append.GetData())
+		case "ordered":
+			// One entry per request: how the Go SDK frames them (see state/orderedlist.go).
+			err = h.b.AppendOrdered(cell, r.Append.GetData())
 		default:
 			err = fmt.Errorf("append to multimap keys is not allowed")
 		}
@@ -210,6 +242,8 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 			err = h.b.ClearMapKey(cell, mapKey)
 		case "keys":
 			err = h.b.ClearMap(cell)
+		case "ordered":
+			err = h.b.ClearOrdered(cell, start, end)
 		}
 		if err == nil {
 			return &fnpb.StateResponse{Response: &fnpb.StateResponse_Clear{Clear: &fnpb.StateClearResponse{}}}

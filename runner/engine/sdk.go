@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/sdkharness"
 	"github.com/weir-runner/weir/state"
@@ -30,6 +31,8 @@ type sdkTask struct {
 	keyed        *keyed     // nil unless the stage is stateful
 	split        *splitPool // shared by the subtasks of a splittable stage
 	inWV         wire.WVCoder
+	// delayed are residuals the SDK asked to resume later (or now).
+	delayed []residual
 	// checkpointed are residuals of checkpoint splits of the last attempt.
 	checkpointed [][]byte
 }
@@ -90,27 +93,64 @@ func (t *sdkTask) run(ctx context.Context) error {
 	if t.keyed != nil {
 		defer t.keyed.db.Close()
 	}
-	for !t.allDone() {
-		m, err := t.recv(ctx)
-		if err != nil {
-			return err
+	in, out := wire.MinTimestamp, wire.MinTimestamp // input watermark acted on; output watermark sent
+	for !t.allDone() || len(t.pending) > 0 || len(t.delayed) > 0 {
+		var wake <-chan time.Time
+		var timer *time.Timer
+		if d, ok := t.nextWake(); ok {
+			timer = time.NewTimer(d)
+			wake = timer.C
 		}
-		switch m.kind {
-		case msgData:
-			if m.port == 0 {
-				t.pending = append(t.pending, m.data)
-				t.pendingBytes += len(m.data)
-			} else if err := t.sides[m.port-1].add(m.data); err != nil {
-				return fmt.Errorf("%s: %w", t.name(), err)
+		var m msg
+		got := false
+		select {
+		case m = <-t.in:
+			got = true
+		case <-wake:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		advanced := false
+		if got {
+			switch m.kind {
+			case msgData:
+				if m.port == 0 {
+					t.pending = append(t.pending, m.data)
+					t.pendingBytes += len(m.data)
+				} else if err := t.sides[m.port-1].add(m.data); err != nil {
+					return fmt.Errorf("%s: %w", t.name(), err)
+				}
+			default:
+				if t.ports[m.port].observe(m) && m.port == 0 {
+					if wm := t.ports[0].watermark(); wm > in {
+						in, advanced = wm, true
+					}
+				}
 			}
-		case msgEOI:
-			t.ports[m.port].eoi++
 		}
-		if !t.sidesReady() || len(t.pending) == 0 {
+		t.readyDelayed(time.Now())
+		if !t.sidesReady() {
 			continue
 		}
-		if t.pendingBytes >= maxBundleBytes || len(t.in) == 0 || t.ports[0].done() {
+		if len(t.pending) > 0 && (advanced || !got || t.pendingBytes >= maxBundleBytes || len(t.in) == 0 || t.ports[0].done()) {
 			if err := t.flush(ctx); err != nil {
+				return err
+			}
+		}
+		if advanced && in < wire.MaxTimestamp {
+			if err := t.fireTimersIn(ctx, eventTime, in); err != nil {
+				return err
+			}
+		}
+		if err := t.fireTimersIn(ctx, processingTime, time.Now().UnixMilli()); err != nil {
+			return err
+		}
+		if wm := min(in, t.hold()); wm > out && wm < wire.MaxTimestamp {
+			out = wm
+			if err := t.out.control(ctx, msgWatermark, out); err != nil {
 				return err
 			}
 		}
@@ -146,6 +186,20 @@ func (t *sdkTask) flush(ctx context.Context) error {
 // stage is done.
 func (t *sdkTask) drainSplits(ctx context.Context) error {
 	for {
+		// Deferred residuals are this subtask's own work: finish them first.
+		for len(t.delayed) > 0 {
+			if d, ok := t.nextWake(); ok && d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+			}
+			t.readyDelayed(time.Now())
+			if err := t.flush(ctx); err != nil {
+				return err
+			}
+		}
 		c, ok, err := t.split.take(ctx)
 		if err != nil || !ok {
 			return err
@@ -157,15 +211,37 @@ func (t *sdkTask) drainSplits(ctx context.Context) error {
 	}
 }
 
-// fireTimers fires, bundle by bundle, every timer due at or before upTo,
-// including timers that firing sets.
+// Beam's time domains.
+const (
+	anyDomain      = -1
+	eventTime      = 1
+	processingTime = 2
+)
+
+// fireTimers fires, bundle by bundle, every timer of any domain due at or
+// before upTo, including timers that firing sets.
 func (t *sdkTask) fireTimers(ctx context.Context, upTo int64) error {
+	return t.fireTimersIn(ctx, anyDomain, upTo)
+}
+
+// fireTimersIn fires the timers of one domain (or anyDomain) due at or
+// before upTo, including timers that firing sets.
+func (t *sdkTask) fireTimersIn(ctx context.Context, domain int, upTo int64) error {
 	if t.keyed == nil || len(t.keyed.families) == 0 {
+		return nil
+	}
+	if domain == processingTime && !t.keyed.hasDomain(processingTime) {
 		return nil
 	}
 	for {
 		peek := t.keyed.db.NewBundle()
-		due, err := peek.DueTimers(t.keyed.kgStart, t.keyed.kgEnd, upTo, maxFiringTimers)
+		var due []state.Timer
+		var err error
+		if domain == anyDomain {
+			due, err = peek.DueTimers(t.keyed.kgStart, t.keyed.kgEnd, upTo, maxFiringTimers)
+		} else {
+			due, err = peek.DueTimersIn(domain, t.keyed.kgStart, t.keyed.kgEnd, upTo, maxFiringTimers)
+		}
 		peek.Discard()
 		if err != nil {
 			return fmt.Errorf("%s: reading due timers: %w", t.name(), err)
@@ -197,10 +273,13 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 		}
 	}
 	t.e.metrics.add(res.Response.GetMonitoringInfos())
+	now := time.Now()
 	for _, r := range res.Response.GetResidualRoots() {
-		el := r.GetApplication().GetElement()
-		t.pending = append(t.pending, el)
-		t.pendingBytes += len(el)
+		t.delayed = append(t.delayed, residual{
+			data:    r.GetApplication().GetElement(),
+			wm:      residualWatermark(r.GetApplication()),
+			readyAt: now.Add(r.GetRequestedTimeDelay().AsDuration()),
+		})
 	}
 	if res.Response.GetRequiresFinalization() {
 		if err := w.Finalize(ctx, res.InstructionID); err != nil {
@@ -307,3 +386,66 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 	}
 	return res, nil
 }
+
+// residual is work a splittable DoFn deferred: its encoded element, the
+// output watermark it reported, and when to resume it.
+type residual struct {
+	data    []byte
+	wm      int64
+	readyAt time.Time
+}
+
+// residualWatermark is the lowest output watermark a residual reports
+// (the minimum timestamp if it reports none).
+func residualWatermark(a *fnpb.BundleApplication) int64 {
+	wm := wire.MaxTimestamp
+	for _, ts := range a.GetOutputWatermarks() {
+		wm = min(wm, ts.AsTime().UnixMilli())
+	}
+	if len(a.GetOutputWatermarks()) == 0 {
+		return wire.MinTimestamp
+	}
+	return wm
+}
+
+// readyDelayed moves residuals due by now into the pending input.
+func (t *sdkTask) readyDelayed(now time.Time) {
+	kept := t.delayed[:0]
+	for _, r := range t.delayed {
+		if r.readyAt.After(now) {
+			kept = append(kept, r)
+			continue
+		}
+		t.pending = append(t.pending, r.data)
+		t.pendingBytes += len(r.data)
+	}
+	t.delayed = kept
+}
+
+// hold is the output watermark hold of deferred residuals.
+func (t *sdkTask) hold() int64 {
+	h := wire.MaxTimestamp
+	for _, r := range t.delayed {
+		h = min(h, r.wm)
+	}
+	return h
+}
+
+// nextWake says how long to wait before the next deferred residual is due
+// or processing-time timers must be checked.
+func (t *sdkTask) nextWake() (time.Duration, bool) {
+	var d time.Duration
+	ok := false
+	for _, r := range t.delayed {
+		if w := time.Until(r.readyAt); !ok || w < d {
+			d, ok = max(w, 0), true
+		}
+	}
+	if t.keyed != nil && t.keyed.hasDomain(processingTime) && (!ok || d > procTimerCheck) {
+		d, ok = procTimerCheck, true
+	}
+	return d, ok
+}
+
+// procTimerCheck is how often processing-time timers are looked for.
+const procTimerCheck = 20 * time.Millisecond

@@ -25,7 +25,16 @@ func liftable(comps *pipepb.Components, t *pipepb.PTransform) bool {
 		return false
 	}
 	ws := comps.GetWindowingStrategies()[in.GetWindowingStrategyId()]
-	return ws.GetWindowFn().GetUrn() != URNSessions
+	if ws.GetWindowFn().GetUrn() == URNSessions {
+		return false
+	}
+	// Precombining merges elements before the trigger sees them, so only
+	// triggers that fire once per window keep their panes.
+	switch ws.GetTrigger().GetTrigger().(type) {
+	case nil, *pipepb.Trigger_Default_:
+		return true
+	}
+	return false
 }
 
 // expand rewrites leaves that weir executes as several transforms:

@@ -85,6 +85,8 @@ func (b *builder) fuse(leaves []string) error {
 		switch urn {
 		case URNImpulse:
 			s = newStage(KindImpulse, t)
+		case URNTestStream:
+			s = newStage(KindTestStream, t)
 		case URNGBK:
 			s = newStage(KindGBK, t)
 			s.Input = sortedValues(t.GetInputs())[0]

@@ -18,10 +18,12 @@ const (
 	KindSDK
 	// KindGBK groups by key and window in the runner, with its buffer in Pebble.
 	KindGBK
+	// KindTestStream replays a TestStream's events: elements and watermarks.
+	KindTestStream
 )
 
 func (k Kind) String() string {
-	return [...]string{"impulse", "sdk", "gbk"}[k]
+	return [...]string{"impulse", "sdk", "gbk", "teststream"}[k]
 }
 
 // Partition says how elements on an edge are spread over the consumer's subtasks.

@@ -51,7 +51,7 @@ func (f *statefulFn) ProcessElement(sp state.Provider, tp timers.Provider, k str
 func (f *statefulFn) OnTimer(ctx context.Context, ts beam.EventTime, sp state.Provider, tp timers.Provider, key string, timer timers.Context, emit func(string, int)) {
 }
 
-// orderedListFn uses ordered-list state, which weir refuses.
+// orderedListFn uses ordered-list state.
 type orderedListFn struct {
 	L state.OrderedList[int]
 }
@@ -253,6 +253,18 @@ func TestBuildStages(t *testing.T) {
 				"impulse: Impulse{impulse}",
 				"sdk: beam.createFn | plan_test.pair <- forward(Impulse)",
 				"sdk: plan_test.statefulFn | plan_test.keyOf stateful timer=fire <- hash(beam.createFn)",
+			},
+		},
+		{
+			name: "ordered list state is stateful",
+			build: func(t *testing.T, s beam.Scope) {
+				kv := beam.ParDo(s, pair, beam.Create(s, "a", "b"))
+				beam.ParDo(s, &orderedListFn{L: state.MakeOrderedListState[int]("list")}, kv)
+			},
+			want: []string{
+				"impulse: Impulse{impulse}",
+				"sdk: beam.createFn | plan_test.pair <- forward(Impulse)",
+				"sdk: plan_test.orderedListFn stateful <- hash(beam.createFn)",
 			},
 		},
 		{
@@ -497,6 +509,7 @@ func TestValidateErrors(t *testing.T) {
 		badTransform = "beam:transform:weir_test_unknown:v1"
 		badCoder     = "beam:coder:weir_test_unknown:v1"
 		badWindowFn  = "beam:window_fn:weir_test_custom:v1"
+		badState     = "beam:user_state:weir_test_unknown:v1"
 	)
 	simple := func(t *testing.T, s beam.Scope) {
 		beam.ParDo(s, upper, beam.Create(s, "a"))
@@ -563,7 +576,7 @@ func TestValidateErrors(t *testing.T) {
 			want:  []string{"environment", graphx.URNEnvDocker, "--environment_type=LOOPBACK or PROCESS"},
 		},
 		{
-			name: "TestStream is refused by name",
+			name: "TestStream served from an endpoint is refused by name",
 			build: func(t *testing.T, s beam.Scope) {
 				c := teststream.NewConfig()
 				if err := c.AddElements(1000, "a", "b"); err != nil {
@@ -571,16 +584,43 @@ func TestValidateErrors(t *testing.T) {
 				}
 				beam.ParDo(s, upper, teststream.Create(s, c))
 			},
-			// The Go SDK names its TestStream transform "External".
-			want: []string{`transform "External"`, "is a TestStream", plan.URNTestStream},
+			mutate: func(t *testing.T, p *pipepb.Pipeline) []string {
+				// The Go SDK names its TestStream transform "External".
+				tr := p.Components.Transforms[findTransform(t, p, "External")]
+				ts := &pipepb.TestStreamPayload{}
+				if err := proto.Unmarshal(tr.GetSpec().GetPayload(), ts); err != nil {
+					t.Fatal(err)
+				}
+				ts.Endpoint = &pipepb.ApiServiceDescriptor{Url: "127.0.0.1:1"}
+				b, err := proto.Marshal(ts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr.Spec.Payload = b
+				return []string{`transform "External"`, "TestStream served from 127.0.0.1:1"}
+			},
 		},
 		{
-			name: "ordered list state is refused",
+			name: "unknown state protocol is refused",
 			build: func(t *testing.T, s beam.Scope) {
 				kv := beam.ParDo(s, pair, beam.Create(s, "a"))
 				beam.ParDo(s, &orderedListFn{L: state.MakeOrderedListState[int]("list")}, kv)
 			},
-			want: []string{`transform "plan_test.orderedListFn"`, `state "list"`, "beam:user_state:ordered_list:v1"},
+			mutate: func(t *testing.T, p *pipepb.Pipeline) []string {
+				tr := p.Components.Transforms[findTransform(t, p, "plan_test.orderedListFn")]
+				pdo := &pipepb.ParDoPayload{}
+				if err := proto.Unmarshal(tr.GetSpec().GetPayload(), pdo); err != nil {
+					t.Fatal(err)
+				}
+				pdo.StateSpecs["list"].Protocol.Urn = badState
+				b, err := proto.Marshal(pdo)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr.Spec.Payload = b
+				return nil
+			},
+			want: []string{`transform "plan_test.orderedListFn"`, `state "list"`, badState},
 		},
 		{
 			name:  "unsupported requirement",

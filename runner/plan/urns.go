@@ -27,8 +27,9 @@ const (
 	URNDataSource = "beam:runner:source:v1"
 	URNDataSink   = "beam:runner:sink:v1"
 
-	URNBagUserState      = "beam:user_state:bag:v1"
-	URNMultimapUserState = "beam:user_state:multimap:v1"
+	URNBagUserState         = "beam:user_state:bag:v1"
+	URNMultimapUserState    = "beam:user_state:multimap:v1"
+	URNOrderedListUserState = "beam:user_state:ordered_list:v1"
 
 	URNIterableSideInput = "beam:side_input:iterable:v1"
 	URNMultimapSideInput = "beam:side_input:multimap:v1"

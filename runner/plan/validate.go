@@ -43,6 +43,9 @@ func Validate(p *pipepb.Pipeline) error {
 		default:
 			errs = append(errs, fmt.Errorf("windowing strategy %q uses window fn %q, which weir does not support", id, u))
 		}
+		if !onTimeTrigger(ws.GetTrigger()) {
+			errs = append(errs, fmt.Errorf("windowing strategy %q uses trigger %s, which weir does not support yet (only the default trigger, Always, and AfterEndOfWindow without early or late firings)", id, triggerName(ws.GetTrigger())))
+		}
 	}
 	for _, id := range sortedKeys(comps.GetEnvironments()) {
 		env := comps.GetEnvironments()[id]
@@ -62,7 +65,14 @@ func validateLeaf(id string, t *pipepb.PTransform) error {
 	case urn == URNImpulse, urn == URNGBK, urn == URNFlatten:
 		return nil
 	case urn == URNTestStream:
-		return fmt.Errorf("transform %q (%s) is a TestStream (%s), which needs weir's streaming mode (not supported yet)", name, id, urn)
+		ts := &pipepb.TestStreamPayload{}
+		if err := proto.Unmarshal(t.GetSpec().GetPayload(), ts); err != nil {
+			return fmt.Errorf("transform %q (%s): decoding TestStream payload: %w", name, id, err)
+		}
+		if ts.GetEndpoint().GetUrl() != "" {
+			return fmt.Errorf("transform %q (%s) is a TestStream served from %s; weir replays only TestStreams whose events are in the pipeline", name, id, ts.GetEndpoint().GetUrl())
+		}
+		return nil
 	case urn == URNParDo:
 		pdo := &pipepb.ParDoPayload{}
 		if err := proto.Unmarshal(t.GetSpec().GetPayload(), pdo); err != nil {
@@ -70,7 +80,7 @@ func validateLeaf(id string, t *pipepb.PTransform) error {
 		}
 		for _, sid := range sortedKeys(pdo.GetStateSpecs()) {
 			switch u := pdo.GetStateSpecs()[sid].GetProtocol().GetUrn(); u {
-			case URNBagUserState, URNMultimapUserState:
+			case URNBagUserState, URNMultimapUserState, URNOrderedListUserState:
 			default:
 				return fmt.Errorf("transform %q (%s, %s): state %q uses protocol %q, which weir does not support yet", name, id, urn, sid, u)
 			}
@@ -95,4 +105,24 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// onTimeTrigger reports whether weir's GroupByKey implements tr: firing
+// once per window when the watermark passes its end, or on every element
+// (Always, which Beam's Reshuffle uses).
+func onTimeTrigger(tr *pipepb.Trigger) bool {
+	switch t := tr.GetTrigger().(type) {
+	case nil, *pipepb.Trigger_Default_, *pipepb.Trigger_Always_:
+		return true
+	case *pipepb.Trigger_AfterEndOfWindow_:
+		return t.AfterEndOfWindow.GetEarlyFirings() == nil && t.AfterEndOfWindow.GetLateFirings() == nil
+	}
+	return false
+}
+
+func triggerName(tr *pipepb.Trigger) string {
+	if tr.GetTrigger() == nil {
+		return "default"
+	}
+	return fmt.Sprintf("%T", tr.GetTrigger())[len("*pipeline_v1.Trigger_"):]
 }
