@@ -34,7 +34,7 @@ var Suites = []Suite{
 	{Name: "filter", Pkg: BeamGo + "/pkg/beam/transforms/filter", Timeout: 10 * time.Minute},
 	{Name: "top", Pkg: BeamGo + "/pkg/beam/transforms/top", Timeout: 10 * time.Minute},
 	{Name: "batch", Pkg: BeamGo + "/pkg/beam/transforms/batch", Timeout: 10 * time.Minute},
-	{Name: "periodic", Pkg: BeamGo + "/pkg/beam/transforms/periodic", Timeout: 10 * time.Minute, Disabled: "streaming: next issue"},
+	{Name: "periodic", Pkg: BeamGo + "/pkg/beam/transforms/periodic", Timeout: 10 * time.Minute},
 }
 
 // SuiteByName returns the suite with the given name.

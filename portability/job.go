@@ -2,6 +2,7 @@ package portability
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -41,6 +42,33 @@ type Job struct {
 	changed chan struct{}                // closed and replaced whenever events grows
 	metrics []*pipepb.MonitoringInfo
 	nextMsg int
+	drain   func() // set by the executor; nil: the job cannot be drained
+}
+
+// OnDrain registers how to drain the job: stop reading sources, let the
+// watermark reach the end, fire every timer, and finish as DONE.
+func (j *Job) OnDrain(f func()) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.drain = f
+}
+
+// requestDrain moves a running job to DRAINING and calls its drain
+// function. It returns the state after the request.
+func (j *Job) requestDrain() (jobpb.JobState_Enum, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if isTerminal(j.state) || j.state == jobpb.JobState_DRAINING {
+		return j.state, nil
+	}
+	if j.drain == nil {
+		return j.state, fmt.Errorf("job %s cannot be drained yet (state %v)", j.ID, j.state)
+	}
+	if j.setStateLocked(jobpb.JobState_DRAINING) {
+		j.log.Info("draining job")
+		j.drain()
+	}
+	return j.state, nil
 }
 
 // stagedArtifact is a dependency of an environment written to a local file.

@@ -81,10 +81,15 @@ func (js *jobService) Cancel(_ context.Context, req *jobpb.CancelJobRequest) (*j
 }
 
 func (js *jobService) Drain(_ context.Context, req *jobpb.DrainJobRequest) (*jobpb.DrainJobResponse, error) {
-	if _, err := js.s.lookup(req.GetJobId()); err != nil {
+	j, err := js.s.lookup(req.GetJobId())
+	if err != nil {
 		return nil, grpcError("drain", err)
 	}
-	return nil, status.Error(codes.Unimplemented, "drain: weir does not support draining jobs yet")
+	st, err := j.requestDrain()
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &jobpb.DrainJobResponse{State: st}, nil
 }
 
 // GetStateStream sends the job's current state, then each change, and ends after a terminal state.

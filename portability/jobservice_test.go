@@ -232,11 +232,46 @@ func TestUnknownIDsAreNotFound(t *testing.T) {
 	wantCode(t, "GetMessageStream", err, codes.NotFound, id)
 }
 
-func TestDrainIsUnimplemented(t *testing.T) {
-	e := startServer(t, &fakeExec{}, Options{})
+func TestDrain(t *testing.T) {
+	ready := make(chan struct{})
+	exec := &fakeExec{run: func(ctx context.Context, j *Job) error {
+		drained := make(chan struct{})
+		j.OnDrain(func() { close(drained) })
+		close(ready)
+		select {
+		case <-drained:
+			return nil // a drained job finishes its work and ends DONE
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	e := startServer(t, exec, Options{})
 	id := e.submit(t, "drain", testPipeline())
+	<-ready
+	resp, err := e.client.Drain(testCtx(t), &jobpb.DrainJobRequest{JobId: id})
+	if err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if resp.GetState() != jobpb.JobState_DRAINING {
+		t.Errorf("Drain returned state %v, want DRAINING", resp.GetState())
+	}
+	e.waitState(t, id, jobpb.JobState_DONE)
+}
+
+func TestDrainWithoutDrainerIsRefused(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	exec := &fakeExec{run: func(ctx context.Context, j *Job) error {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		return nil
+	}}
+	e := startServer(t, exec, Options{})
+	id := e.submit(t, "nodrain", testPipeline())
 	_, err := e.client.Drain(testCtx(t), &jobpb.DrainJobRequest{JobId: id})
-	wantCode(t, "Drain", err, codes.Unimplemented, "drain")
+	wantCode(t, "Drain", err, codes.FailedPrecondition, "cannot be drained")
 }
 
 func TestRunTwiceIsNotFound(t *testing.T) {

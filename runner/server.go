@@ -157,6 +157,7 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		API:         x.s.fn.ApiDescriptor(),
 		OnMetrics:   job.UpdateMetrics,
 	})
+	job.OnDrain(e.Drain)
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))
 	return e.Run(ctx)
 }

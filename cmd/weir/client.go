@@ -65,3 +65,23 @@ func cancel(args []string) error {
 	fmt.Printf("%s: %s\n", fs.Arg(0), resp.GetState())
 	return nil
 }
+
+func drain(args []string) error {
+	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
+	c, closeFn, err := dial(fs, args)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if fs.NArg() != 1 {
+		return fmt.Errorf("usage: weir drain [--endpoint=HOST:PORT] JOB")
+	}
+	ctx, cancelCtx := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelCtx()
+	resp, err := c.Drain(ctx, &jobpb.DrainJobRequest{JobId: fs.Arg(0)})
+	if err != nil {
+		return fmt.Errorf("draining %s: %w", fs.Arg(0), err)
+	}
+	fmt.Printf("%s: %s\n", fs.Arg(0), resp.GetState())
+	return nil
+}

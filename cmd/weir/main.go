@@ -3,6 +3,7 @@
 //	weir serve [--job_port=8099] [--parallelism=N] [--endpoint_file=PATH]
 //	weir jobs [--endpoint=127.0.0.1:8099]
 //	weir cancel [--endpoint=127.0.0.1:8099] JOB
+//	weir drain [--endpoint=127.0.0.1:8099] JOB
 package main
 
 import (
@@ -16,6 +17,7 @@ commands:
   serve    run the job server (Job API, artifacts and Fn API on one port)
   jobs     list the jobs of a running server
   cancel   cancel a job: weir cancel JOB
+  drain    drain a job: stop its sources, fire all timers, end DONE: weir drain JOB
 
 Run 'weir <command> --help' for the flags of a command.
 `
@@ -33,6 +35,8 @@ func main() {
 		err = jobs(args)
 	case "cancel":
 		err = cancel(args)
+	case "drain":
+		err = drain(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

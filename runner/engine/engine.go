@@ -42,6 +42,16 @@ type Engine struct {
 	pool    *pool
 	metrics *metrics
 	cache   *state.Cache
+
+	drainOnce sync.Once
+	drain     chan struct{} // closed by Drain
+}
+
+// Drain asks the job to finish: sources stop (splittable DoFns truncate
+// their restrictions, TestStreams stop replaying), the watermark reaches
+// the end, every timer fires, and Run returns nil.
+func (e *Engine) Drain() {
+	e.drainOnce.Do(func() { close(e.drain) })
 }
 
 // New prepares an execution of p.
@@ -61,7 +71,7 @@ func New(p *plan.Plan, o Options) *Engine {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	e := &Engine{plan: p, o: o, metrics: newMetrics(o.OnMetrics)}
+	e := &Engine{plan: p, o: o, metrics: newMetrics(o.OnMetrics), drain: make(chan struct{})}
 	e.pool = &pool{start: o.StartWorker, workers: map[string]*sdkharness.Worker{}, log: o.Logger}
 	return e
 }
@@ -175,6 +185,13 @@ func (e *Engine) registerDescriptors() error {
 			return err
 		}
 		e.pool.addDescriptor(s.EnvID, d)
+		if s.Splittable != "" {
+			dd, err := e.plan.DrainDescriptor(s, e.o.API)
+			if err != nil {
+				return err
+			}
+			e.pool.addDescriptor(s.EnvID, dd)
+		}
 	}
 	return nil
 }

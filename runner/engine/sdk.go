@@ -8,6 +8,7 @@ import (
 	"time"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/sdkharness"
 	"github.com/weir-runner/weir/state"
@@ -31,6 +32,8 @@ type sdkTask struct {
 	keyed        *keyed     // nil unless the stage is stateful
 	split        *splitPool // shared by the subtasks of a splittable stage
 	inWV         wire.WVCoder
+	// draining: bundles run the drain descriptor (truncated restrictions).
+	draining bool
 	// delayed are residuals the SDK asked to resume later (or now).
 	delayed []residual
 	// checkpointed are residuals of checkpoint splits of the last attempt.
@@ -107,6 +110,8 @@ func (t *sdkTask) run(ctx context.Context) error {
 		case m = <-t.in:
 			got = true
 		case <-wake:
+		case <-t.drainCh():
+			t.startDrain()
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
@@ -173,6 +178,13 @@ func (t *sdkTask) run(ctx context.Context) error {
 // (residuals of splittable DoFns come back as pending input).
 func (t *sdkTask) flush(ctx context.Context) error {
 	for len(t.pending) > 0 {
+		if t.drainCh() != nil {
+			select {
+			case <-t.e.drain:
+				t.startDrain()
+			default:
+			}
+		}
 		input := t.pending
 		t.pending, t.pendingBytes = nil, 0
 		if err := t.bundle(ctx, input, nil); err != nil {
@@ -278,7 +290,7 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 		t.delayed = append(t.delayed, residual{
 			data:    r.GetApplication().GetElement(),
 			wm:      residualWatermark(r.GetApplication()),
-			readyAt: now.Add(r.GetRequestedTimeDelay().AsDuration()),
+			readyAt: t.resumeAt(now, r.GetRequestedTimeDelay().AsDuration()),
 		})
 	}
 	if res.Response.GetRequiresFinalization() {
@@ -327,8 +339,12 @@ func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Tim
 }
 
 func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]byte, fired []state.Timer) (*sdkharness.Result, error) {
+	desc := t.stage.ID
+	if t.draining {
+		desc = plan.DrainDescriptorID(t.stage)
+	}
 	spec := sdkharness.BundleSpec{
-		Descriptor: t.stage.ID,
+		Descriptor: desc,
 		Inputs:     map[string][][]byte{t.stage.SourceID: input},
 		Outputs:    t.outputs,
 		State:      t.side,
@@ -406,6 +422,32 @@ func residualWatermark(a *fnpb.BundleApplication) int64 {
 		return wire.MinTimestamp
 	}
 	return wm
+}
+
+// resumeAt is when a deferred residual resumes: at once while draining.
+func (t *sdkTask) resumeAt(now time.Time, delay time.Duration) time.Time {
+	if t.draining {
+		return now
+	}
+	return now.Add(delay)
+}
+
+// drainCh is the engine's drain signal for splittable stages (nil, which
+// never fires, for the others or once draining).
+func (t *sdkTask) drainCh() <-chan struct{} {
+	if t.stage.Splittable == "" || t.draining {
+		return nil
+	}
+	return t.e.drain
+}
+
+// startDrain switches a splittable stage to its drain descriptor and makes
+// every deferred residual due now, so restrictions are truncated and end.
+func (t *sdkTask) startDrain() {
+	t.draining = true
+	for i := range t.delayed {
+		t.delayed[i].readyAt = time.Time{}
+	}
 }
 
 // readyDelayed moves residuals due by now into the pending input.

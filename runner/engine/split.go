@@ -125,7 +125,15 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 		case <-tick.C:
 		}
 		share := s.t.split.wantsWork()
-		if !share && time.Since(start) < bundleTime {
+		draining := false
+		select {
+		case <-s.t.e.drain:
+			draining = !s.t.draining // a bundle started before the drain: checkpoint it
+		default:
+		}
+		if draining {
+			share = false
+		} else if !share && time.Since(start) < bundleTime {
 			continue
 		}
 		fraction := 0.5

@@ -28,6 +28,11 @@ func (t *testStreamTask) run(ctx context.Context) error {
 	}
 	wm := wire.MinTimestamp
 	for _, ev := range payload.GetEvents() {
+		select {
+		case <-t.e.drain:
+			return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
+		default:
+		}
 		switch e := ev.GetEvent().(type) {
 		case *pipepb.TestStreamPayload_Event_ElementEvent:
 			var data []byte

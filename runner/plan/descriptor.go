@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
@@ -129,5 +130,43 @@ func (p *Plan) Descriptor(s *Stage, api *pipepb.ApiServiceDescriptor) (*fnpb.Pro
 	if len(s.Timers) > 0 {
 		d.TimerApiServiceDescriptor = api
 	}
+	return d, nil
+}
+
+// DrainDescriptorID names the drain variant of a splittable stage's descriptor.
+func DrainDescriptorID(s *Stage) string { return s.ID + "_drain" }
+
+// DrainDescriptor is the descriptor a splittable stage runs while the job
+// drains: its restrictions pass through the SDF's TruncateRestriction
+// before they are processed, so unbounded sources finish.
+func (p *Plan) DrainDescriptor(s *Stage, api *pipepb.ApiServiceDescriptor) (*fnpb.ProcessBundleDescriptor, error) {
+	if s.Splittable == "" {
+		return nil, fmt.Errorf("stage %s is not splittable", s.ID)
+	}
+	d, err := p.Descriptor(s, api)
+	if err != nil {
+		return nil, err
+	}
+	d.Id = DrainDescriptorID(s)
+	process := proto.Clone(d.Transforms[s.Splittable]).(*pipepb.PTransform)
+	local, in := mainInput(process)
+	if in == "" {
+		return nil, fmt.Errorf("stage %s: splittable transform %q has no main input", s.ID, process.GetUniqueName())
+	}
+	truncated := s.ID + "_truncated"
+	pc := proto.Clone(d.Pcollections[in]).(*pipepb.PCollection)
+	pc.UniqueName = truncated
+	d.Pcollections[truncated] = pc
+	inputs := maps.Clone(process.GetInputs())
+	d.Transforms[s.ID+"_truncate"] = &pipepb.PTransform{
+		UniqueName:    process.GetUniqueName() + "/Truncate",
+		Spec:          &pipepb.FunctionSpec{Urn: URNTruncateSized, Payload: process.GetSpec().GetPayload()},
+		Inputs:        inputs,
+		Outputs:       map[string]string{"i0": truncated},
+		EnvironmentId: process.GetEnvironmentId(),
+	}
+	process.Inputs = maps.Clone(inputs)
+	process.Inputs[local] = truncated
+	d.Transforms[s.Splittable] = process
 	return d, nil
 }

@@ -249,6 +249,9 @@ func runSuite(ctx context.Context, s conformance.Suite, test2json, bin, dir, ep 
 	r := &suiteRun{suite: s}
 	began := time.Now()
 	defer func() { r.wall = time.Since(began) }()
+	dctx, stopDrainer := context.WithCancel(ctx)
+	defer stopDrainer()
+	go drainer(dctx, ep) // ends with this suite
 
 	// Beam's loopback client leaves a temp file per pipeline: give each suite
 	// its own TMPDIR and remove it afterwards.
