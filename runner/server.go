@@ -37,6 +37,9 @@ type Config struct {
 	// worker with a bundle in flight that does not answer a progress request
 	// within the timeout is killed and its bundles retried (zero: defaults).
 	HeartbeatInterval, HeartbeatTimeout time.Duration
+	// ProgressEvery is how often running jobs log their progress (records
+	// read and output watermark of every stage); 0 never.
+	ProgressEvery time.Duration
 }
 
 // Server is a running weir: Job API, artifacts and Fn API on one port.
@@ -150,12 +153,13 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		}
 	}
 	e := engine.New(p, engine.Options{
-		Parallelism: par,
-		TempDir:     x.s.cfg.TempDir,
-		Logger:      x.s.log.With("job", job.ID),
-		StartWorker: start,
-		API:         x.s.fn.ApiDescriptor(),
-		OnMetrics:   job.UpdateMetrics,
+		Parallelism:   par,
+		TempDir:       x.s.cfg.TempDir,
+		Logger:        x.s.log.With("job", job.ID),
+		StartWorker:   start,
+		API:           x.s.fn.ApiDescriptor(),
+		OnMetrics:     job.UpdateMetrics,
+		ProgressEvery: x.s.cfg.ProgressEvery,
 	})
 	job.OnDrain(e.Drain)
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/weir-runner/weir/runner"
 )
@@ -20,6 +21,7 @@ func serve(args []string) error {
 	endpointFile := fs.String("endpoint_file", "", "write host:port here once listening")
 	tmp := fs.String("state_dir", "", "directory for job state (default: the system temp dir)")
 	verbose := fs.Bool("v", false, "log at debug level")
+	progress := fs.Duration("progress_every", 10*time.Second, "log each running job's progress (records, watermarks) this often; 0 never")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file until it stops")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -40,10 +42,11 @@ func serve(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	s, err := runner.Start(runner.Config{
-		Addr:        fmt.Sprintf("%s:%d", *host, *port),
-		Parallelism: *par,
-		TempDir:     *tmp,
-		Logger:      log,
+		Addr:          fmt.Sprintf("%s:%d", *host, *port),
+		Parallelism:   *par,
+		TempDir:       *tmp,
+		Logger:        log,
+		ProgressEvery: *progress,
 	})
 	if err != nil {
 		return err

@@ -33,6 +33,8 @@ type Options struct {
 	MaxAttempts int
 	// OnMetrics receives the job's aggregated monitoring infos as they change.
 	OnMetrics func([]*pipepb.MonitoringInfo)
+	// ProgressEvery is how often progress is logged (0: never).
+	ProgressEvery time.Duration
 }
 
 // Engine runs one plan.
@@ -45,6 +47,8 @@ type Engine struct {
 
 	drainOnce sync.Once
 	drain     chan struct{} // closed by Drain
+
+	progress map[*plan.Stage]*stageProgress
 }
 
 // Drain asks the job to finish: sources stop (splittable DoFns truncate
@@ -73,6 +77,7 @@ func New(p *plan.Plan, o Options) *Engine {
 	}
 	e := &Engine{plan: p, o: o, metrics: newMetrics(o.OnMetrics), drain: make(chan struct{})}
 	e.pool = &pool{start: o.StartWorker, workers: map[string]*sdkharness.Worker{}, log: o.Logger}
+	e.progress = newProgress(e)
 	return e
 }
 
@@ -148,6 +153,12 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	}
 	var wg sync.WaitGroup
+	if e.o.ProgressEvery > 0 {
+		pctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); e.reportProgress(pctx, e.o.ProgressEvery) }()
+		defer func() { stop(); <-done }()
+	}
 	var mu sync.Mutex
 	var first error
 	for _, t := range tasks {
@@ -220,6 +231,7 @@ func (e *Engine) ports(s *plan.Stage) func() []portState {
 
 func (e *Engine) router(s *plan.Stage, i int, inboxes map[*plan.Stage][]inbox) (*router, error) {
 	r := &router{sender: fmt.Sprintf("%s/%d", s.ID, i), subtask: i, maxP: e.o.MaxParallelism, outs: map[string]*output{}}
+	r.onWatermark = func(wm int64) { e.setWatermark(s, i, wm) }
 	for _, pc := range s.Outputs {
 		p := e.plan.PColls[pc]
 		c, err := wire.Build(e.plan.Components.GetCoders(), p.WireCoder)

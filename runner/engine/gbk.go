@@ -91,7 +91,9 @@ func (t *gbkTask) run(ctx context.Context) error {
 		}
 		late := false
 		var early []byte
+		var n int64
 		err = t.in.ForEach(m.data, func(e wire.Element) error {
+			n++
 			k, v, err := t.in.Elem.SplitKV(e.Value)
 			if err != nil {
 				return err
@@ -133,6 +135,7 @@ func (t *gbkTask) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: buffering input: %w", t.name(), err)
 		}
+		t.e.countInput(t.stage, n)
 		if len(early) > 0 && len(t.stage.Outputs) > 0 {
 			if err := t.out.emit(ctx, t.stage.Outputs[0], early); err != nil {
 				return err

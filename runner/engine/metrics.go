@@ -58,6 +58,23 @@ func decodeInts(p []byte, n int) ([]int64, bool) {
 	return out, true
 }
 
+// elementCount is the SDK's count of elements read on a PCollection.
+const elementCount = "beam:metric:element_count:v1"
+
+// elementsOf returns the SDK's element count for one PCollection in a
+// bundle's monitoring infos.
+func elementsOf(infos []*pipepb.MonitoringInfo, pcoll string) int64 {
+	var n int64
+	for _, mi := range infos {
+		if mi.GetUrn() == elementCount && mi.GetLabels()["PCOLLECTION"] == pcoll {
+			if v, ok := decodeInts(mi.GetPayload(), 1); ok {
+				n += v[0]
+			}
+		}
+	}
+	return n
+}
+
 // add merges the user metrics of one successful bundle.
 func (m *metrics) add(infos []*pipepb.MonitoringInfo) {
 	m.mu.Lock()

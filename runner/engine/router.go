@@ -31,6 +31,8 @@ type router struct {
 	maxP    int
 	outs    map[string]*output
 	order   []*output
+	// onWatermark is told every output watermark (and end of input).
+	onWatermark func(int64)
 }
 
 func (r *router) emit(ctx context.Context, pcoll string, data []byte) error {
@@ -89,8 +91,12 @@ func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) e
 	return nil
 }
 
-// control sends a control event to every subtask of every consumer.
+// control sends a control event to every subtask of every consumer, and
+// records the subtask's output watermark.
 func (r *router) control(ctx context.Context, kind msgKind, wm int64) error {
+	if r.onWatermark != nil {
+		r.onWatermark(wm)
+	}
 	for _, o := range r.order {
 		for _, t := range o.targets {
 			for _, in := range t.inboxes {

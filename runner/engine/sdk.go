@@ -285,6 +285,7 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 		}
 	}
 	t.e.metrics.add(res.Response.GetMonitoringInfos())
+	t.e.countInput(t.stage, elementsOf(res.Response.GetMonitoringInfos(), t.stage.Input))
 	now := time.Now()
 	for _, r := range res.Response.GetResidualRoots() {
 		t.delayed = append(t.delayed, residual{
