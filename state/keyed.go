@@ -13,10 +13,11 @@ import (
 // Key spaces inside a subtask's DB. Every key starts with its key group
 // (2 bytes, big endian), then one of these bytes.
 const (
-	spaceBag      = 'u' // bag user state: cell | seq
-	spaceMap      = 'm' // multimap user state: cell | mapKey | seq
-	spaceTimer    = 't' // timer index: fireTime | transform | family | key | window | tag
-	spaceTimerRev = 'T' // timer lookup: transform | family | key | window | tag → fireTime
+	spaceBag       = 'u' // bag user state: cell | seq
+	spaceMap       = 'm' // multimap user state: cell | mapKey | seq
+	spaceTimer     = 't' // timer index: fireTime | transform | family | key | window | tag
+	spaceTimerRev  = 'T' // timer lookup: transform | family | key | window | tag → fireTime | holdTime
+	spaceTimerHold = 'h' // timer holds: holdTime | transform | family | key | window | tag | domain
 )
 
 // Cell names one piece of user state: a state ID of a transform, for one

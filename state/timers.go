@@ -23,8 +23,17 @@ type TimerID struct {
 // SDK sent it (returned to the SDK unchanged when it fires).
 type Timer struct {
 	TimerID
-	Fire    int64
+	Fire int64
+	// Hold is the timer's output timestamp: the subtask's output watermark
+	// may not pass it while the timer is set.
+	Hold    int64
 	Encoded []byte
+}
+
+func holdKey(kg int, hold int64, id TimerID) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(kg))
+	b = appendTimestamp(append(b, spaceTimerHold), hold)
+	return id.suffix(append(b, byte(id.Domain)))
 }
 
 func (t TimerID) suffix(b []byte) []byte {
@@ -57,9 +66,16 @@ func (b *Bundle) ClearTimer(id TimerID) error {
 		return fmt.Errorf("looking up timer %s/%s: %w", id.Transform, id.Family, err)
 	}
 	fire := readTimestamp(v)
+	hold := fire
+	if len(v) >= 16 {
+		hold = readTimestamp(v[8:])
+	}
 	closer.Close()
 	if err := b.b.Delete(indexKey(id.KeyGroup, fire, id), nil); err != nil {
 		return fmt.Errorf("clearing timer: %w", err)
+	}
+	if err := b.b.Delete(holdKey(id.KeyGroup, hold, id), nil); err != nil {
+		return fmt.Errorf("clearing timer hold: %w", err)
 	}
 	if err := b.b.Delete(rk, nil); err != nil {
 		return fmt.Errorf("clearing timer: %w", err)
@@ -75,8 +91,11 @@ func (b *Bundle) SetTimer(t Timer) error {
 	if err := b.b.Set(indexKey(t.KeyGroup, t.Fire, t.TimerID), t.Encoded, nil); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
-	if err := b.b.Set(t.revKey(), appendTimestamp(nil, t.Fire), nil); err != nil {
+	if err := b.b.Set(t.revKey(), appendTimestamp(appendTimestamp(nil, t.Fire), t.Hold), nil); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
+	}
+	if err := b.b.Set(holdKey(t.KeyGroup, t.Hold, t.TimerID), nil, nil); err != nil {
+		return fmt.Errorf("setting timer hold: %w", err)
 	}
 	return nil
 }
@@ -137,3 +156,24 @@ func (b *Bundle) DueTimersIn(domain, kgStart, kgEnd int, upTo int64, limit int) 
 var errStop = errors.New("stop")
 
 func clone(b []byte) []byte { return append([]byte{}, b...) }
+
+// MinHold returns the earliest output timestamp held by a set timer in key
+// groups [kgStart,kgEnd), and false if none is set.
+func (b *Bundle) MinHold(kgStart, kgEnd int) (int64, bool, error) {
+	best, found := int64(0), false
+	for kg := kgStart; kg < kgEnd; kg++ {
+		lo := append(binary.BigEndian.AppendUint16(nil, uint16(kg)), spaceTimerHold)
+		err := b.scan(lo, prefixEnd(lo), func(k, _ []byte) error {
+			if rest := k[len(lo):]; len(rest) >= 8 {
+				if h := readTimestamp(rest); !found || h < best {
+					best, found = h, true
+				}
+			}
+			return errStop
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return 0, false, err
+		}
+	}
+	return best, found, nil
+}

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -54,7 +55,7 @@ func startGBK(t *testing.T, ws *pipepb.WindowingStrategy, winID string, parallel
 			"out": {ID: "out", WireCoder: outWV, ElemCoder: kvOut, Producer: s},
 		},
 	}
-	e := &Engine{plan: p, o: Options{Parallelism: parallelism, MaxParallelism: testMaxP}}
+	e := New(p, Options{Parallelism: parallelism, MaxParallelism: testMaxP, Logger: slog.New(slog.DiscardHandler)})
 
 	h := &gbkHarness{t: t, in: make(inbox), out: make(inbox, 1024), outWV: mustWV(t, coders, outWV),
 		sender: fmt.Sprintf("gbk/%d", index), done: make(chan error, 1)}
@@ -102,7 +103,18 @@ func (h *gbkHarness) finish() []string {
 	case <-testCtx(h.t).Done():
 		h.t.Fatal("gbk task did not end")
 	}
-	ms := drain(h.out)
+	var ms []msg
+	lastWM := wire.MinTimestamp
+	for _, m := range drain(h.out) {
+		if m.kind == msgWatermark { // forwarded watermarks only ever advance
+			if m.wm < lastWM || m.sender != h.sender {
+				h.t.Errorf("watermark %d from %s after %d", m.wm, m.sender, lastWM)
+			}
+			lastWM = m.wm
+			continue
+		}
+		ms = append(ms, m)
+	}
 	if len(ms) == 0 || ms[len(ms)-1].kind != msgEOI || ms[len(ms)-1].wm != wire.MaxTimestamp || ms[len(ms)-1].sender != h.sender {
 		h.t.Fatalf("output does not end with one EOI at +inf from %s: %+v", h.sender, ms)
 	}
@@ -221,7 +233,7 @@ func TestGBKSessionsMerge(t *testing.T) {
 	sess := func(ts int64, k, v string) []byte { return kvElem(ts, k, v, iwin(ts, ts+10)) }
 	h.data(0,
 		sess(0, "a", "a0"), sess(5, "a", "a5"), // overlap → [0,15)
-		sess(15, "a", "a15"), // touches [0,15) but does not overlap → apart
+		sess(15, "a", "a15"),                       // touches [0,15) but does not overlap → apart
 		sess(40, "a", "a40"), sess(52, "a", "a52"), // chained through a45 → [40,62)
 		sess(3, "b", "b3"), // another key: never merged with a's
 	)
@@ -289,40 +301,52 @@ func TestGBKOutputTime(t *testing.T) {
 
 func TestGBKOnlyOwnKeyGroups(t *testing.T) {
 	// Each of 3 subtasks gets every key; it emits exactly the keys of its
-	// key-group range, so together they emit each key once.
+	// key-group range, so together they emit each key once. Merging
+	// (sessions) and non-merging windows are grouped by different code.
 	const n = 3
 	var keys []string
 	for i := range 30 {
 		keys = append(keys, fmt.Sprintf("key%02d", i))
 	}
-	seen := map[string]int{}
-	for idx := range n {
-		h := startGBK(t, windowing(plan.URNGlobalWindows, pipepb.OutputTime_END_OF_WINDOW), "gw", n, idx, 1)
-		var elems [][]byte
-		for _, k := range keys {
-			elems = append(elems, kvElem(0, k, "v-"+k, wire.GlobalWindow()))
-		}
-		h.data(0, elems...)
-		h.eoi(0)
-		got := h.finish()
-		var want []string
-		for _, k := range keys {
-			if state.SubtaskForKeyGroup(state.KeyGroup(str(k), testMaxP), n, testMaxP) == idx {
-				want = append(want, fmt.Sprintf("%s global ts=endOfGlobal [v-%s]", k, k))
+	for _, tc := range []struct {
+		name, fn, winID string
+		window          []byte
+		line            string // format of a group line, from the key
+	}{
+		{"global", plan.URNGlobalWindows, "gw", wire.GlobalWindow(), "%[1]s global ts=endOfGlobal [v-%[1]s]"},
+		{"sessions", plan.URNSessions, "iw", iwin(0, 10), "%[1]s [0,10) ts=9 [v-%[1]s]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := map[string]int{}
+			for idx := range n {
+				h := startGBK(t, windowing(tc.fn, pipepb.OutputTime_END_OF_WINDOW), tc.winID, n, idx, 1)
+				var elems [][]byte
+				for _, k := range keys {
+					elems = append(elems, kvElem(0, k, "v-"+k, tc.window))
+				}
+				h.data(0, elems...)
+				h.eoi(0)
+				got := h.finish()
+				var want []string
+				for _, k := range keys {
+					if state.SubtaskForKeyGroup(state.KeyGroup(str(k), testMaxP), n, testMaxP) == idx {
+						want = append(want, fmt.Sprintf(tc.line, k))
+					}
+				}
+				if len(want) == 0 {
+					t.Fatalf("subtask %d owns none of the test keys; pick other keys", idx)
+				}
+				checkLines(t, got, want)
+				for _, l := range got {
+					seen[strings.Fields(l)[0]]++
+				}
 			}
-		}
-		if len(want) == 0 {
-			t.Fatalf("subtask %d owns none of the test keys; pick other keys", idx)
-		}
-		checkLines(t, got, want)
-		for _, l := range got {
-			seen[strings.Fields(l)[0]]++
-		}
-	}
-	for _, k := range keys {
-		if seen[k] != 1 {
-			t.Errorf("key %s emitted %d times over all subtasks, want 1", k, seen[k])
-		}
+			for _, k := range keys {
+				if seen[k] != 1 {
+					t.Errorf("key %s emitted %d times over all subtasks, want 1", k, seen[k])
+				}
+			}
+		})
 	}
 }
 

@@ -102,6 +102,7 @@ func (k *keyed) applyTimer(b *state.Bundle, fk sdkharness.TimerKey, tc timerCode
 	if count < 0 || count > len(data)-p {
 		return 0, fmt.Errorf("reading timer windows: count %d with %d bytes left", count, len(data)-p)
 	}
+	head := p - 4 // key and tag end here
 	var windows [][]byte
 	for i := 0; i < count; i++ {
 		wn, err := tc.window.Skip(data[p:])
@@ -115,13 +116,17 @@ func (k *keyed) applyTimer(b *state.Bundle, fk sdkharness.TimerKey, tc timerCode
 		return 0, fmt.Errorf("reading timer clear bit: truncated")
 	}
 	clear := data[p] != 0
+	tail := p // the clear bit and what follows
 	p++
-	var fire int64
+	var fire, hold int64
 	if !clear {
 		if len(data)-p < 16 {
 			return 0, fmt.Errorf("reading timer timestamps: truncated")
 		}
 		if fire, err = wire.ReadInstant(data[p:]); err != nil {
+			return 0, err
+		}
+		if hold, err = wire.ReadInstant(data[p+8:]); err != nil {
 			return 0, err
 		}
 		p += 16
@@ -131,14 +136,17 @@ func (k *keyed) applyTimer(b *state.Bundle, fk sdkharness.TimerKey, tc timerCode
 		}
 		p += pn
 	}
-	encoded := data[:p]
 	kg := state.KeyGroup(key, k.maxP)
 	for _, w := range windows {
 		id := state.TimerID{KeyGroup: kg, Domain: tc.domain, Transform: fk.Transform, Family: fk.Family, Key: key, Window: w, Tag: tag}
 		if clear {
 			err = b.ClearTimer(id)
 		} else {
-			err = b.SetTimer(state.Timer{TimerID: id, Fire: fire, Encoded: encoded})
+			// Each window's timer is stored naming only that window, so it
+			// fires once per window.
+			enc := append(append([]byte(nil), data[:head]...), 0, 0, 0, 1)
+			enc = append(append(enc, w...), data[tail:p]...)
+			err = b.SetTimer(state.Timer{TimerID: id, Fire: fire, Hold: hold, Encoded: enc})
 		}
 		if err != nil {
 			return 0, err

@@ -153,7 +153,11 @@ func (t *sdkTask) run(ctx context.Context) error {
 		if err := t.fireTimersIn(ctx, processingTime, time.Now().UnixMilli()); err != nil {
 			return err
 		}
-		if wm := min(in, t.hold()); wm > out && wm < wire.MaxTimestamp {
+		hold, err := t.timerHold()
+		if err != nil {
+			return err
+		}
+		if wm := min(in, t.hold(), hold); wm > out && wm < wire.MaxTimestamp {
 			out = wm
 			if err := t.out.control(ctx, msgWatermark, out); err != nil {
 				return err
@@ -463,6 +467,24 @@ func (t *sdkTask) readyDelayed(now time.Time) {
 		t.pendingBytes += len(r.data)
 	}
 	t.delayed = kept
+}
+
+// timerHold is the earliest output timestamp of a set timer (the maximum
+// timestamp if none is set): the output watermark may not pass it.
+func (t *sdkTask) timerHold() (int64, error) {
+	if t.keyed == nil || len(t.keyed.families) == 0 {
+		return wire.MaxTimestamp, nil
+	}
+	b := t.keyed.db.NewBundle()
+	defer b.Discard()
+	h, ok, err := b.MinHold(t.keyed.kgStart, t.keyed.kgEnd)
+	if err != nil {
+		return 0, fmt.Errorf("%s: reading timer holds: %w", t.name(), err)
+	}
+	if !ok {
+		return wire.MaxTimestamp, nil
+	}
+	return h, nil
 }
 
 // hold is the output watermark hold of deferred residuals.
