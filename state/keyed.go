@@ -189,3 +189,15 @@ func (b *Bundle) ClearMap(c Cell) error {
 	}
 	return nil
 }
+
+// ClearCell removes every kind of user state (bag, multimap, ordered list)
+// held in a cell: what window expiry does.
+func (b *Bundle) ClearCell(c Cell) error {
+	for _, space := range []byte{spaceBag, spaceMap, spaceOrdered} {
+		p := c.prefix(space)
+		if err := b.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+			return fmt.Errorf("clearing expired state %s: %w", c.StateID, err)
+		}
+	}
+	return nil
+}

@@ -100,11 +100,15 @@ func (b *Bundle) SetTimer(t Timer) error {
 	return nil
 }
 
-// DueTimers returns up to limit timers of any time domain, in key groups
+// maxUserDomain is the last of Beam's time domains; larger domain numbers
+// are the runner's own timers, which DueTimers does not return.
+const maxUserDomain = 3
+
+// DueTimers returns up to limit timers of any of Beam's time domains, in key groups
 // [kgStart,kgEnd), that fire at or before upTo. They stay set until cleared.
 func (b *Bundle) DueTimers(kgStart, kgEnd int, upTo int64, limit int) ([]Timer, error) {
 	var out []Timer
-	for d := 0; d < 4 && len(out) < limit; d++ {
+	for d := 0; d <= maxUserDomain && len(out) < limit; d++ {
 		ts, err := b.DueTimersIn(d, kgStart, kgEnd, upTo, limit-len(out))
 		if err != nil {
 			return nil, err

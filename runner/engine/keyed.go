@@ -13,6 +13,7 @@ import (
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/sdkharness"
 	"github.com/weir-runner/weir/state"
+	"google.golang.org/protobuf/proto"
 )
 
 // keyed is the per-key state and timers of a stateful SDK subtask.
@@ -22,6 +23,44 @@ type keyed struct {
 	maxP           int
 	families       map[sdkharness.TimerKey]timerCoder
 	endTimers      []sdkharness.TimerKey // one per transform with timers
+
+	// Window expiry: state of a window is cleared once the watermark passes
+	// its end plus the allowed lateness.
+	window   *wire.Coder
+	lateness int64
+	stateIDs map[string][]string // transform → its state IDs
+}
+
+// gcDomain is the runner's own timer domain for window expiry; these
+// timers never reach the SDK.
+const gcDomain = 8
+
+// gcTransform names expiry timers.
+const gcTransform = "\x00weir-expiry"
+
+// expiry returns when the state of window w expires, and false for the
+// global window (whose state lives until the end of input).
+func (k *keyed) expiry(w []byte) (int64, bool) {
+	if k.window == nil || k.window.URN == wire.URNGlobalWindow {
+		return 0, false
+	}
+	maxTs, err := wire.WindowMaxTimestamp(k.window, w)
+	if err != nil {
+		return 0, false
+	}
+	return maxTs + k.lateness, true
+}
+
+// expire clears, in b, all state of a key in a window whose expiry timer fired.
+func (k *keyed) expire(b *state.Bundle, tm state.Timer) error {
+	for tr, ids := range k.stateIDs {
+		for _, id := range ids {
+			if err := b.ClearCell(state.Cell{KeyGroup: tm.KeyGroup, Transform: tr, StateID: id, Window: tm.Window, Key: tm.Key}); err != nil {
+				return err
+			}
+		}
+	}
+	return b.ClearTimer(tm.TimerID)
 }
 
 type timerCoder struct {
@@ -29,8 +68,12 @@ type timerCoder struct {
 	domain      int
 }
 
-func newKeyed(db *state.DB, s *plan.Stage, coders map[string]*pipepb.Coder, start, end, maxP int) (*keyed, error) {
-	k := &keyed{db: db, kgStart: start, kgEnd: end, maxP: maxP, families: map[sdkharness.TimerKey]timerCoder{}}
+func newKeyed(db *state.DB, s *plan.Stage, comps *pipepb.Components, start, end, maxP int) (*keyed, error) {
+	coders := comps.GetCoders()
+	k := &keyed{db: db, kgStart: start, kgEnd: end, maxP: maxP, families: map[sdkharness.TimerKey]timerCoder{}, stateIDs: map[string][]string{}}
+	if err := k.initExpiry(s, comps); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for _, f := range s.Timers {
 		c, err := wire.Build(coders, f.Coder)
@@ -48,6 +91,31 @@ func newKeyed(db *state.DB, s *plan.Stage, coders map[string]*pipepb.Coder, star
 		}
 	}
 	return k, nil
+}
+
+// initExpiry finds the stage's window coder, allowed lateness and state IDs.
+func (k *keyed) initExpiry(s *plan.Stage, comps *pipepb.Components) error {
+	for _, id := range s.Transforms {
+		pdo := &pipepb.ParDoPayload{}
+		t := comps.GetTransforms()[id]
+		if t.GetSpec().GetUrn() != plan.URNParDo || proto.Unmarshal(t.GetSpec().GetPayload(), pdo) != nil {
+			continue
+		}
+		for sid := range pdo.GetStateSpecs() {
+			k.stateIDs[id] = append(k.stateIDs[id], sid)
+		}
+	}
+	in, ok := comps.GetPcollections()[s.Input]
+	if !ok {
+		return nil // no input windows known: state lives until the end of input
+	}
+	ws := comps.GetWindowingStrategies()[in.GetWindowingStrategyId()]
+	wc, err := wire.Build(comps.GetCoders(), ws.GetWindowCoderId())
+	if err != nil {
+		return fmt.Errorf("window coder of stage %s: %w", s.ID, err)
+	}
+	k.window, k.lateness = wc, ws.GetAllowedLateness()
+	return nil
 }
 
 // hasDomain reports whether any timer family is in the time domain.
@@ -169,6 +237,31 @@ type bundleState struct {
 	side *sideState
 	b    *state.Bundle
 	maxP int
+	k    *keyed          // for window expiry; nil: no expiry timers
+	gc   map[string]bool // (key, window) given an expiry timer in this bundle
+}
+
+// noteWrite makes sure the cell's window has an expiry timer.
+func (h *bundleState) noteWrite(c state.Cell) error {
+	if h.k == nil {
+		return nil
+	}
+	at, ok := h.k.expiry(c.Window)
+	if !ok {
+		return nil
+	}
+	id := string(c.Key) + "\x00" + string(c.Window)
+	if h.gc[id] {
+		return nil
+	}
+	if h.gc == nil {
+		h.gc = map[string]bool{}
+	}
+	h.gc[id] = true
+	return h.b.SetTimer(state.Timer{
+		TimerID: state.TimerID{KeyGroup: c.KeyGroup, Domain: gcDomain, Transform: gcTransform, Key: c.Key, Window: c.Window},
+		Fire:    at, Hold: wire.MaxTimestamp,
+	})
 }
 
 func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
@@ -228,6 +321,9 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 		}
 		return chunk(data, r.Get.GetContinuationToken())
 	case *fnpb.StateRequest_Append:
+		if err = h.noteWrite(cell); err != nil {
+			break
+		}
 		switch kind {
 		case "bag":
 			err = h.b.AppendBag(cell, r.Append.GetData())

@@ -75,7 +75,7 @@ func newSDKTask(base subtask, dir string, cache *state.Cache, split *splitPool) 
 		}
 		maxP := base.e.o.MaxParallelism
 		start, end := state.KeyGroupRange(base.index, base.e.parallelism(base.stage), maxP)
-		if t.keyed, err = newKeyed(db, base.stage, p.Components.GetCoders(), start, end, maxP); err != nil {
+		if t.keyed, err = newKeyed(db, base.stage, p.Components, start, end, maxP); err != nil {
 			db.Close()
 			return nil, err
 		}
@@ -147,6 +147,9 @@ func (t *sdkTask) run(ctx context.Context) error {
 		}
 		if advanced && in < wire.MaxTimestamp {
 			if err := t.fireTimersIn(ctx, eventTime, in); err != nil {
+				return err
+			}
+			if err := t.expireState(in); err != nil {
 				return err
 			}
 		}
@@ -271,6 +274,36 @@ func (t *sdkTask) fireTimersIn(ctx context.Context, domain int, upTo int64) erro
 	}
 }
 
+// expireState clears the state of every window that expired by wm (after
+// its timers have fired).
+func (t *sdkTask) expireState(wm int64) error {
+	if t.keyed == nil {
+		return nil
+	}
+	for {
+		b := t.keyed.db.NewBundle()
+		due, err := b.DueTimersIn(gcDomain, t.keyed.kgStart, t.keyed.kgEnd, wm, maxFiringTimers)
+		if err == nil {
+			for _, tm := range due {
+				if err = t.keyed.expire(b, tm); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			b.Discard()
+			return fmt.Errorf("%s: expiring state: %w", t.name(), err)
+		}
+		if len(due) == 0 {
+			b.Discard()
+			return nil
+		}
+		if err := b.Commit(); err != nil {
+			return fmt.Errorf("%s: expiring state: %w", t.name(), err)
+		}
+	}
+}
+
 // bundle runs one bundle of input elements and fired timers, then
 // commits its state, releases its outputs and finalizes it.
 func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Timer) error {
@@ -382,7 +415,7 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 			b.Discard()
 		}
 	}()
-	spec.State = &bundleState{side: t.side, b: b, maxP: t.keyed.maxP}
+	spec.State = &bundleState{side: t.side, b: b, maxP: t.keyed.maxP, k: t.keyed}
 	spec.EndTimers = t.keyed.endTimers
 	if len(fired) > 0 {
 		spec.Timers = map[sdkharness.TimerKey][]byte{}

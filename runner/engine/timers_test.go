@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"runtime"
 	"slices"
 	"testing"
@@ -49,7 +50,7 @@ func newTestKeyed(t testing.TB, db *state.DB) *keyed {
 		{Transform: famT2.Transform, Family: famT2.Family, Coder: ids[0]},
 		{Transform: famGW.Transform, Family: famGW.Family, Coder: ids[1]},
 	}}
-	k, err := newKeyed(db, s, coders, 0, testMaxP, testMaxP)
+	k, err := newKeyed(db, s, &pipepb.Components{Coders: coders}, 0, testMaxP, testMaxP)
 	if err != nil {
 		t.Fatal(err)
 	}
