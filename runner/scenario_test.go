@@ -131,7 +131,6 @@ func TestEventTimeScenarios(t *testing.T) {
 	}
 }
 
-
 // countUntilTimerFn counts a key's elements and, on the first element, sets
 // an event-time timer for 5s; when the timer fires it reports how many
 // elements had arrived: only those before the watermark passed 5s.
