@@ -180,3 +180,28 @@ func TestEventTimeTimerScenario(t *testing.T) {
 		t.Fatalf("scenario failed: %v", err)
 	}
 }
+
+// TestTimerSetInThePast: a timer set behind the watermark is not lost; it
+// fires before the input that follows the next watermark step.
+func TestTimerSetInThePast(t *testing.T) {
+	srv := startWeir(t, 2)
+	p, root := beam.NewPipelineWithRoot()
+	cfg := teststream.NewConfig()
+	steps := []func() error{
+		func() error { return cfg.AdvanceWatermark(10000) },
+		func() error { return cfg.AddElements(12000, "a") }, // sets the timer for 5s: already past
+		func() error { return cfg.AdvanceWatermark(11000) },
+		func() error { return cfg.AddElements(13000, "b") }, // after the firing
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := beam.ParDo(root, &countUntilTimerFn{Seen: state.MakeValueState[int]("seen"), Fired: timers.InEventTime("fired")},
+		beam.ParDo(root, keyAll, teststream.Create(root, cfg)))
+	passert.Equals(root, out, "timer fired saw 1")
+	if err := runOn(t, srv, p, "loopback"); err != nil {
+		t.Fatalf("scenario failed: %v", err)
+	}
+}

@@ -35,7 +35,20 @@ type Options struct {
 	OnMetrics func([]*pipepb.MonitoringInfo)
 	// ProgressEvery is how often progress is logged (0: never).
 	ProgressEvery time.Duration
+	// Clock is processing time: when processing-time timers fire and
+	// deferred residuals resume (nil: the wall clock).
+	Clock Clock
 }
+
+// Clock tells processing time.
+type Clock interface{ Now() time.Time }
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+// now is the engine's processing time.
+func (e *Engine) now() time.Time { return e.o.Clock.Now() }
 
 // Engine runs one plan.
 type Engine struct {
@@ -71,6 +84,9 @@ func New(p *plan.Plan, o Options) *Engine {
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 4
+	}
+	if o.Clock == nil {
+		o.Clock = wallClock{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

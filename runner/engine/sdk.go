@@ -32,6 +32,9 @@ type sdkTask struct {
 	keyed        *keyed     // nil unless the stage is stateful
 	split        *splitPool // shared by the subtasks of a splittable stage
 	inWV         wire.WVCoder
+	// timersSet: a bundle set timers since event-time timers last fired; one
+	// set at or before the input watermark fires without waiting for it to move.
+	timersSet bool
 	// draining: bundles run the drain descriptor (truncated restrictions).
 	draining bool
 	// delayed are residuals the SDK asked to resume later (or now).
@@ -136,7 +139,7 @@ func (t *sdkTask) run(ctx context.Context) error {
 				}
 			}
 		}
-		t.readyDelayed(time.Now())
+		t.readyDelayed(t.e.now())
 		if !t.sidesReady() {
 			continue
 		}
@@ -145,7 +148,8 @@ func (t *sdkTask) run(ctx context.Context) error {
 				return err
 			}
 		}
-		if advanced && in < wire.MaxTimestamp {
+		if (advanced || t.timersSet) && in > wire.MinTimestamp && in < wire.MaxTimestamp {
+			t.timersSet = false
 			if err := t.fireTimersIn(ctx, eventTime, in); err != nil {
 				return err
 			}
@@ -153,7 +157,7 @@ func (t *sdkTask) run(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := t.fireTimersIn(ctx, processingTime, time.Now().UnixMilli()); err != nil {
+		if err := t.fireTimersIn(ctx, processingTime, t.e.now().UnixMilli()); err != nil {
 			return err
 		}
 		hold, err := t.timerHold()
@@ -214,7 +218,7 @@ func (t *sdkTask) drainSplits(ctx context.Context) error {
 					return context.Cause(ctx)
 				}
 			}
-			t.readyDelayed(time.Now())
+			t.readyDelayed(t.e.now())
 			if err := t.flush(ctx); err != nil {
 				return err
 			}
@@ -323,7 +327,7 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 	}
 	t.e.metrics.add(res.Response.GetMonitoringInfos())
 	t.e.countInput(t.stage, elementsOf(res.Response.GetMonitoringInfos(), t.stage.Input))
-	now := time.Now()
+	now := t.e.now()
 	for _, r := range res.Response.GetResidualRoots() {
 		t.delayed = append(t.delayed, residual{
 			data:    r.GetApplication().GetElement(),
@@ -431,6 +435,9 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 	if err != nil {
 		return nil, err
 	}
+	if len(res.Timers) > 0 {
+		t.timersSet = true
+	}
 	if err := t.keyed.applyTimers(b, res.Timers); err != nil {
 		return nil, fmt.Errorf("%s: %w", t.name(), err)
 	}
@@ -535,7 +542,7 @@ func (t *sdkTask) nextWake() (time.Duration, bool) {
 	var d time.Duration
 	ok := false
 	for _, r := range t.delayed {
-		if w := time.Until(r.readyAt); !ok || w < d {
+		if w := r.readyAt.Sub(t.e.now()); !ok || w < d {
 			d, ok = max(w, 0), true
 		}
 	}
