@@ -164,6 +164,15 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 				if err != nil {
 					return err
 				}
+				if triggered(s) {
+					tt, err := newTriggeredGBK(t)
+					if err != nil {
+						t.db.Close()
+						return err
+					}
+					tasks = append(tasks, tt)
+					continue
+				}
 				tasks = append(tasks, t)
 			}
 		}
@@ -266,6 +275,16 @@ func (e *Engine) router(s *plan.Stage, i int, inboxes map[*plan.Stage][]inbox) (
 		r.order = append(r.order, o)
 	}
 	return r, nil
+}
+
+// triggered reports whether a GroupByKey needs the trigger state machine:
+// any trigger but Default and Always (which the plain GroupByKey runs).
+func triggered(s *plan.Stage) bool {
+	switch s.WindowingStrategy.GetTrigger().GetTrigger().(type) {
+	case nil, *pipepb.Trigger_Default_, *pipepb.Trigger_Always_:
+		return false
+	}
+	return true
 }
 
 // subtask is what every kind of subtask shares.

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/trigger"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -43,8 +44,10 @@ func Validate(p *pipepb.Pipeline) error {
 		default:
 			errs = append(errs, fmt.Errorf("windowing strategy %q uses window fn %q, which weir does not support", id, u))
 		}
-		if !onTimeTrigger(ws.GetTrigger()) {
-			errs = append(errs, fmt.Errorf("windowing strategy %q uses trigger %s, which weir does not support yet (only the default trigger, Always, and AfterEndOfWindow without early or late firings)", id, triggerName(ws.GetTrigger())))
+		if err := trigger.Supported(ws.GetTrigger()); err != nil {
+			errs = append(errs, fmt.Errorf("windowing strategy %q: %w", id, err))
+		} else if ws.GetWindowFn().GetUrn() == URNSessions && !onTimeTrigger(ws.GetTrigger()) {
+			errs = append(errs, fmt.Errorf("windowing strategy %q merges session windows with trigger %s; weir supports only the default trigger with merging windows", id, triggerName(ws.GetTrigger())))
 		}
 	}
 	for _, id := range sortedKeys(comps.GetEnvironments()) {
@@ -107,17 +110,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// onTimeTrigger reports whether weir's GroupByKey implements tr: firing
-// once per window when the watermark passes its end, or on every element
-// (Always, which Beam's Reshuffle uses).
+// onTimeTrigger reports whether tr is the default trigger, the only one
+// weir runs with merging windows (it keeps no per-window trigger state).
 func onTimeTrigger(tr *pipepb.Trigger) bool {
-	switch t := tr.GetTrigger().(type) {
-	case nil, *pipepb.Trigger_Default_, *pipepb.Trigger_Always_:
-		return true
-	case *pipepb.Trigger_AfterEndOfWindow_:
-		return t.AfterEndOfWindow.GetEarlyFirings() == nil && t.AfterEndOfWindow.GetLateFirings() == nil
-	}
-	return false
+	_, isDefault := tr.GetTrigger().(*pipepb.Trigger_Default_)
+	return tr.GetTrigger() == nil || isDefault
 }
 
 func triggerName(tr *pipepb.Trigger) string {

@@ -1,0 +1,385 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/trigger"
+	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/state"
+)
+
+// triggeredGBK is a GroupByKey whose windows fire by a trigger other than
+// Default and Always. For each (key, window) it keeps, in Pebble, the
+// buffered values, the trigger's state and the pane count, and three
+// timers: the end of the window, processing-time wake-ups the trigger asks
+// for, and expiry (end plus allowed lateness), when a last pane fires and
+// everything of the window is forgotten. Non-merging windows only.
+type triggeredGBK struct {
+	*gbkTask
+	m          *trigger.Machine
+	lateness   int64
+	discarding bool
+	wake       int64 // earliest processing-time wake-up set, 0 if none
+	closed     int64 // elements dropped because their window was closed or expired
+	out        []byte
+}
+
+// Cells and timers of a (key, window), under transform "g".
+const (
+	gTransform = "g"
+	cellValues = "v"
+	cellTrig   = "t"
+	cellMeta   = "m"
+	famEnd     = "end"
+	famWake    = "wake"
+	famExpiry  = "gc"
+)
+
+// paneMeta is a window's pane bookkeeping.
+type paneMeta struct {
+	panes    int64
+	onTime   bool // the ON_TIME pane has fired (or the end passed)
+	min, max int64
+	exists   bool
+}
+
+func (p paneMeta) encode() []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(p.panes))
+	f := byte(0)
+	if p.onTime {
+		f = 1
+	}
+	b = append(b, f)
+	b = binary.BigEndian.AppendUint64(b, uint64(p.min))
+	return binary.BigEndian.AppendUint64(b, uint64(p.max))
+}
+
+func decodeMeta(b []byte) (paneMeta, error) {
+	if len(b) == 0 {
+		return paneMeta{min: wire.MaxTimestamp, max: wire.MinTimestamp}, nil
+	}
+	if len(b) != 25 {
+		return paneMeta{}, fmt.Errorf("pane bookkeeping of %d bytes, want 25", len(b))
+	}
+	return paneMeta{
+		panes: int64(binary.BigEndian.Uint64(b)), onTime: b[8] == 1,
+		min: int64(binary.BigEndian.Uint64(b[9:])), max: int64(binary.BigEndian.Uint64(b[17:])), exists: true,
+	}, nil
+}
+
+func newTriggeredGBK(g *gbkTask) (*triggeredGBK, error) {
+	ws := g.stage.WindowingStrategy
+	m, err := trigger.New(ws.GetTrigger())
+	if err != nil {
+		return nil, fmt.Errorf("group by key %q: %w", g.stage.Name, err)
+	}
+	return &triggeredGBK{
+		gbkTask:    g,
+		m:          m,
+		lateness:   ws.GetAllowedLateness(),
+		discarding: ws.GetAccumulationMode() != pipepb.AccumulationMode_ACCUMULATING,
+	}, nil
+}
+
+func (t *triggeredGBK) cell(kg int, key, window []byte, id string) state.Cell {
+	return state.Cell{KeyGroup: kg, Transform: gTransform, StateID: id, Window: window, Key: key}
+}
+
+func (t *triggeredGBK) timer(kg int, key, window []byte, domain int, fam string) state.TimerID {
+	return state.TimerID{KeyGroup: kg, Domain: domain, Transform: gTransform, Family: fam, Key: key, Window: window}
+}
+
+func (t *triggeredGBK) run(ctx context.Context) error {
+	defer t.db.Close()
+	maxP := t.e.o.MaxParallelism
+	in := wire.MinTimestamp
+	for !t.allDone() {
+		var wake <-chan time.Time
+		var tm *time.Timer
+		if t.wake > 0 {
+			tm = time.NewTimer(time.Until(time.UnixMilli(t.wake)))
+			wake = tm.C
+		}
+		var m msg
+		got := false
+		select {
+		case m = <-t.subtask.in:
+			got = true
+		case <-wake:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if tm != nil {
+			tm.Stop()
+		}
+		b := t.db.NewBundle()
+		err := func() error {
+			now := t.e.now().UnixMilli()
+			if !got {
+				t.wake = 0
+				return t.onProcessingTime(b, in, now)
+			}
+			switch m.kind {
+			case msgData:
+				var n int64
+				err := t.gbkTask.in.ForEach(m.data, func(e wire.Element) error {
+					n++
+					k, v, err := t.gbkTask.in.Elem.SplitKV(e.Value)
+					if err != nil {
+						return err
+					}
+					kg := state.KeyGroup(k, maxP)
+					for _, w := range e.Windows {
+						if err := t.onElement(b, kg, k, w, e.Timestamp, v, in, now); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				t.e.countInput(t.stage, n)
+				return err
+			default:
+				if !t.ports[m.port].observe(m) {
+					return nil
+				}
+				if wm := t.ports[0].watermark(); wm > in {
+					in = wm
+					return t.onWatermark(b, in, now)
+				}
+			}
+			return nil
+		}()
+		if err != nil {
+			b.Discard()
+			return fmt.Errorf("%s: %w", t.name(), err)
+		}
+		if err := b.Commit(); err != nil {
+			return fmt.Errorf("%s: %w", t.name(), err)
+		}
+		if len(t.out) > 0 && len(t.stage.Outputs) > 0 {
+			if err := t.gbkTask.out.emit(ctx, t.stage.Outputs[0], t.out); err != nil {
+				return err
+			}
+		}
+		t.out = nil
+		if got && m.kind != msgData && in < wire.MaxTimestamp {
+			if err := t.gbkTask.out.control(ctx, msgWatermark, in); err != nil {
+				return err
+			}
+		}
+	}
+	if t.closed > 0 {
+		t.e.o.Logger.Info("dropped data for closed or expired windows", "stage", t.name(), "elements", t.closed)
+	}
+	return t.gbkTask.out.control(ctx, msgEOI, wire.MaxTimestamp)
+}
+
+// onElement adds one element to a window and asks the trigger.
+func (t *triggeredGBK) onElement(b *state.Bundle, kg int, key, window []byte, ts int64, value []byte, wm, now int64) error {
+	end, err := wire.WindowMaxTimestamp(t.window, window)
+	if err != nil {
+		return err
+	}
+	if end+t.lateness < wm {
+		t.closed++ // expired
+		return nil
+	}
+	st, meta, err := t.load(b, kg, key, window)
+	if err != nil {
+		return err
+	}
+	if st.Finished() {
+		t.closed++
+		return nil
+	}
+	if !meta.exists {
+		if end >= wm {
+			if err := b.SetTimer(state.Timer{TimerID: t.timer(kg, key, window, eventTime, famEnd), Fire: end + 1, Hold: wire.MaxTimestamp}); err != nil {
+				return err
+			}
+		} else {
+			meta.onTime = true // the end has passed: later panes are late
+		}
+		if err := b.SetTimer(state.Timer{TimerID: t.timer(kg, key, window, gcDomain, famExpiry), Fire: end + t.lateness + 1, Hold: wire.MaxTimestamp}); err != nil {
+			return err
+		}
+		meta.exists = true
+	}
+	v := wire.AppendVarint(nil, uint64(len(value)))
+	if err := b.AppendBag(t.cell(kg, key, window, cellValues), append(v, value...)); err != nil {
+		return err
+	}
+	meta.min, meta.max = min(meta.min, ts), max(meta.max, ts)
+	return t.evaluate(b, kg, key, window, end, st, meta, trigger.Input{Elements: 1, Watermark: wm, ProcessingTime: now, WindowEnd: end}, false)
+}
+
+func (t *triggeredGBK) load(b *state.Bundle, kg int, key, window []byte) (*trigger.State, paneMeta, error) {
+	raw, err := b.ReadBag(t.cell(kg, key, window, cellTrig))
+	if err != nil {
+		return nil, paneMeta{}, err
+	}
+	st := &trigger.State{}
+	if len(raw) > 0 {
+		if st, err = trigger.Decode(raw); err != nil {
+			return nil, paneMeta{}, err
+		}
+		if err := t.m.Check(st); err != nil {
+			return nil, paneMeta{}, err
+		}
+	}
+	mraw, err := b.ReadBag(t.cell(kg, key, window, cellMeta))
+	if err != nil {
+		return nil, paneMeta{}, err
+	}
+	meta, err := decodeMeta(mraw)
+	return st, meta, err
+}
+
+func (t *triggeredGBK) put(b *state.Bundle, c state.Cell, v []byte) error {
+	if err := b.ClearBag(c); err != nil {
+		return err
+	}
+	return b.AppendBag(c, v)
+}
+
+// evaluate runs the trigger on in, fires a pane if it says so (or if this
+// is the window's expiry), and saves the state.
+func (t *triggeredGBK) evaluate(b *state.Bundle, kg int, key, window []byte, end int64, st *trigger.State, meta paneMeta, in trigger.Input, expiry bool) error {
+	fire, finished, wakeAt := t.m.OnEvent(st, in)
+	if expiry {
+		fire = !finished || fire
+		finished = true
+	}
+	if fire {
+		var err error
+		if meta, err = t.firePane(b, kg, key, window, end, meta, in.Watermark, finished); err != nil {
+			return err
+		}
+	}
+	if wakeAt > 0 && !finished {
+		if err := b.SetTimer(state.Timer{TimerID: t.timer(kg, key, window, processingTime, famWake), Fire: wakeAt, Hold: wire.MaxTimestamp}); err != nil {
+			return err
+		}
+		if t.wake == 0 || wakeAt < t.wake {
+			t.wake = wakeAt
+		}
+	}
+	if err := t.put(b, t.cell(kg, key, window, cellTrig), st.Encode()); err != nil {
+		return err
+	}
+	return t.put(b, t.cell(kg, key, window, cellMeta), meta.encode())
+}
+
+// firePane emits the window's buffered values as one pane (none if empty).
+func (t *triggeredGBK) firePane(b *state.Bundle, kg int, key, window []byte, end int64, meta paneMeta, wm int64, last bool) (paneMeta, error) {
+	vc := t.cell(kg, key, window, cellValues)
+	raw, err := b.ReadBag(vc)
+	if err != nil {
+		return meta, err
+	}
+	var values [][]byte
+	for len(raw) > 0 {
+		n, k, err := wire.ReadVarint(raw)
+		if err != nil || uint64(len(raw)-k) < n {
+			return meta, fmt.Errorf("reading buffered values: corrupt length")
+		}
+		values = append(values, raw[k:k+int(n)])
+		raw = raw[k+int(n):]
+	}
+	if len(values) == 0 {
+		return meta, nil // no empty panes
+	}
+	p := wire.Pane{IsFirst: meta.panes == 0, IsLast: last, Index: meta.panes}
+	switch {
+	case wm <= end:
+		p.Timing, p.OnTimeIndex = wire.Early, -1
+	case !meta.onTime:
+		p.Timing = wire.OnTime
+		meta.onTime = true
+	default:
+		p.Timing = wire.Late
+	}
+	g := &group{window: window, min: meta.min, max: meta.max, values: values}
+	if t.out, err = t.appendGroup(t.out, key, g, wire.AppendPane(nil, p)); err != nil {
+		return meta, err
+	}
+	meta.panes++
+	if t.discarding {
+		if err := b.ClearBag(vc); err != nil {
+			return meta, err
+		}
+		meta.min, meta.max = wire.MaxTimestamp, wire.MinTimestamp
+	}
+	return meta, nil
+}
+
+// onWatermark tells the trigger of every window whose end the watermark
+// passed, then expires the windows past their allowed lateness.
+func (t *triggeredGBK) onWatermark(b *state.Bundle, wm, now int64) error {
+	if err := t.dueTimers(b, eventTime, wm, func(tm state.Timer, end int64, st *trigger.State, meta paneMeta) error {
+		return t.evaluate(b, tm.KeyGroup, tm.Key, tm.Window, end, st, meta, trigger.Input{Watermark: wm, ProcessingTime: now, WindowEnd: end}, false)
+	}); err != nil {
+		return err
+	}
+	return t.dueTimers(b, gcDomain, wm, func(tm state.Timer, end int64, st *trigger.State, meta paneMeta) error {
+		if !st.Finished() {
+			if _, err := t.firePane(b, tm.KeyGroup, tm.Key, tm.Window, end, meta, wm, true); err != nil {
+				return err
+			}
+		}
+		for _, id := range []string{cellValues, cellTrig, cellMeta} {
+			if err := b.ClearBag(t.cell(tm.KeyGroup, tm.Key, tm.Window, id)); err != nil {
+				return err
+			}
+		}
+		for _, f := range []struct {
+			d   int
+			fam string
+		}{{eventTime, famEnd}, {processingTime, famWake}} {
+			if err := b.ClearTimer(t.timer(tm.KeyGroup, tm.Key, tm.Window, f.d, f.fam)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// onProcessingTime wakes the triggers that asked for it.
+func (t *triggeredGBK) onProcessingTime(b *state.Bundle, wm, now int64) error {
+	return t.dueTimers(b, processingTime, now, func(tm state.Timer, end int64, st *trigger.State, meta paneMeta) error {
+		if st.Finished() {
+			return nil
+		}
+		return t.evaluate(b, tm.KeyGroup, tm.Key, tm.Window, end, st, meta, trigger.Input{Watermark: wm, ProcessingTime: now, WindowEnd: end}, false)
+	})
+}
+
+// dueTimers clears and visits every timer of a domain due by upTo.
+func (t *triggeredGBK) dueTimers(b *state.Bundle, domain int, upTo int64, fn func(tm state.Timer, end int64, st *trigger.State, meta paneMeta) error) error {
+	for {
+		due, err := b.DueTimersIn(domain, t.kgStart, t.kgEnd, upTo, maxFiringTimers)
+		if err != nil || len(due) == 0 {
+			return err
+		}
+		for _, tm := range due {
+			if err := b.ClearTimer(tm.TimerID); err != nil {
+				return err
+			}
+			end, err := wire.WindowMaxTimestamp(t.window, tm.Window)
+			if err != nil {
+				return err
+			}
+			st, meta, err := t.load(b, tm.KeyGroup, tm.Key, tm.Window)
+			if err != nil {
+				return err
+			}
+			if err := fn(tm, end, st, meta); err != nil {
+				return err
+			}
+		}
+	}
+}
