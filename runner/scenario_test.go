@@ -205,3 +205,47 @@ func TestTimerSetInThePast(t *testing.T) {
 		t.Fatalf("scenario failed: %v", err)
 	}
 }
+
+// countPerWindowFn counts a key's elements per window in value state and
+// emits the running count.
+type countPerWindowFn struct {
+	N state.Value[int]
+}
+
+func (f *countPerWindowFn) ProcessElement(sp state.Provider, k, v string, emit func(string)) {
+	n, _, _ := f.N.Read(sp)
+	f.N.Write(sp, n+1)
+	emit(fmt.Sprintf("%s is element %d of its window", v, n+1))
+}
+
+func init() {
+	register.DoFn4x0[state.Provider, string, string, func(string)](&countPerWindowFn{})
+}
+
+// TestExpiredWindowState: once the watermark passes a window's end (no
+// allowed lateness) its state is cleared, and input that still arrives for
+// that window is dropped rather than reading the cleared state.
+func TestExpiredWindowState(t *testing.T) {
+	srv := startWeir(t, 2)
+	p, root := beam.NewPipelineWithRoot()
+	cfg := teststream.NewConfig()
+	steps := []func() error{
+		func() error { return cfg.AddElements(1000, "a") },
+		func() error { return cfg.AddElements(2000, "b") },
+		func() error { return cfg.AdvanceWatermark(15000) },   // [0,10) expires
+		func() error { return cfg.AddElements(3000, "late") }, // dropped
+		func() error { return cfg.AddElements(16000, "c") },   // new window [10,20)
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := beam.WindowInto(root, window.NewFixedWindows(10*time.Second), teststream.Create(root, cfg))
+	out := beam.ParDo(root, &countPerWindowFn{N: state.MakeValueState[int]("n")}, beam.ParDo(root, keyAll, in))
+	passert.Equals(root, beam.WindowInto(root, window.NewGlobalWindows(), out),
+		"a is element 1 of its window", "b is element 2 of its window", "c is element 1 of its window")
+	if err := runOn(t, srv, p, "loopback"); err != nil {
+		t.Fatalf("scenario failed: %v", err)
+	}
+}

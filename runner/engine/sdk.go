@@ -32,6 +32,10 @@ type sdkTask struct {
 	keyed        *keyed     // nil unless the stage is stateful
 	split        *splitPool // shared by the subtasks of a splittable stage
 	inWV         wire.WVCoder
+	// inWM is the input watermark the run loop has acted on.
+	inWM int64
+	// expired counts input elements dropped because their window had expired.
+	expired int64
 	// timersSet: a bundle set timers since event-time timers last fired; one
 	// set at or before the input watermark fires without waiting for it to move.
 	timersSet bool
@@ -148,6 +152,9 @@ func (t *sdkTask) run(ctx context.Context) error {
 				return err
 			}
 		}
+		// Input that arrived before the watermark moved has been run: what
+		// comes next is judged against the new watermark.
+		t.inWM = in
 		if (advanced || t.timersSet) && in > wire.MinTimestamp && in < wire.MaxTimestamp {
 			t.timersSet = false
 			if err := t.fireTimersIn(ctx, eventTime, in); err != nil {
@@ -182,6 +189,9 @@ func (t *sdkTask) run(ctx context.Context) error {
 	if err := t.fireTimers(ctx, wire.MaxTimestamp); err != nil {
 		return err
 	}
+	if t.expired > 0 {
+		t.e.o.Logger.Info("dropped input for expired windows", "stage", t.name(), "elements", t.expired)
+	}
 	return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
 }
 
@@ -198,6 +208,13 @@ func (t *sdkTask) flush(ctx context.Context) error {
 		}
 		input := t.pending
 		t.pending, t.pendingBytes = nil, 0
+		var err error
+		if input, err = t.dropExpired(input); err != nil {
+			return err
+		}
+		if len(input) == 0 {
+			continue
+		}
 		if err := t.bundle(ctx, input, nil); err != nil {
 			return err
 		}
@@ -276,6 +293,40 @@ func (t *sdkTask) fireTimersIn(ctx context.Context, domain int, upTo int64) erro
 			return err
 		}
 	}
+}
+
+// dropExpired removes, for a stateful stage, input elements whose windows
+// have all expired: their state is gone, so Beam drops them as too late.
+func (t *sdkTask) dropExpired(input [][]byte) ([][]byte, error) {
+	k := t.keyed
+	if k == nil || k.window == nil || k.window.URN == wire.URNGlobalWindow || t.inWM <= wire.MinTimestamp || t.inWM >= wire.MaxTimestamp {
+		return input, nil
+	}
+	out := input[:0]
+	for _, c := range input {
+		var kept []byte
+		dropped := false
+		err := t.inWV.ForEach(c, func(e wire.Element) error {
+			for _, w := range e.Windows {
+				if at, ok := k.expiry(w); !ok || at >= t.inWM {
+					kept = append(kept, e.Raw...)
+					return nil
+				}
+			}
+			dropped = true
+			t.expired++
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading input: %w", t.name(), err)
+		}
+		if !dropped {
+			out = append(out, c)
+		} else if len(kept) > 0 {
+			out = append(out, kept)
+		}
+	}
+	return out, nil
 }
 
 // expireState clears the state of every window that expired by wm (after
