@@ -295,11 +295,12 @@ func runSuite(ctx context.Context, s conformance.Suite, test2json, bin, dir, ep 
 	cmd := exec.Command(test2json, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		r.problem = err.Error()
-		return r
-	}
+	// Not StdoutPipe: Wait closes that pipe as soon as the process exits,
+	// racing the reader for the last lines (the package's final result).
+	// With a writer, Wait returns only once everything is copied.
+	stdout, stdoutW := io.Pipe()
+	cmd.Stdout = stdoutW
+	cmd.WaitDelay = 10 * time.Second // a leftover grandchild cannot hold the copy open
 	jsonOut, err := os.Create(filepath.Join(outDir, s.Name+".json"))
 	if err != nil {
 		r.problem = err.Error()
@@ -348,6 +349,7 @@ func runSuite(ctx context.Context, s conformance.Suite, test2json, bin, dir, ep 
 	// The test binary times itself out first (with a goroutine dump); this is
 	// the backstop.
 	_, timedOut, runErr := driver.RunTimeout(runCtx, cmd, timeout+2*time.Minute)
+	stdoutW.Close()
 	<-readDone
 
 	r.passed, r.failed, r.skipped = res.Counted()
