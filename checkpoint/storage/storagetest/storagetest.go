@@ -1,0 +1,266 @@
+// Package storagetest owns test helpers for storage.Storage: the behaviour
+// contract every implementation must meet (Run) and an in-process fake GCS
+// store (FakeGCS), in the style of net/http/httptest.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+
+	"github.com/weir-runner/weir/checkpoint/storage"
+)
+
+// FakeGCS opens url (gs://bucket/prefix) against a new in-process fake GCS
+// server without a listener, whose bucket exists and is empty. Everything is
+// released by t.Cleanup.
+func FakeGCS(t testing.TB, url string, opts ...storage.Option) storage.Storage {
+	t.Helper()
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	bucket := strings.SplitN(strings.TrimPrefix(url, "gs://"), "/", 2)[0]
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
+	client := srv.Client()
+	t.Cleanup(func() { _ = client.Close() })
+	st, err := storage.Open(context.Background(), url, append(opts, storage.WithGCSClient(client))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// Run runs the contract against stores made by open, each test on a new,
+// empty store.
+func Run(t *testing.T, open func(t *testing.T) storage.Storage) {
+	for _, tc := range contract {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, context.Background(), open(t))
+		})
+	}
+}
+
+var contract = []struct {
+	name string
+	run  func(t *testing.T, ctx context.Context, st storage.Storage)
+}{
+	{"put get overwrite stat", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		mustPut(t, st, "a/b/c", "one")
+		expect(t, st, "a/b/c", "one")
+		mustPut(t, st, "a/b/c", "second version")
+		expect(t, st, "a/b/c", "second version")
+		if n, err := st.Stat(ctx, "a/b/c"); err != nil || n != int64(len("second version")) {
+			t.Fatalf("Stat = %d, %v", n, err)
+		}
+		mustPut(t, st, "empty", "")
+		expect(t, st, "empty", "")
+		if n, err := st.Stat(ctx, "empty"); err != nil || n != 0 {
+			t.Fatalf("Stat(empty) = %d, %v", n, err)
+		}
+	}},
+	{"large put", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		big := bytes.Repeat([]byte("0123456789abcdef"), 70_000) // > 4 GCS chunks
+		if err := st.Put(ctx, "big", bytes.NewReader(big)); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, st, "big", string(big))
+	}},
+	{"missing", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		if _, err := st.Get(ctx, "no/such"); !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "no/such") {
+			t.Fatalf("Get missing: %v, want ErrNotFound naming the object", err)
+		}
+		if _, err := st.Stat(ctx, "no/such"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("Stat missing: %v", err)
+		}
+		mustPut(t, st, "dir/file", "x")
+		if _, err := st.Stat(ctx, "dir"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("Stat of a 'directory': %v, want ErrNotFound", err)
+		}
+		if err := st.Delete(ctx, "no/such"); err != nil {
+			t.Fatalf("Delete missing: %v", err)
+		}
+	}},
+	{"put if absent", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		if err := st.PutIfAbsent(ctx, "x/_metadata", []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		err := st.PutIfAbsent(ctx, "x/_metadata", []byte("second"))
+		if !errors.Is(err, storage.ErrExists) || !strings.Contains(err.Error(), "x/_metadata") {
+			t.Fatalf("second PutIfAbsent: %v, want ErrExists naming the object", err)
+		}
+		expect(t, st, "x/_metadata", "first")
+		mustPut(t, st, "y", "put")
+		if err := st.PutIfAbsent(ctx, "y", nil); !errors.Is(err, storage.ErrExists) {
+			t.Fatalf("PutIfAbsent over Put: %v", err)
+		}
+	}},
+	{"concurrent put if absent", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		for round := range 3 {
+			name := fmt.Sprintf("race/%d/_metadata", round)
+			const n = 12
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() { errs[i] = st.PutIfAbsent(ctx, name, []byte(fmt.Sprintf("writer %d", i))) })
+			}
+			wg.Wait()
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil && winner >= 0:
+					t.Fatalf("round %d: writers %d and %d both won", round, winner, i)
+				case err == nil:
+					winner = i
+				case !errors.Is(err, storage.ErrExists):
+					t.Fatalf("round %d writer %d: %v", round, i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("round %d: nobody won", round)
+			}
+			expect(t, st, name, fmt.Sprintf("writer %d", winner))
+		}
+	}},
+	{"list", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		for _, n := range []string{"j/chk-10/_metadata", "j/chk-2/_metadata", "j/chk-2/s-0/MANIFEST", "j/shared/ab.sst", "j/chk", "k/x"} {
+			mustPut(t, st, n, n)
+		}
+		for _, tc := range []struct {
+			prefix string
+			want   []string
+		}{
+			{"j/chk-", []string{"j/chk-10/_metadata", "j/chk-2/_metadata", "j/chk-2/s-0/MANIFEST"}},
+			{"j/chk", []string{"j/chk", "j/chk-10/_metadata", "j/chk-2/_metadata", "j/chk-2/s-0/MANIFEST"}},
+			{"j/shared/", []string{"j/shared/ab.sst"}},
+			{"j/nothing/", nil},
+			{"zzz", nil},
+			{"", []string{"j/chk", "j/chk-10/_metadata", "j/chk-2/_metadata", "j/chk-2/s-0/MANIFEST", "j/shared/ab.sst", "k/x"}},
+		} {
+			got, err := st.List(ctx, tc.prefix)
+			if err != nil {
+				t.Fatalf("List(%q): %v", tc.prefix, err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("List(%q) = %q, want %q", tc.prefix, got, tc.want)
+			}
+		}
+	}},
+	{"delete", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		mustPut(t, st, "d/e/f", "1")
+		mustPut(t, st, "d/g", "2")
+		if err := st.Delete(ctx, "d/e/f"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Get(ctx, "d/e/f"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("Get after Delete: %v", err)
+		}
+		if got, _ := st.List(ctx, "d/"); !slices.Equal(got, []string{"d/g"}) {
+			t.Fatalf("List after Delete = %q", got)
+		}
+		mustPut(t, st, "d/e/f", "3") // the emptied directory comes back
+		expect(t, st, "d/e/f", "3")
+	}},
+	{"concurrent put and delete in one directory", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				for j := range 15 {
+					name := fmt.Sprintf("c/d/%d-%d", i, j)
+					if err := st.Put(ctx, name, strings.NewReader(name)); err != nil {
+						t.Error(err)
+						return
+					}
+					if err := st.Delete(ctx, name); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if got, err := st.List(ctx, "c/"); err != nil || len(got) != 0 {
+			t.Fatalf("List = %q, %v; want nothing", got, err)
+		}
+	}},
+	{"failed reader writes nothing", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		mustPut(t, st, "keep", "old")
+		r := io.MultiReader(strings.NewReader("partial"), errReader{})
+		if err := st.Put(ctx, "keep", r); err == nil {
+			t.Fatal("Put with a failing reader succeeded")
+		}
+		expect(t, st, "keep", "old")
+		if err := st.Put(ctx, "new", io.MultiReader(strings.NewReader("partial"), errReader{})); err == nil {
+			t.Fatal("Put with a failing reader succeeded")
+		}
+		if _, err := st.Stat(ctx, "new"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("object of a failed Put exists: %v", err)
+		}
+		if got, _ := st.List(ctx, ""); !slices.Equal(got, []string{"keep"}) {
+			t.Fatalf("List = %q: a failed Put left something", got)
+		}
+	}},
+	{"cancelled context", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := st.Put(cctx, "cancelled", strings.NewReader("x")); err == nil {
+			t.Fatal("Put with a cancelled context succeeded")
+		}
+		if _, err := st.Stat(ctx, "cancelled"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("object of a cancelled Put: %v", err)
+		}
+	}},
+	{"bad names", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		for _, n := range []string{"", "/abs", "a//b", "a/", "../x", "a/../b", ".hidden", "a/.weir-tmp-1", `a\b`, "a\x00b"} {
+			if err := st.Put(ctx, n, strings.NewReader("x")); err == nil {
+				t.Errorf("Put(%q) succeeded", n)
+			}
+			if err := st.PutIfAbsent(ctx, n, nil); err == nil || errors.Is(err, storage.ErrExists) {
+				t.Errorf("PutIfAbsent(%q) = %v", n, err)
+			}
+			if _, err := st.Get(ctx, n); err == nil || errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("Get(%q) = %v, want a bad-name error", n, err)
+			}
+		}
+		if _, err := st.List(ctx, "../"); err == nil {
+			t.Error("List(../) succeeded")
+		}
+	}},
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("reader broke") }
+
+func mustPut(t *testing.T, st storage.Storage, name, data string) {
+	t.Helper()
+	if err := st.Put(context.Background(), name, strings.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func expect(t *testing.T, st storage.Storage, name, want string) {
+	t.Helper()
+	r, err := st.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	if string(got) != want {
+		t.Fatalf("%s = %.40q (%d bytes), want %.40q (%d bytes)", name, got, len(got), want, len(want))
+	}
+}
