@@ -69,6 +69,9 @@ type Options struct {
 	Cache        *Cache       // shared; nil = a private one
 	MemTableSize uint64       // 0 = 64 MiB
 	Logger       *slog.Logger // Pebble's messages; nil = slog.Default()
+	// MustExist refuses to create a new DB: for opening a restored
+	// checkpoint, where a missing file must be an error, not an empty DB.
+	MustExist bool
 }
 
 // DB is one Pebble database, normally the state of one stateful subtask.
@@ -103,6 +106,7 @@ func Open(o Options) (*DB, error) {
 	lg := &pebbleLogger{log: logger.With("component", "pebble", "dir", o.Dir)}
 
 	opts := &pebble.Options{
+		ErrorIfNotExists:   o.MustExist,
 		FormatMajorVersion: formatMajorVersion,
 		Cache:              cache.block,
 		FileCache:          cache.files,

@@ -167,3 +167,24 @@ func TestCorruptionReturnsError(t *testing.T) {
 		t.Fatalf("Add on a failed db = %v, want ErrDBFailed", err)
 	}
 }
+
+func TestOpenMustExist(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "restored")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Open(Options{Dir: dir, MustExist: true}); err == nil {
+		d.Close()
+		t.Fatal("opened an empty directory with MustExist: a broken restore would look like empty state")
+	}
+	d, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	d, err = Open(Options{Dir: dir, MustExist: true})
+	if err != nil {
+		t.Fatalf("reopening an existing DB with MustExist: %v", err)
+	}
+	d.Close()
+}
