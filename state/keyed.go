@@ -108,6 +108,28 @@ func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	return nil
 }
 
+// deleteRange deletes every key in [lo, hi) with point deletes. A range
+// deletion in an indexed batch makes every later iterator on the batch
+// re-fragment all of the batch's range deletions, which turns a bundle of
+// value-state writes (each a clear and an append) quadratic; cells are
+// small, so deleting their keys one by one is cheap.
+func (b *Bundle) deleteRange(lo, hi []byte) error {
+	var keys [][]byte
+	err := b.scan(lo, hi, func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.b.Delete(k, nil); err != nil {
+			return fmt.Errorf("deleting state: %w", err)
+		}
+	}
+	return nil
+}
+
 func seqSuffix(p []byte) []byte {
 	return binary.BigEndian.AppendUint64(p, appendSeq.Add(1))
 }
@@ -131,7 +153,7 @@ func (b *Bundle) AppendBag(c Cell, data []byte) error {
 // ClearBag empties a bag cell.
 func (b *Bundle) ClearBag(c Cell) error {
 	p := c.prefix(spaceBag)
-	if err := b.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+	if err := b.deleteRange(p, prefixEnd(p)); err != nil {
 		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
 	}
 	return nil
@@ -156,7 +178,7 @@ func (b *Bundle) AppendMap(c Cell, mapKey, data []byte) error {
 // ClearMapKey removes one map key of a multimap cell.
 func (b *Bundle) ClearMapKey(c Cell, mapKey []byte) error {
 	p := AppendComponent(c.prefix(spaceMap), mapKey)
-	if err := b.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+	if err := b.deleteRange(p, prefixEnd(p)); err != nil {
 		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
 	}
 	return nil
@@ -184,7 +206,7 @@ func (b *Bundle) MapKeys(c Cell) ([]byte, error) {
 // ClearMap empties a multimap cell.
 func (b *Bundle) ClearMap(c Cell) error {
 	p := c.prefix(spaceMap)
-	if err := b.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+	if err := b.deleteRange(p, prefixEnd(p)); err != nil {
 		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
 	}
 	return nil
@@ -195,7 +217,7 @@ func (b *Bundle) ClearMap(c Cell) error {
 func (b *Bundle) ClearCell(c Cell) error {
 	for _, space := range []byte{spaceBag, spaceMap, spaceOrdered} {
 		p := c.prefix(space)
-		if err := b.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+		if err := b.deleteRange(p, prefixEnd(p)); err != nil {
 			return fmt.Errorf("clearing expired state %s: %w", c.StateID, err)
 		}
 	}

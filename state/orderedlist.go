@@ -139,7 +139,7 @@ func (b *Bundle) ClearOrdered(c Cell, start, end int64) error {
 		return nil
 	}
 	lo, hi := orderedBounds(c.prefix(spaceOrdered), start, end)
-	if err := b.b.DeleteRange(lo, hi, nil); err != nil {
+	if err := b.deleteRange(lo, hi); err != nil {
 		return fmt.Errorf("clearing ordered list state %s: %w", c.StateID, err)
 	}
 	return nil
