@@ -280,25 +280,67 @@ func (w *Worker) bundle(id string) *bundle {
 	return w.bundles[id]
 }
 
+// serveState reads a harness's state requests and hands each to its
+// bundle's own queue, so the bundles of a worker are served in parallel
+// while each bundle's requests are answered in order.
 func (w *Worker) serveState(stream fnpb.BeamFnState_StateServer) error {
+	var sendMu sync.Mutex
+	send := func(resp *fnpb.StateResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(resp)
+	}
+	queues := map[string]chan *fnpb.StateRequest{}
+	var wg sync.WaitGroup
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
 			return nil // the harness closed or lost the stream; bundles fail through control.
 		}
-		var resp *fnpb.StateResponse
 		b := w.bundle(req.GetInstructionId())
 		switch {
 		case b == nil:
-			resp = &fnpb.StateResponse{Id: req.GetId(), Error: fmt.Sprintf("state request for unknown bundle %q", req.GetInstructionId())}
+			if err := send(&fnpb.StateResponse{Id: req.GetId(), Error: fmt.Sprintf("state request for unknown bundle %q", req.GetInstructionId())}); err != nil {
+				return nil
+			}
+			continue
 		case b.state == nil:
-			resp = &fnpb.StateResponse{Id: req.GetId(), Error: fmt.Sprintf("bundle %q has no state", req.GetInstructionId())}
-		default:
-			resp = b.state.HandleState(req)
-			resp.Id = req.GetId()
+			if err := send(&fnpb.StateResponse{Id: req.GetId(), Error: fmt.Sprintf("bundle %q has no state", req.GetInstructionId())}); err != nil {
+				return nil
+			}
+			continue
 		}
-		if err := stream.Send(resp); err != nil {
-			return nil
+		q, ok := queues[b.id]
+		if !ok {
+			// Forget the queues of bundles that have ended.
+			for id, old := range queues {
+				if w.bundle(id) == nil {
+					close(old)
+					delete(queues, id)
+				}
+			}
+			q = make(chan *fnpb.StateRequest, 16)
+			queues[b.id] = q
+			wg.Add(1)
+			go func() { // owned by this stream: ends when its queue is closed.
+				defer wg.Done()
+				for req := range q {
+					resp := b.state.HandleState(req)
+					resp.Id = req.GetId()
+					if send(resp) != nil {
+						for range q { // drain: the stream is gone
+						}
+						return
+					}
+				}
+			}()
 		}
+		q <- req
 	}
 }

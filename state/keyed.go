@@ -58,6 +58,15 @@ func prefixEnd(p []byte) []byte {
 type Bundle struct {
 	db *DB
 	b  *pebble.Batch
+	it *pebble.Iterator // reused by every read: building one costs more than the read
+}
+
+// closeIter closes the reused iterator (before the batch is closed).
+func (b *Bundle) closeIter() {
+	if b.it != nil {
+		b.it.Close()
+		b.it = nil
+	}
 }
 
 // appendSeq orders appends to bag and multimap cells. It starts from the
@@ -76,6 +85,7 @@ func (d *DB) NewBundle() *Bundle {
 // Commit makes the bundle's writes durable in the DB (up to the next
 // checkpoint: the WAL is off).
 func (b *Bundle) Commit() error {
+	b.closeIter()
 	defer b.b.Close()
 	if err := b.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("committing bundle state: %w", err)
@@ -84,25 +94,36 @@ func (b *Bundle) Commit() error {
 }
 
 // Discard drops the bundle's writes.
-func (b *Bundle) Discard() { b.b.Close() }
+func (b *Bundle) Discard() {
+	b.closeIter()
+	b.b.Close()
+}
 
+// scan visits the keys in [lo, hi), as the bundle sees them (its own
+// writes included). The iterator is reused: SetOptions moves its bounds
+// and refreshes its view of the batch's writes since the last scan.
 func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
-	it, err := b.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return fmt.Errorf("reading state: %w", err)
+	opts := &pebble.IterOptions{LowerBound: lo, UpperBound: hi}
+	if b.it == nil {
+		it, err := b.b.NewIter(opts)
+		if err != nil {
+			return fmt.Errorf("reading state: %w", err)
+		}
+		b.it = it
+	} else {
+		b.it.SetOptions(opts)
 	}
+	it := b.it
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			it.Close()
 			return fmt.Errorf("reading state: %w", err)
 		}
 		if err := fn(it.Key(), v); err != nil {
-			it.Close()
 			return err
 		}
 	}
-	if err := it.Close(); err != nil {
+	if err := it.Error(); err != nil {
 		return fmt.Errorf("reading state: %w", err)
 	}
 	return nil
