@@ -4,7 +4,9 @@
 #   make run          wordcount example on the shipped sample text, embedded (--runner=weir)
 #   make test         go vet, go test, go test -race (runner, state), then conformance
 #   make conformance  Beam's Go suites against `bin/weir serve` (conformance/cmd/conform)
-#   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench)
+#   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench), then the
+#                     stateful benchmark on weir and prism (bench/cmd/statebench)
+#   make streaming    the streaming example, embedded, until Ctrl-C (which drains it)
 #
 # Knobs: RUN_FLAGS (extra wordcount flags), CONFORM_FLAGS (e.g. --suites=primitives -v), BENCH_FLAGS (e.g. --tests=group_by_key),
 # RECORDS (load test size), PARALLELISM (weir serve --parallelism; empty: weir's default).
@@ -12,6 +14,10 @@
 GO          ?= go
 WEIR        := bin/weir
 RECORDS     ?= 1000000
+# The stateful benchmark: a generator SDF into a per-key count in ValueState
+# with an event-time timer per key (weir and prism).
+STATE_EVENTS ?= 200000
+STATE_KEYS   ?= 100000
 PARALLELISM ?=
 CONFORM_FLAGS ?=
 BENCH_FLAGS   ?=
@@ -25,13 +31,16 @@ RACE_PKGS := $(foreach d,runner state,$(if $(wildcard $(d)),./$(d)/...))
 
 PAR_FLAG := $(if $(PARALLELISM),--parallelism=$(PARALLELISM))
 
-.PHONY: build run test vet unit race conformance bench clean
+.PHONY: build run streaming test vet unit race conformance bench clean
 
 build:
 	$(GO) build -o $(WEIR) ./cmd/weir
 
 run:
 	$(GO) run ./examples/wordcount --input=$(WORDCOUNT_INPUT) $(RUN_FLAGS)
+
+streaming:
+	$(GO) run ./examples/streaming
 
 test: vet unit race conformance
 
@@ -53,6 +62,7 @@ conformance: build
 
 bench: build
 	$(GO) run ./bench/cmd/loadbench --weir=$(WEIR) --records=$(RECORDS) $(PAR_FLAG) $(BENCH_FLAGS)
+	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism
 
 clean:
 	rm -rf bin out

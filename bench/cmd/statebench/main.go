@@ -1,0 +1,347 @@
+// Command statebench measures keyed state and event-time timers: a
+// deterministic generator (a bounded splittable DoFn) emits --events events
+// over --keys keys with event times spread over one fixed window; a stateful
+// DoFn counts each key's events in ValueState and sets an event-time timer at
+// the window's end, which emits the count when the watermark passes it. The
+// job fails unless the emitted counts sum to --events and every key fires
+// once (passert), and the child also checks Beam counters.
+//
+// The same pipeline runs on each of --runners, embedded (weir in-process with
+// a LOOPBACK harness; prism likewise), one after another. Each run is a fresh
+// process — this binary re-executed with --child=RUNNER — so its peak RSS
+// (getrusage of the exited child) is its own. Wall time is the child's, from
+// start to exit.
+//
+//	go run ./bench/cmd/statebench                                  # 200000 events, 100000 keys, weir and prism
+//	go run ./bench/cmd/statebench --events=20000 --keys=10000
+//	go run ./bench/cmd/statebench --runners=weir --events=10000000 --keys=1000000
+//	go run ./bench/cmd/statebench -- --parallelism=4               # flags after -- go to every child
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
+
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism" // --child=prism
+	_ "github.com/weir-runner/weir/runner"                       // --child=weir
+)
+
+var (
+	events      = flag.Int64("events", 200000, "events to generate")
+	keys        = flag.Int64("keys", 100000, "distinct keys (event i has key i mod keys)")
+	runnersFlag = flag.String("runners", "weir,prism", "comma-separated runners, each run in its own process: weir, prism")
+	span        = flag.Duration("span", time.Minute, "event times are spread over one fixed window this long")
+	splits      = flag.Int64("splits", 16, "initial restrictions of the generator")
+	timeout     = flag.Duration("timeout", 30*time.Minute, "timeout of one run")
+	logDir      = flag.String("logs", "", "keep each child's log here (default: a temporary directory, printed on failure)")
+	cpuProfile  = flag.String("cpuprofile", "", "write each child's CPU profile to this path with the runner's name appended (PATH.weir, PATH.prism)")
+	memProfile  = flag.String("memprofile", "", "write each child's heap profile to this path with the runner's name appended, every 10 s and at the end")
+	child       = flag.String("child", "", "internal: run the pipeline once on this runner, in this process, and report")
+)
+
+// report is what a child prints on its last stdout line, after reportTag.
+type report struct {
+	Runner        string
+	PipelineSecs  float64
+	EventsCounted int64
+	KeysFired     int64
+}
+
+const reportTag = "STATEBENCH-REPORT "
+
+func main() {
+	flag.Parse()
+	beam.Init() // a worker started by a runner stops here
+	if *events <= 0 || *keys <= 0 {
+		fmt.Fprintln(os.Stderr, "statebench: --events and --keys must be positive")
+		os.Exit(2)
+	}
+	if *child != "" {
+		if err := runChild(*child); err != nil {
+			fmt.Fprintf(os.Stderr, "statebench (%s): %v\n", *child, err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(runParent(ctx))
+}
+
+func spec() Spec {
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	return Spec{
+		Events:      *events,
+		Keys:        *keys,
+		StartMillis: start.Truncate(*span).UnixMilli(),
+		SpanMillis:  span.Milliseconds(),
+		Splits:      *splits,
+	}
+}
+
+// runChild runs the pipeline once on runner, embedded in this process.
+func runChild(runner string) error {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			t := time.NewTicker(10 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					writeHeapProfile(*memProfile)
+					return
+				case <-t.C:
+					writeHeapProfile(*memProfile)
+				}
+			}
+		}()
+		defer func() { close(stop); <-done }()
+	}
+	p, s := beam.NewPipelineWithRoot()
+	build(s, spec())
+	start := time.Now()
+	res, err := beam.Run(context.Background(), runner, p)
+	if err != nil {
+		return err
+	}
+	r := report{Runner: runner, PipelineSecs: time.Since(start).Seconds()}
+	if res != nil {
+		for _, c := range res.Metrics().Query(func(sr metrics.SingleResult) bool {
+			return sr.Namespace() == "statebench"
+		}).Counters() {
+			switch c.Name() {
+			case "events_counted":
+				r.EventsCounted = c.Result()
+			case "keys_fired":
+				r.KeysFired = c.Result()
+			}
+		}
+	}
+	js, _ := json.Marshal(r)
+	fmt.Printf("%s%s\n", reportTag, js)
+	if want := min(*keys, *events); r.EventsCounted != *events || r.KeysFired != want {
+		return fmt.Errorf("counters: %d events counted, %d keys fired; want %d and %d", r.EventsCounted, r.KeysFired, *events, want)
+	}
+	return nil
+}
+
+// writeHeapProfile replaces the heap profile at path (through a temporary
+// file, so a child killed while writing leaves the previous one whole).
+func writeHeapProfile(path string) {
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return
+	}
+	err = pprof.Lookup("heap").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil && cerr == nil {
+		os.Rename(path+".tmp", path)
+	}
+}
+
+// result is one child run as the parent saw it.
+type result struct {
+	runner string
+	wall   time.Duration
+	rss    int64 // bytes
+	rep    report
+	err    error
+}
+
+func runParent(ctx context.Context) int {
+	var runners []string
+	for _, r := range strings.Split(*runnersFlag, ",") {
+		switch r = strings.TrimSpace(r); r {
+		case "":
+		case "weir", "prism":
+			runners = append(runners, r)
+		default:
+			fmt.Fprintf(os.Stderr, "statebench: unknown runner %q (weir, prism)\n", r)
+			return 2
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "statebench:", err)
+		return 2
+	}
+	logs := *logDir
+	keepLogs := logs != ""
+	if logs == "" {
+		if logs, err = os.MkdirTemp("", "statebench-logs-"); err != nil {
+			fmt.Fprintln(os.Stderr, "statebench:", err)
+			return 2
+		}
+	} else if err := os.MkdirAll(logs, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "statebench:", err)
+		return 2
+	}
+
+	var results []*result
+	failed := false
+	for _, r := range runners {
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "== %s: %d events, %d keys\n", r, *events, *keys)
+		res := runOne(ctx, self, r, filepath.Join(logs, r+".log"))
+		results = append(results, res)
+		if res.err != nil {
+			failed = true
+			fmt.Fprintf(os.Stderr, "   FAILED: %v\n%s\n", res.err, tail(filepath.Join(logs, r+".log"), 20))
+		} else {
+			fmt.Fprintf(os.Stderr, "   %.1f s (pipeline %.1f s), peak RSS %.0f MB\n", res.wall.Seconds(), res.rep.PipelineSecs, mb(res.rss))
+		}
+	}
+
+	w := os.Stdout
+	fmt.Fprintf(w, "\nstatebench: %d events over %d keys in one %s window; per-key count in ValueState, event-time timer per key at the window end\n\n", *events, *keys, *span)
+	fmt.Fprintf(w, "%-6s | %10s | %9s | %7s | %9s | %11s\n", "runner", "events", "keys", "wall s", "events/s", "peak RSS MB")
+	fmt.Fprintf(w, "%s-+-%s-+-%s-+-%s-+-%s-+-%s\n", dashes(6), dashes(10), dashes(9), dashes(7), dashes(9), dashes(11))
+	byRunner := map[string]*result{}
+	for _, r := range results {
+		byRunner[r.runner] = r
+		if r.err != nil {
+			// Wall time and RSS up to the failure (or the timeout kill).
+			fmt.Fprintf(w, "%-6s | %10d | %9d | %7s | %9s | %11.0f   FAILED after %.0f s: %s\n", r.runner, *events, *keys, "-", "-", mb(r.rss), r.wall.Seconds(), r.err)
+			continue
+		}
+		fmt.Fprintf(w, "%-6s | %10d | %9d | %7.1f | %9.0f | %11.0f\n", r.runner, *events, *keys, r.wall.Seconds(), rate(r), mb(r.rss))
+	}
+	if wr, pr := byRunner["weir"], byRunner["prism"]; wr != nil && pr != nil && wr.err == nil && pr.err == nil {
+		fmt.Fprintf(w, "\nweir/prism throughput: %.2fx   weir/prism peak RSS: %.2fx\n", rate(wr)/rate(pr), float64(wr.rss)/float64(pr.rss))
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(w, "interrupted")
+		failed = true
+	}
+	if failed || keepLogs {
+		fmt.Fprintf(w, "\nchild logs in %s\n", logs)
+	} else {
+		os.RemoveAll(logs)
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// runOne re-executes this binary with --child=runner and measures it.
+func runOne(ctx context.Context, self, runner, logPath string) *result {
+	res := &result{runner: runner}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer logf.Close()
+	// The child's temporary files (runnerlib's placeholders, weir's
+	// Pebble state) go in a directory removed afterwards.
+	tmp, err := os.MkdirTemp("", "statebench-"+runner+"-")
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer os.RemoveAll(tmp)
+
+	args := []string{
+		"--child=" + runner,
+		fmt.Sprintf("--events=%d", *events),
+		fmt.Sprintf("--keys=%d", *keys),
+		fmt.Sprintf("--span=%s", *span),
+		fmt.Sprintf("--splits=%d", *splits),
+	}
+	if *cpuProfile != "" {
+		args = append(args, "--cpuprofile="+*cpuProfile+"."+runner)
+	}
+	if *memProfile != "" {
+		args = append(args, "--memprofile="+*memProfile+"."+runner)
+	}
+	args = append(args, flag.Args()...)
+	fmt.Fprintf(logf, "# %s %s\n", self, strings.Join(args, " "))
+	var stdout bytes.Buffer
+	cctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, self, args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	cmd.Stdout = io.MultiWriter(&stdout, logf)
+	cmd.Stderr = logf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
+	start := time.Now()
+	runErr := cmd.Run()
+	res.wall = time.Since(start)
+	if ps := cmd.ProcessState; ps != nil {
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			res.rss = ru.Maxrss * 1024 // kilobytes on Linux
+		}
+	}
+	switch {
+	case errors.Is(cctx.Err(), context.DeadlineExceeded):
+		res.err = fmt.Errorf("timed out after %s", *timeout)
+	case ctx.Err() != nil:
+		res.err = ctx.Err()
+	case runErr != nil:
+		res.err = runErr
+	}
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if line, ok := strings.CutPrefix(sc.Text(), reportTag); ok {
+			if err := json.Unmarshal([]byte(line), &res.rep); err != nil && res.err == nil {
+				res.err = fmt.Errorf("reading the child's report: %w", err)
+			}
+		}
+	}
+	if res.err == nil && res.rep.Runner == "" {
+		res.err = errors.New("the child printed no report")
+	}
+	return res
+}
+
+func rate(r *result) float64 { return float64(*events) / r.wall.Seconds() }
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+func dashes(n int) string { return strings.Repeat("-", n) }
+
+// tail is the last n lines of the file at path, indented.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "   " + strings.Join(lines, "\n   ")
+}
