@@ -26,13 +26,14 @@ type BundleSpec struct {
 	Inputs map[string][][]byte
 	// Timers maps timer streams to concatenated encoded timers sent to the harness.
 	Timers map[TimerKey][]byte
-	// EndTimers are the timer streams to end with is_last: the Go harness
-	// expects one per transform that has timers, whether or not any fire.
+	// EndTimers are the timer streams (every family of every stateful
+	// transform) to end with is_last. The Go harness opens a writer for each
+	// stream the runner ends, so it answers with is_last on each of them
+	// when the bundle ends, whether or not it set timers: the bundle waits
+	// for all of them, which is the only thing that orders its timers
+	// before its completion when the stage has no data sink.
 	EndTimers []TimerKey
 	// Outputs are the data sink transform IDs the harness will end with is_last.
-	// The harness ends a timer stream only if it wrote to it, so timer
-	// streams are awaited once they have sent something. Timer writes
-	// precede the sinks' is_last on the data stream.
 	Outputs []string
 	// State answers state requests; nil refuses them.
 	State StateHandler
@@ -99,6 +100,9 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, e
 	}
 	for _, o := range spec.Outputs {
 		b.waitData[o] = true
+	}
+	for _, k := range spec.EndTimers {
+		b.waitTimer[k] = true
 	}
 	w.mu.Lock()
 	w.bundles[instID] = b

@@ -22,7 +22,7 @@ type keyed struct {
 	kgStart, kgEnd int
 	maxP           int
 	families       map[sdkharness.TimerKey]timerCoder
-	endTimers      []sdkharness.TimerKey // one per transform with timers
+	endTimers      []sdkharness.TimerKey // every timer family
 
 	// Window expiry: state of a window is cleared once the watermark passes
 	// its end plus the allowed lateness.
@@ -74,7 +74,6 @@ func newKeyed(db *state.DB, s *plan.Stage, comps *pipepb.Components, start, end,
 	if err := k.initExpiry(s, comps); err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
 	for _, f := range s.Timers {
 		c, err := wire.Build(coders, f.Coder)
 		if err != nil {
@@ -85,10 +84,7 @@ func newKeyed(db *state.DB, s *plan.Stage, comps *pipepb.Components, start, end,
 		}
 		key := sdkharness.TimerKey{Transform: f.Transform, Family: f.Family}
 		k.families[key] = timerCoder{key: c.Components[0], window: c.Components[1], domain: int(f.Domain)}
-		if !seen[f.Transform] {
-			seen[f.Transform] = true
-			k.endTimers = append(k.endTimers, key)
-		}
+		k.endTimers = append(k.endTimers, key)
 	}
 	return k, nil
 }
