@@ -28,6 +28,16 @@ func liftable(comps *pipepb.Components, t *pipepb.PTransform) bool {
 	if ws.GetWindowFn().GetUrn() == URNSessions {
 		return false
 	}
+	// The SDK's precombine encodes an accumulator for every element it
+	// cannot keep in its cache. When the accumulator is just a value of the
+	// input's type (Sum, Min, Max; Count sums ones) that costs what grouping
+	// the value would; when it is a bigger structure (Top's lists, Mean's
+	// structs) it costs more than grouping the raw values. Measured here on
+	// Beam's combine load test (Top, unique keys): lifted 18.6 s, not lifted
+	// 12.4 s; on Sum over 100 keys: lifted 0.4 s, not lifted 1.4 s.
+	if !sameCoder(comps, cp.GetAccumulatorCoderId(), kvValueCoder(comps, in), 0) {
+		return false
+	}
 	// Precombining merges elements before the trigger sees them, so only
 	// triggers that fire once per window keep their panes.
 	switch ws.GetTrigger().GetTrigger().(type) {
@@ -35,6 +45,35 @@ func liftable(comps *pipepb.Components, t *pipepb.PTransform) bool {
 		return true
 	}
 	return false
+}
+
+// kvValueCoder is the value coder of a KV PCollection.
+func kvValueCoder(comps *pipepb.Components, pc *pipepb.PCollection) string {
+	ids := comps.GetCoders()[pc.GetCoderId()].GetComponentCoderIds()
+	if len(ids) != 2 {
+		return ""
+	}
+	return ids[1]
+}
+
+// sameCoder reports whether coders a and b encode the same way.
+func sameCoder(comps *pipepb.Components, a, b string, depth int) bool {
+	if a == b {
+		return a != ""
+	}
+	ca, oka := comps.GetCoders()[a]
+	cb, okb := comps.GetCoders()[b]
+	if !oka || !okb || depth > 16 || ca.GetSpec().GetUrn() != cb.GetSpec().GetUrn() ||
+		string(ca.GetSpec().GetPayload()) != string(cb.GetSpec().GetPayload()) ||
+		len(ca.GetComponentCoderIds()) != len(cb.GetComponentCoderIds()) {
+		return false
+	}
+	for i := range ca.GetComponentCoderIds() {
+		if !sameCoder(comps, ca.GetComponentCoderIds()[i], cb.GetComponentCoderIds()[i], depth+1) {
+			return false
+		}
+	}
+	return true
 }
 
 // expand rewrites leaves that weir executes as several transforms:
