@@ -16,6 +16,10 @@ import (
 
 const (
 	maxBundleBytes = 4 << 20
+	// maxStatefulBundleBytes is smaller: every input element of a stateful
+	// bundle becomes several state reads and writes held in one Pebble
+	// batch until the bundle commits.
+	maxStatefulBundleBytes = 256 << 10
 	// maxFiringTimers bounds the timers fired in one bundle.
 	maxFiringTimers = 10000
 )
@@ -147,7 +151,7 @@ func (t *sdkTask) run(ctx context.Context) error {
 		if !t.sidesReady() {
 			continue
 		}
-		if len(t.pending) > 0 && (advanced || !got || t.pendingBytes >= maxBundleBytes || len(t.in) == 0 || t.ports[0].done()) {
+		if len(t.pending) > 0 && (advanced || !got || t.pendingBytes >= t.bundleBytes() || len(t.in) == 0 || t.ports[0].done()) {
 			if err := t.flush(ctx); err != nil {
 				return err
 			}
@@ -220,6 +224,14 @@ func (t *sdkTask) flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// bundleBytes is how much input makes a full bundle.
+func (t *sdkTask) bundleBytes() int {
+	if t.keyed != nil {
+		return maxStatefulBundleBytes
+	}
+	return maxBundleBytes
 }
 
 // drainSplits runs work split off siblings' bundles until the whole
