@@ -183,13 +183,8 @@ func (t *gbkTask) fire(ctx context.Context, prev, upTo int64) error {
 		if out, err = t.appendGroup(out, recs[0].Window, g, pane); err != nil {
 			return err
 		}
-		if len(out) >= 1<<20 {
-			if err := t.out.emit(ctx, outPC, out); err != nil {
-				return err
-			}
-			out = nil
-		}
-		return nil
+		out, err = t.emitFull(ctx, outPC, out)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("%s: firing windows: %w", t.name(), err)
@@ -201,6 +196,18 @@ func (t *gbkTask) fire(ctx context.Context, prev, upTo int64) error {
 		return fmt.Errorf("%s: forgetting fired windows: %w", t.name(), err)
 	}
 	return nil
+}
+
+// outputChunk is the size at which grouped output is sent on.
+const outputChunk = 1 << 20
+
+// emitFull sends out once it holds outputChunk bytes, and returns what is
+// left to fill.
+func (t *gbkTask) emitFull(ctx context.Context, pc string, out []byte) ([]byte, error) {
+	if len(out) < outputChunk {
+		return out, nil
+	}
+	return nil, t.out.emit(ctx, pc, out)
 }
 
 // appendGroup encodes one grouped output element.
@@ -249,13 +256,8 @@ func (t *gbkTask) emitAll(ctx context.Context, fired int64) error {
 				return err
 			}
 		}
-		if len(out) >= 1<<20 {
-			if err := t.out.emit(ctx, outPC, out); err != nil {
-				return err
-			}
-			out = nil
-		}
-		return nil
+		out, err = t.emitFull(ctx, outPC, out)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("%s: emitting groups: %w", t.name(), err)
