@@ -3,7 +3,6 @@ package sdkharness
 import (
 	"context"
 	"fmt"
-	"io"
 	"sync"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
@@ -238,10 +237,7 @@ func (w *Worker) serveData(stream fnpb.BeamFnData_DataServer) error {
 	for {
 		e, err := stream.Recv()
 		if err != nil {
-			if err == io.EOF {
-				err = nil
-			}
-			w.die(fmt.Errorf("worker %s data stream ended (%v): %w", w.ID, err, ErrWorkerGone))
+			w.streamEnded("data", err)
 			return nil
 		}
 		for _, d := range e.GetData() {

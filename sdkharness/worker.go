@@ -120,10 +120,7 @@ func (w *Worker) serveControl(stream fnpb.BeamFnControl_ControlServer) error {
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
-			if err == io.EOF {
-				err = nil
-			}
-			w.die(fmt.Errorf("worker %s control stream ended (%v): %w", w.ID, err, ErrWorkerGone))
+			w.streamEnded("control", err)
 			return nil
 		}
 		w.mu.Lock()
@@ -134,6 +131,14 @@ func (w *Worker) serveControl(stream fnpb.BeamFnControl_ControlServer) error {
 			ch <- resp // buffered, never blocks
 		}
 	}
+}
+
+// streamEnded declares the worker gone because one of its streams ended.
+func (w *Worker) streamEnded(stream string, err error) {
+	if err == io.EOF {
+		err = nil
+	}
+	w.die(fmt.Errorf("worker %s %s stream ended (%v): %w", w.ID, stream, err, ErrWorkerGone))
 }
 
 func (w *Worker) descriptor(id string) *fnpb.ProcessBundleDescriptor {

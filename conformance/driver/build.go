@@ -17,6 +17,14 @@ import (
 	"strings"
 )
 
+// InRoot resolves p against the module root root, unless it is absolute.
+func InRoot(root, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(root, p)
+}
+
 // ModuleRoot returns the directory holding go.mod, searching up from the
 // working directory.
 func ModuleRoot() (string, error) {

@@ -99,12 +99,7 @@ func run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	abs := func(p string) string {
-		if filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(root, p)
-	}
+	abs := func(p string) string { return driver.InRoot(root, p) }
 	out := abs(*outDir)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return 2, err

@@ -78,12 +78,7 @@ func run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	abs := func(p string) string {
-		if filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(root, p)
-	}
+	abs := func(p string) string { return driver.InRoot(root, p) }
 
 	skipText := conformance.SkipListText()
 	if *skipFile != "" {
