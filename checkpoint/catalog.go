@@ -346,3 +346,62 @@ func readObject(ctx context.Context, st storage.Storage, name string) ([]byte, e
 	}
 	return data, nil
 }
+
+// NextID returns the ID a new checkpoint of job should take: one above every
+// checkpoint ID with any object in storage, complete or not, so that a new
+// checkpoint never writes into the remains of an earlier incarnation's.
+func NextID(ctx context.Context, st storage.Storage, job string) (int64, error) {
+	l, err := listCheckpoints(ctx, st, job)
+	if err != nil {
+		return 0, err
+	}
+	next := int64(1)
+	for id := range l.objects {
+		next = max(next, id+1)
+	}
+	return next, nil
+}
+
+// Discard deletes what an aborted checkpoint id of job wrote under chk-id/.
+// It refuses a completed checkpoint (one with _metadata): those go only
+// through Retain. Shared objects the aborted upload created are left for
+// Retain, which deletes what no retained checkpoint references.
+func Discard(ctx context.Context, st storage.Storage, job string, id int64) error {
+	l, err := listCheckpoints(ctx, st, job)
+	if err != nil {
+		return err
+	}
+	if l.complete[id] {
+		return fmt.Errorf("checkpoint: discard checkpoint %d of job %s: it is complete", id, job)
+	}
+	if err := deleteAll(ctx, st, l.objects[id]); err != nil {
+		return fmt.Errorf("checkpoint: discard checkpoint %d of job %s: %w", id, job, err)
+	}
+	return nil
+}
+
+// List returns the readable completed checkpoints of job, newest first, and
+// an error per completed checkpoint whose metadata could not be read.
+func List(ctx context.Context, st storage.Storage, job string) ([]*Metadata, []error, error) {
+	if err := checkJobID(job); err != nil {
+		return nil, nil, fmt.Errorf("checkpoint: list: %w", err)
+	}
+	l, err := listCheckpoints(ctx, st, job)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []*Metadata
+	var bad []error
+	for _, id := range l.completed() {
+		m, err := ReadMetadata(ctx, st, job, id)
+		if isUnusable(err) || errors.Is(err, ErrNewerFormat) {
+			bad = append(bad, err)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, m)
+	}
+	return out, bad, nil
+}

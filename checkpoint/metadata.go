@@ -55,6 +55,27 @@ type Metadata struct {
 	// unique names, so savepoints can translate (see DESIGN "Savepoints").
 	TransformNames map[string]string `json:"transform_names"`
 	Subtasks       []SubtaskState    `json:"subtasks"`
+	// Stats are figures of how the checkpoint was taken, measured up to
+	// the commit (optional; for listings).
+	Stats *Stats `json:"stats,omitempty"`
+}
+
+// Stats describe how a checkpoint was taken.
+type Stats struct {
+	DurationMS    int64 `json:"duration_ms"`    // from trigger to commit
+	AlignmentMS   int64 `json:"alignment_ms"`   // the longest barrier alignment of a subtask
+	UploadedBytes int64 `json:"uploaded_bytes"` // written to storage for this checkpoint
+}
+
+// FullSize is the size of every file the checkpoint references.
+func (m *Metadata) FullSize() int64 {
+	var n int64
+	for _, s := range m.Subtasks {
+		for _, f := range s.Files {
+			n += f.Size
+		}
+	}
+	return n
 }
 
 // SubtaskID names one subtask of a stage.
@@ -79,8 +100,13 @@ type SubtaskState struct {
 	// Files are the files of the subtask's Pebble checkpoint, restored
 	// under their local names. Empty for a subtask without a DB.
 	Files []File `json:"files"`
-	// SourcePosition is opaque to this package (a source's residual).
+	// SourcePosition is opaque to this package: the engine's own state of
+	// the subtask (a source's residual restrictions, input it had not run
+	// yet, side inputs, watermarks).
 	SourcePosition []byte `json:"source_position,omitempty"`
+	// Finished says the subtask had ended before the checkpoint: restored,
+	// it only ends its outputs again.
+	Finished bool `json:"finished,omitempty"`
 }
 
 // File is one file of a subtask's Pebble checkpoint.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/portability"
 	"github.com/weir-runner/weir/runner/engine"
 	"github.com/weir-runner/weir/runner/plan"
@@ -40,6 +42,16 @@ type Config struct {
 	// ProgressEvery is how often running jobs log their progress (records
 	// read and output watermark of every stage); 0 never.
 	ProgressEvery time.Duration
+	// Checkpoints are the server's checkpoint defaults (zero value:
+	// DefaultCheckpointConfig); jobs override them with pipeline options.
+	Checkpoints CheckpointConfig
+	// StorageOptions are passed to storage.Open for checkpoint dirs (for
+	// example a GCS client).
+	StorageOptions []storage.Option
+	// CheckpointFault injects failures into the checkpoint protocol (tests).
+	CheckpointFault func(point string, chk int64) error
+	// MetricsAddr, if set, serves Prometheus metrics at /metrics there.
+	MetricsAddr string
 }
 
 // Server is a running weir: Job API, artifacts and Fn API on one port.
@@ -51,12 +63,20 @@ type Server struct {
 	fn   *sdkharness.Server
 	log  *slog.Logger
 	done chan struct{}
+
+	metrics     *serverMetrics
+	httpSrv     *http.Server
+	httpDone    chan struct{}
+	metricsAddr string
 }
 
 // Start listens and serves until Stop.
 func Start(cfg Config) (*Server, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Checkpoints == (CheckpointConfig{}) {
+		cfg.Checkpoints = DefaultCheckpointConfig()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -65,12 +85,21 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}
-	s := &Server{cfg: cfg, lis: lis, log: cfg.Logger, done: make(chan struct{})}
+	s := &Server{cfg: cfg, lis: lis, log: cfg.Logger, done: make(chan struct{}), metrics: newServerMetrics(), httpDone: make(chan struct{})}
+	if cfg.MetricsAddr != "" {
+		if s.metricsAddr, err = s.serveMetrics(cfg.MetricsAddr); err != nil {
+			lis.Close()
+			return nil, err
+		}
+	}
 	s.fn = sdkharness.NewServer(cfg.Logger)
 	s.fn.SetEndpoint(lis.Addr().String())
 	s.jobs, err = portability.NewServer(&executor{s: s}, portability.Options{Logger: cfg.Logger})
 	if err != nil {
 		lis.Close()
+		if s.httpSrv != nil {
+			s.httpSrv.Close()
+		}
 		return nil, fmt.Errorf("starting job service: %w", err)
 	}
 	s.jobs.SetEndpoint(lis.Addr().String())
@@ -92,11 +121,18 @@ func (s *Server) Endpoint() string { return s.lis.Addr().String() }
 // Jobs is the job service, for the CLI and web page.
 func (s *Server) Jobs() *portability.Server { return s.jobs }
 
+// MetricsAddr is where /metrics is served ("" if it is not).
+func (s *Server) MetricsAddr() string { return s.metricsAddr }
+
 // Stop cancels running jobs and stops serving.
 func (s *Server) Stop() {
 	s.jobs.Stop()
 	s.grpc.Stop()
 	<-s.done
+	if s.httpSrv != nil {
+		s.httpSrv.Close()
+		<-s.httpDone
+	}
 }
 
 // executor plans and runs jobs for the job service.
@@ -152,6 +188,15 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 			return nil, fmt.Errorf("environment %q (%s) is not supported", envID, env.GetUrn())
 		}
 	}
+	ck, st, err := x.checkpointOptions(ctx, job, job.Pipeline)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		defer st.Close()
+		ck.OnCheckpoint = func(c engine.CheckpointStats) { x.s.metrics.checkpoint(job.ID, c) }
+		ck.OnRestart = func() { x.s.metrics.restart(job.ID) }
+	}
 	e := engine.New(p, engine.Options{
 		Parallelism:   par,
 		TempDir:       x.s.cfg.TempDir,
@@ -160,6 +205,7 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		API:           x.s.fn.ApiDescriptor(),
 		OnMetrics:     job.UpdateMetrics,
 		ProgressEvery: x.s.cfg.ProgressEvery,
+		Checkpoint:    ck,
 	})
 	job.OnDrain(e.Drain)
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))

@@ -142,6 +142,20 @@ func Open(o Options) (*DB, error) {
 	return &DB{pdb: pdb, dir: o.Dir, log: lg}, nil
 }
 
+// Checkpoint writes a consistent copy of the database to dir, which must not
+// exist yet: the synchronous part of a checkpoint. The memtable is flushed
+// first (the WAL is off, so unflushed writes would be missing), then Pebble
+// hard-links the immutable sstables and copies its small mutable files.
+func (d *DB) Checkpoint(dir string) error {
+	if err := d.pdb.Flush(); err != nil {
+		return fmt.Errorf("state: checkpoint %s: flush: %w", d.dir, err)
+	}
+	if err := d.pdb.Checkpoint(dir); err != nil {
+		return fmt.Errorf("state: checkpoint %s into %s: %w", d.dir, dir, err)
+	}
+	return nil
+}
+
 // Close closes the database. It does not flush the memtable: with the WAL off,
 // writes not yet flushed (Pebble().Flush(), a checkpoint) are lost, which is
 // intended since durability comes from checkpoints. Pending GroupBuffer

@@ -4,6 +4,7 @@
 //	weir jobs [--endpoint=127.0.0.1:8099]
 //	weir cancel [--endpoint=127.0.0.1:8099] JOB
 //	weir drain [--endpoint=127.0.0.1:8099] JOB
+//	weir checkpoints --checkpoint_dir=URL JOB_NAME
 package main
 
 import (
@@ -18,6 +19,7 @@ commands:
   jobs     list the jobs of a running server
   cancel   cancel a job: weir cancel JOB
   drain    drain a job: stop its sources, fire all timers, end DONE: weir drain JOB
+  checkpoints  list a job's completed checkpoints: weir checkpoints --checkpoint_dir=URL JOB_NAME
 
 Run 'weir <command> --help' for the flags of a command.
 `
@@ -37,6 +39,8 @@ func main() {
 		err = cancel(args)
 	case "drain":
 		err = drain(args)
+	case "checkpoints":
+		err = checkpoints(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

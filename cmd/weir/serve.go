@@ -23,6 +23,9 @@ func serve(args []string) error {
 	verbose := fs.Bool("v", false, "log at debug level")
 	progress := fs.Duration("progress_every", 10*time.Second, "log each running job's progress (records, watermarks) this often; 0 never")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file until it stops")
+	metricsAddr := fs.String("metrics_addr", "127.0.0.1:0", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+	ck := runner.DefaultCheckpointConfig()
+	ck.Bind(fs) // defaults for jobs; a job's pipeline options override them
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,11 +50,13 @@ func serve(args []string) error {
 		TempDir:       *tmp,
 		Logger:        log,
 		ProgressEvery: *progress,
+		Checkpoints:   ck,
+		MetricsAddr:   *metricsAddr,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("weir serving", "endpoint", s.Endpoint())
+	log.Info("weir serving", "endpoint", s.Endpoint(), "metrics", s.MetricsAddr())
 	if *endpointFile != "" {
 		tmpFile := *endpointFile + ".tmp"
 		if err := os.WriteFile(tmpFile, []byte(s.Endpoint()), 0o644); err != nil {

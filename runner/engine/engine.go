@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/checkpoint"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/sdkharness"
@@ -38,6 +39,8 @@ type Options struct {
 	// Clock is processing time: when processing-time timers fire and
 	// deferred residuals resume (nil: the wall clock).
 	Clock Clock
+	// Checkpoint turns on checkpoints, restores and restarts (nil: off).
+	Checkpoint *CheckpointOptions
 }
 
 // Clock tells processing time.
@@ -62,6 +65,12 @@ type Engine struct {
 	drain     chan struct{} // closed by Drain
 
 	progress map[*plan.Stage]*stageProgress
+
+	// Of the current run: the checkpoint coordinator (nil when not
+	// checkpointing), where synchronous snapshots go, and how to fail the run.
+	ck    *coordinator
+	ckDir string
+	fail  func(error)
 }
 
 // Drain asks the job to finish: sources stop (splittable DoFns truncate
@@ -107,11 +116,51 @@ func (e *Engine) parallelism(s *plan.Stage) int {
 type task interface {
 	run(ctx context.Context) error
 	id() string
+	ckID() checkpoint.SubtaskID
 }
 
 // Run executes the plan until every stage has ended, the context is
-// cancelled, or a stage fails.
-func (e *Engine) Run(ctx context.Context) (err error) {
+// cancelled, or a stage fails. With checkpoints on, a failed run is
+// restored from the latest completed checkpoint and run again, as often as
+// the restart strategy allows.
+func (e *Engine) Run(ctx context.Context) error {
+	ck := e.o.Checkpoint
+	var restore *checkpoint.Metadata
+	if ck != nil {
+		restore = ck.Restore
+	}
+	for attempt := 1; ; attempt++ {
+		err := e.runOnce(ctx, restore)
+		if err == nil || ctx.Err() != nil || ck == nil || attempt > ck.RestartAttempts {
+			return err
+		}
+		e.o.Logger.Warn("job failed; restarting from its latest checkpoint", "attempt", attempt, "of", ck.RestartAttempts, "err", err)
+		e.pool.stopAll()
+		if ck.OnRestart != nil {
+			ck.OnRestart()
+		}
+		select {
+		case <-time.After(ck.RestartBackoff):
+		case <-ctx.Done():
+			return err
+		}
+		meta, skipped, lerr := checkpoint.Latest(ctx, ck.Storage, ck.Job)
+		if skipped != nil {
+			e.o.Logger.Warn("passing over unusable checkpoints", "err", skipped)
+		}
+		switch {
+		case lerr == nil:
+			restore = meta
+		case errors.Is(lerr, checkpoint.ErrNoCheckpoint):
+			restore = nil // nothing completed yet: from the start
+		default:
+			return fmt.Errorf("restarting after %w: %w", err, lerr)
+		}
+	}
+}
+
+// runOnce runs the plan once, from checkpoint restore if it is not nil.
+func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err error) {
 	dir, err := os.MkdirTemp(e.o.TempDir, "weir-job-")
 	if err != nil {
 		return fmt.Errorf("creating job state dir: %w", err)
@@ -123,8 +172,12 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer e.pool.stopAll()
+	e.fail = cancel
 
 	if err := e.registerDescriptors(); err != nil {
+		return err
+	}
+	if err := e.setUpCheckpoints(ctx, dir, restore); err != nil {
 		return err
 	}
 
@@ -136,10 +189,13 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	}
 	var tasks []task
+	var aligners []*aligner
 	for _, s := range e.plan.Stages {
 		ports := e.ports(s)
 		var split *splitPool
-		if s.Splittable != "" {
+		if s.Splittable != "" && e.ck == nil {
+			// Sharing work between subtasks would move source positions
+			// between snapshots; with checkpoints each keeps its own.
 			split = newSplitPool(len(inboxes[s]))
 		}
 		for i := range inboxes[s] {
@@ -148,33 +204,23 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 				return err
 			}
 			base := subtask{stage: s, index: i, in: inboxes[s][i], out: r, ports: ports(), e: e}
-			switch s.Kind {
-			case plan.KindImpulse:
-				tasks = append(tasks, &impulseTask{subtask: base})
-			case plan.KindTestStream:
-				tasks = append(tasks, &testStreamTask{subtask: base})
-			case plan.KindSDK:
-				t, err := newSDKTask(base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), e.cache, split)
+			if e.ck != nil {
+				a, err := e.ck.register(&base, inboxes[s][i])
 				if err != nil {
 					return err
 				}
-				tasks = append(tasks, t)
-			case plan.KindGBK:
-				t, err := newGBKTask(base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), e.cache)
-				if err != nil {
-					return err
-				}
-				if triggered(s) {
-					tt, err := newTriggeredGBK(t)
-					if err != nil {
-						t.db.Close()
-						return err
-					}
-					tasks = append(tasks, tt)
+				aligners = append(aligners, a)
+				base.in = a.out
+				if r := base.restored(); r != nil && r.Finished {
+					tasks = append(tasks, &finishedTask{subtask: base})
 					continue
 				}
-				tasks = append(tasks, t)
 			}
+			t, err := e.newTask(ctx, base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), split)
+			if err != nil {
+				return err
+			}
+			tasks = append(tasks, t)
 		}
 	}
 	var wg sync.WaitGroup
@@ -184,17 +230,34 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		go func() { defer close(done); e.reportProgress(pctx, e.o.ProgressEvery) }()
 		defer func() { stop(); <-done }()
 	}
+	if e.ck != nil {
+		cctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		e.ck.ctx = cctx
+		go func() { defer close(done); e.ck.loop() }()
+		defer func() { stop(); <-done }()
+	}
 	var mu sync.Mutex
 	var first error
-	for _, t := range tasks {
+	for i, t := range tasks {
 		wg.Add(1)
+		tctx, stop := context.WithCancel(ctx)
+		if aligners != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); aligners[i].run(tctx) }()
+		}
 		go func() {
 			defer wg.Done()
+			defer stop()
 			start := time.Now()
 			defer func() {
 				e.o.Logger.Debug("subtask finished", "subtask", t.id(), "took", time.Since(start))
 			}()
-			if err := t.run(ctx); err != nil {
+			err := t.run(tctx)
+			if err == nil && e.ck != nil {
+				e.ck.finished(t.ckID())
+			}
+			if err != nil {
 				mu.Lock()
 				if first == nil && !errors.Is(err, context.Canceled) {
 					first = err
@@ -209,6 +272,54 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return first
 	}
 	return context.Cause(ctx)
+}
+
+// newTask makes the task that runs subtask base; stateful ones keep their
+// state under dir.
+func (e *Engine) newTask(ctx context.Context, base subtask, dir string, split *splitPool) (task, error) {
+	var t interface {
+		task
+		restore(*taskState) error
+	}
+	switch base.stage.Kind {
+	case plan.KindImpulse:
+		return &impulseTask{subtask: base}, nil
+	case plan.KindTestStream:
+		return &testStreamTask{subtask: base}, nil
+	case plan.KindSDK:
+		st, err := newSDKTask(ctx, base, dir, e.cache, split)
+		if err != nil {
+			return nil, err
+		}
+		t = st
+	case plan.KindGBK:
+		g, err := newGBKTask(ctx, base, dir, e.cache)
+		if err != nil {
+			return nil, err
+		}
+		if !triggered(base.stage) {
+			t = g
+			break
+		}
+		tt, err := newTriggeredGBK(g)
+		if err != nil {
+			g.db.Close()
+			return nil, err
+		}
+		return tt, nil
+	default:
+		return nil, fmt.Errorf("stage %s: unknown kind %v", base.stage.ID, base.stage.Kind)
+	}
+	if r := base.restored(); r != nil {
+		st, err := decodeTaskState(r.SourcePosition)
+		if err != nil {
+			return nil, fmt.Errorf("%s: checkpoint %d: %w", base.name(), e.ck.o.Restore.CheckpointID, err)
+		}
+		if err := t.restore(st); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 func (e *Engine) registerDescriptors() error {

@@ -28,9 +28,11 @@ type gbkTask struct {
 	dropped    int  // late elements past the allowed lateness
 	always     bool // the Always trigger: every element fires at once
 	earlyPane  []byte
+	// restored watermarks (from a checkpoint): input, windows fired up to
+	wmIn, wmFired int64
 }
 
-func newGBKTask(base subtask, dir string, cache *state.Cache) (*gbkTask, error) {
+func newGBKTask(ctx context.Context, base subtask, dir string, cache *state.Cache) (*gbkTask, error) {
 	p := base.e.plan
 	s := base.stage
 	c, err := wire.Build(p.Components.GetCoders(), p.PColls[s.Input].WireCoder)
@@ -41,7 +43,7 @@ func newGBKTask(base subtask, dir string, cache *state.Cache) (*gbkTask, error) 
 	if err != nil {
 		return nil, fmt.Errorf("group by key %q: %w", s.Name, err)
 	}
-	db, err := state.Open(state.Options{Dir: dir, Cache: cache})
+	db, err := base.openState(ctx, dir, cache)
 	if err != nil {
 		return nil, fmt.Errorf("group by key %q: opening state: %w", s.Name, err)
 	}
@@ -60,18 +62,35 @@ func newGBKTask(base subtask, dir string, cache *state.Cache) (*gbkTask, error) 
 		pane:       wire.AppendPane(nil, wire.Pane{IsFirst: true, IsLast: true, Timing: wire.OnTime}),
 		always:     s.WindowingStrategy.GetTrigger().GetAlways() != nil && s.WindowingStrategy.GetWindowFn().GetUrn() != plan.URNSessions,
 		earlyPane:  wire.AppendPane(nil, wire.Pane{Timing: wire.Early}),
+		wmIn:       wire.MinTimestamp,
+		wmFired:    wire.MinTimestamp,
 	}, nil
+}
+
+// restore takes back the watermarks of a checkpoint (the buffer is in
+// Pebble).
+func (t *gbkTask) restore(st *taskState) error {
+	t.wmIn, t.wmFired = st.InWM, st.Fired
+	t.dropped = int(st.Dropped)
+	return nil
 }
 
 func (t *gbkTask) run(ctx context.Context) error {
 	defer t.db.Close()
 	maxP := t.e.o.MaxParallelism
 	lateness := t.stage.WindowingStrategy.GetAllowedLateness()
-	in, fired := wire.MinTimestamp, wire.MinTimestamp // input watermark; windows fired up to
+	in, fired := t.wmIn, t.wmFired // input watermark; windows fired up to
 	for !t.allDone() {
 		m, err := t.recv(ctx)
 		if err != nil {
 			return err
+		}
+		if m.kind == msgBarrier {
+			st := &taskState{InWM: in, Fired: fired, Dropped: int64(t.dropped)}
+			if err := t.snapshot(ctx, m.chk, t.db, st, nil); err != nil {
+				return err
+			}
+			continue
 		}
 		if m.kind != msgData {
 			if !t.ports[m.port].observe(m) {

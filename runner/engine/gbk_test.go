@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -62,7 +63,7 @@ func startGBK(t *testing.T, ws *pipepb.WindowingStrategy, winID string, parallel
 	o := &output{pcoll: "out", wv: h.outWV, targets: []target{{port: 0, part: plan.Forward, inboxes: []inbox{h.out}}}}
 	r := &router{sender: h.sender, subtask: index, maxP: testMaxP, outs: map[string]*output{"out": o}, order: []*output{o}}
 	base := subtask{stage: s, index: index, in: h.in, out: r, ports: []portState{{senders: senders}}, e: e}
-	task, err := newGBKTask(base, t.TempDir(), nil)
+	task, err := newGBKTask(context.Background(), base, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,9 @@ const (
 	msgData msgKind = iota
 	msgWatermark
 	msgEOI
+	// msgBarrier is checkpoint barrier chk: from a sender in band, or from
+	// the coordinator (sender "") to a subtask whose inputs have all ended.
+	msgBarrier
 )
 
 // msg is one inbox entry: a batch of encoded windowed values for a port,
@@ -22,6 +25,7 @@ type msg struct {
 	sender string // "stage/subtask", for per-sender watermarks
 	data   []byte // concatenated encoded elements
 	wm     int64
+	chk    int64 // checkpoint ID of a barrier
 }
 
 const inboxSize = 16

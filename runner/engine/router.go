@@ -108,3 +108,18 @@ func (r *router) control(ctx context.Context, kind msgKind, wm int64) error {
 	}
 	return nil
 }
+
+// barrier forwards checkpoint barrier chk to every subtask of every
+// consumer, in band after everything sent before it.
+func (r *router) barrier(ctx context.Context, chk int64) error {
+	for _, o := range r.order {
+		for _, t := range o.targets {
+			for _, in := range t.inboxes {
+				if err := in.send(ctx, msg{kind: msgBarrier, port: t.port, sender: r.sender, chk: chk}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -49,9 +49,11 @@ type sdkTask struct {
 	delayed []residual
 	// checkpointed are residuals of checkpoint splits of the last attempt.
 	checkpointed [][]byte
+	// finalize are bundles to finalize when the next checkpoint completes.
+	finalize []finalization
 }
 
-func newSDKTask(base subtask, dir string, cache *state.Cache, split *splitPool) (*sdkTask, error) {
+func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cache, split *splitPool) (*sdkTask, error) {
 	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}}, sinkTo: map[string]string{}, split: split}
 	p := base.e.plan
 	in, err := wire.Build(p.Components.GetCoders(), p.PColls[base.stage.Input].WireCoder)
@@ -72,6 +74,7 @@ func newSDKTask(base subtask, dir string, cache *state.Cache, split *splitPool) 
 			return nil, fmt.Errorf("side input %s of stage %s: %w", si.Local, base.stage.ID, err)
 		}
 		s := newSideInput(si, wv)
+		s.keepRaw = base.e.ck != nil
 		t.sides = append(t.sides, s)
 		t.side.inputs[[2]string{si.Transform, si.Local}] = s
 	}
@@ -80,7 +83,7 @@ func newSDKTask(base subtask, dir string, cache *state.Cache, split *splitPool) 
 		t.sinkTo[sink] = pc
 	}
 	if base.stage.Stateful {
-		db, err := state.Open(state.Options{Dir: dir, Cache: cache})
+		db, err := base.openState(ctx, dir, cache)
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: opening state: %w", base.stage.Name, err)
 		}
@@ -115,6 +118,9 @@ func (t *sdkTask) run(ctx context.Context) error {
 			timer = time.NewTimer(d)
 			wake = timer.C
 		}
+		if t.stepwise() && len(t.pending) > 0 && t.sidesReady() {
+			wake = closedCh // runnable input: look at the inbox, don't wait on it
+		}
 		var m msg
 		got := false
 		select {
@@ -132,6 +138,10 @@ func (t *sdkTask) run(ctx context.Context) error {
 		advanced := false
 		if got {
 			switch m.kind {
+			case msgBarrier:
+				if err := t.barrier(ctx, m.chk); err != nil {
+					return err
+				}
 			case msgData:
 				if m.port == 0 {
 					t.pending = append(t.pending, m.data)
@@ -222,7 +232,64 @@ func (t *sdkTask) flush(ctx context.Context) error {
 		if err := t.bundle(ctx, input, nil); err != nil {
 			return err
 		}
+		if t.stepwise() {
+			return nil // residuals wait for the loop, so barriers get in
+		}
 	}
+	return nil
+}
+
+// stepwise says that flush runs one bundle at a time: a splittable stage's
+// residuals come back as pending input forever, and with checkpoints on,
+// the run loop must look at its inbox between bundles.
+func (t *sdkTask) stepwise() bool { return t.e.ck != nil && t.stage.Splittable != "" }
+
+var closedCh = func() chan time.Time { c := make(chan time.Time); close(c); return c }()
+
+// barrier takes the subtask's part of checkpoint chk: input that arrived
+// before the barrier is run first (a splittable stage keeps it as its
+// position instead, as does a stage waiting for side inputs), then Pebble
+// and the in-memory state are snapshotted and the barrier forwarded.
+func (t *sdkTask) barrier(ctx context.Context, chk int64) error {
+	if t.stage.Splittable == "" && t.sidesReady() {
+		if err := t.flush(ctx); err != nil {
+			return err
+		}
+	}
+	st := &taskState{Pending: t.pending, Delayed: delayedStates(t.delayed, t.e.now()), InWM: t.inWM, Dropped: t.expired}
+	for _, s := range t.sides {
+		st.Sides = append(st.Sides, s.raw)
+	}
+	var db *state.DB
+	if t.keyed != nil {
+		db = t.keyed.db
+	}
+	fin := t.finalize
+	t.finalize = nil
+	return t.snapshot(ctx, chk, db, st, fin)
+}
+
+// restore takes back the in-memory state of a checkpoint.
+func (t *sdkTask) restore(st *taskState) error {
+	now := t.e.now()
+	for _, p := range st.Pending {
+		t.pending = append(t.pending, p)
+		t.pendingBytes += len(p)
+	}
+	for _, d := range st.Delayed {
+		t.delayed = append(t.delayed, residual{data: d.Data, wm: d.WM, readyAt: now.Add(time.Duration(d.DelayMS) * time.Millisecond)})
+	}
+	for i, chunks := range st.Sides {
+		if i >= len(t.sides) {
+			break
+		}
+		for _, c := range chunks {
+			if err := t.sides[i].add(c); err != nil {
+				return fmt.Errorf("%s: restoring side input %s: %w", t.name(), t.sides[i].spec.Local, err)
+			}
+		}
+	}
+	t.expired = st.Dropped
 	return nil
 }
 
@@ -398,7 +465,10 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 			readyAt: t.resumeAt(now, r.GetRequestedTimeDelay().AsDuration()),
 		})
 	}
-	if res.Response.GetRequiresFinalization() {
+	if res.Response.GetRequiresFinalization() && t.e.ck != nil {
+		// Final only once a checkpoint covers the bundle.
+		t.finalize = append(t.finalize, finalization{w: w, inst: res.InstructionID})
+	} else if res.Response.GetRequiresFinalization() {
 		if err := w.Finalize(ctx, res.InstructionID); err != nil {
 			t.e.o.Logger.Warn("bundle finalization failed", "stage", t.name(), "err", err)
 		}
@@ -454,7 +524,7 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 		Outputs:    t.outputs,
 		State:      t.side,
 	}
-	if t.split != nil {
+	if t.stage.Splittable != "" {
 		sp := &splitter{t: t, w: w, input: input, instID: make(chan string, 1)}
 		spec.Started = func(id string) { sp.instID <- id }
 		done := make(chan struct{})

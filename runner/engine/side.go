@@ -15,6 +15,10 @@ type sideInput struct {
 	values   map[string][]byte            // window → concatenated values
 	byKey    map[string]map[string][]byte // window → key → concatenated values (multimap)
 	keyOrder map[string][][]byte          // window → keys in arrival order
+	// raw keeps the chunks as they arrived when checkpointing is on: they
+	// are the side input's part of a snapshot.
+	raw     [][]byte
+	keepRaw bool
 }
 
 func newSideInput(spec plan.SideInput, wv wire.WVCoder) *sideInput {
@@ -22,6 +26,9 @@ func newSideInput(spec plan.SideInput, wv wire.WVCoder) *sideInput {
 }
 
 func (s *sideInput) add(data []byte) error {
+	if s.keepRaw {
+		s.raw = append(s.raw, data)
+	}
 	return s.wv.ForEach(data, func(e wire.Element) error {
 		for _, w := range e.Windows {
 			ws := string(w)

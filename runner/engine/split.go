@@ -124,7 +124,7 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		share := s.t.split.wantsWork()
+		share := s.t.split != nil && s.t.split.wantsWork()
 		draining := false
 		select {
 		case <-s.t.e.drain:

@@ -13,8 +13,10 @@ import (
 
 // driver is a miniature of the GroupByKey that drives a Machine, for one
 // key: it assigns elements to fixed or global windows, buffers panes,
-// drops elements for closed or expired windows, expires windows with their
-// final pane, and runs processing-time timers from wakeAt. It follows the
+// drops elements for closed or expired windows, keeps those for windows
+// left open by a processing-time firing until the window's end, expires
+// windows with their final pane, and runs processing-time timers from
+// wakeAt. It follows the
 // package's caller contract and Beam's ReduceFnRunner, so a script of
 // TestStream-like events yields the panes a Beam runner would emit.
 //
@@ -28,8 +30,8 @@ import (
 //
 // Each emitted pane is rendered as "<window> {<values>} <cause>", where the
 // window is "G" (global) or "[0s,10s)", and the cause is what made it fire:
-// "elem 2", "wm 11000", "pt 5101" or "end"; " last" marks the final pane
-// of a window (the trigger finished, or the window expired).
+// "elem 2", "wm 11000", "pt 5100" or "end"; " last" marks the final pane
+// of a window (the trigger closed it, or the window expired).
 type driver struct {
 	t        *testing.T
 	m        *Machine
@@ -99,7 +101,7 @@ func (d *driver) call(w *dwin, elements int, cause string) {
 	}
 	w.wake = wake
 	if fire {
-		d.emit(w, cause, finished)
+		d.emit(w, cause, w.st.Closed())
 	}
 }
 
@@ -131,8 +133,13 @@ func (d *driver) sorted() []*dwin {
 
 func (d *driver) elements(vals []int, ts int64, bundle bool) {
 	w := d.window(ts)
-	if d.expired(w) || w.st.Finished() {
+	if d.expired(w) || w.st.Closed() {
 		d.dropped += len(vals)
+		return
+	}
+	if w.st.Finished() {
+		// Left open by a processing-time firing: kept for the window's end.
+		w.buf = append(w.buf, vals...)
 		return
 	}
 	if bundle {
@@ -141,12 +148,15 @@ func (d *driver) elements(vals []int, ts int64, bundle bool) {
 		return
 	}
 	for _, v := range vals {
-		if w.st.Finished() {
+		switch {
+		case w.st.Closed():
 			d.dropped++
-			continue
+		case w.st.Finished():
+			w.buf = append(w.buf, v)
+		default:
+			w.buf = append(w.buf, v)
+			d.call(w, 1, fmt.Sprintf("elem %d", v))
 		}
-		w.buf = append(w.buf, v)
-		d.call(w, 1, fmt.Sprintf("elem %d", v))
 	}
 }
 
@@ -165,12 +175,16 @@ func (d *driver) watermark(to int64, cause string) {
 				d.call(w, 0, cause)
 			}
 			// Garbage collection: the final pane, without asking the trigger.
-			if !w.st.Finished() {
+			if !w.st.Closed() {
 				d.emit(w, cause, true)
 			}
 			delete(d.wins, w.start)
 		case d.wm > w.maxTs && !w.eowSeen && !w.st.Finished():
 			d.call(w, 0, cause)
+		case d.wm > w.maxTs && !w.eowSeen && !w.st.Closed():
+			// An open window's end: what arrived after its trigger finished.
+			w.eowSeen = true
+			d.emit(w, cause, false)
 		}
 	}
 }

@@ -47,8 +47,16 @@ func (m *Machine) OnEvent(s *State, in Input) (fire, finished bool, wakeAt int64
 		e.onElements(0, int64(in.Elements))
 	}
 	if e.shouldFire(0) {
+		// A processing-time firing is one the trigger would not make if
+		// no processing-time condition held.
+		e.noTime = true
+		byTime := !e.shouldFire(0)
+		e.noTime = false
 		e.onFire(0)
 		fire = true
+		if byTime && s.Finished() {
+			s.cells[0].flags |= fOpen
+		}
 	}
 	if s.Finished() {
 		return fire, true, 0
@@ -65,6 +73,9 @@ type eval struct {
 	c   []cell
 	in  Input
 	eow bool // the watermark is past the end of the window
+	// noTime makes every AfterProcessingTime node unready, to tell
+	// whether a firing is a processing-time one.
+	noTime bool
 }
 
 func (e *eval) finished(i int) bool { return e.c[i].flags&fFinished != 0 }
@@ -106,6 +117,9 @@ func (e *eval) onElements(i int, k int64) {
 		// from the first element (AfterProcessingTime.pastFirstElementInPane).
 		if e.c[i].flags&fTimeSet == 0 {
 			t := e.in.ProcessingTime
+			if n.sync {
+				t = addSat(t, 1)
+			}
 			for _, tt := range n.shift {
 				t = tt.apply(t)
 			}
@@ -152,8 +166,12 @@ func (e *eval) shouldFire(i int) bool {
 	case kElementCount:
 		return e.c[i].v >= n.count
 	case kProcessingTime:
-		// Beam's time has passed t when the clock is after t (isAfter).
-		return e.c[i].flags&fTimeSet != 0 && e.in.ProcessingTime > e.c[i].v
+		// Ready once the clock reaches the target, as in prism and as
+		// Beam's Go tests expect (TestTriggerAfterProcessingTime fires when
+		// processing time advances by exactly the delay, its NotTriggered
+		// twin does not at a millisecond less). Java's state machine waits
+		// until the clock is after it (isAfter): one millisecond later.
+		return !e.noTime && e.c[i].flags&fTimeSet != 0 && e.in.ProcessingTime >= e.c[i].v
 	case kEndOfWindow:
 		if e.c[i].flags&fLate == 0 {
 			return e.eow || (n.early >= 0 && !e.finished(n.early) && e.shouldFire(n.early))
@@ -279,7 +297,7 @@ func (e *eval) fireRepeated(i int) {
 }
 
 // wake is the earliest processing time at which an AfterProcessingTime node
-// that is waiting becomes ready, or 0.
+// that is waiting becomes ready (its target), or 0.
 func (e *eval) wake() int64 {
 	var at int64
 	for i := range e.n {
@@ -287,11 +305,11 @@ func (e *eval) wake() int64 {
 		if e.n[i].kind != kProcessingTime || c.flags&fTimeSet == 0 || c.flags&fFinished != 0 {
 			continue
 		}
-		if c.v < e.in.ProcessingTime || c.v == math.MaxInt64 {
-			continue // already passed (and held back by its parent), or never
+		if c.v <= e.in.ProcessingTime || c.v == math.MaxInt64 {
+			continue // already reached (and held back by its parent), or never
 		}
-		if t := c.v + 1; at == 0 || t < at {
-			at = t
+		if at == 0 || c.v < at {
+			at = c.v
 		}
 	}
 	return at

@@ -34,8 +34,12 @@ const (
 	// fLate: an AfterEndOfWindow node has fired its on-time pane and runs
 	// its late firings (Beam's "early trigger finished" bit).
 	fLate
+	// fOpen: set on the root with fFinished when the firing that finished
+	// the trigger was a processing-time one: the window is not closed (see
+	// State.Closed).
+	fOpen
 
-	knownFlags = fFinished | fTimeSet | fLate
+	knownFlags = fFinished | fTimeSet | fLate | fOpen
 	// fValue marks, in the encoding only, that a varint v follows.
 	fValue uint8 = 1 << 7
 )
@@ -47,10 +51,20 @@ var ErrStateMismatch = errors.New("trigger state does not match the trigger")
 // stateVersion is the first byte of every encoded State.
 const stateVersion = 1
 
-// Finished reports whether the trigger has finished: the window is closed,
-// no pane will fire again and new elements for it are to be dropped.
+// Finished reports whether the trigger has finished: it fires no pane
+// again. Whether the window still takes elements is Closed's question.
 func (s *State) Finished() bool {
 	return s != nil && len(s.cells) > 0 && s.cells[0].flags&fFinished != 0
+}
+
+// Closed reports whether the window is closed: the trigger has finished,
+// and new elements for the window are to be dropped. A trigger finished by
+// a processing-time firing leaves its window open: Finished but not
+// Closed. The window then keeps the elements that still arrive, and they
+// come out in one pane when the watermark passes the end of the window (or
+// at expiry, if they arrive later); see the package documentation.
+func (s *State) Closed() bool {
+	return s.Finished() && s.cells[0].flags&fOpen == 0
 }
 
 // Encode returns the State's canonical encoding: a version byte, the number
@@ -147,6 +161,8 @@ func (m *Machine) Check(s *State) error {
 			bad = "a processing time"
 		case c.flags&fLate != 0 && n.kind != kEndOfWindow:
 			bad = "a late phase"
+		case c.flags&fOpen != 0 && (i != 0 || c.flags&fFinished == 0):
+			bad = "an open window on an unfinished or inner part"
 		case c.v != 0 && n.kind == kProcessingTime && c.flags&fTimeSet == 0:
 			bad = "a stray time"
 		case c.v < 0 && (n.kind == kElementCount || n.kind == kAlways):

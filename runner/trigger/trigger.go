@@ -12,8 +12,11 @@
 //
 // The semantics are those of Beam's Java TriggerStateMachines run by
 // ReduceFnRunner (runners/core-java), which is what Flink and the Java
-// direct runner execute. The division of labour with the runner is the same
-// as between those state machines and ReduceFnRunner:
+// direct runner execute, except where Beam's Go conformance tests (which
+// prism passes) need otherwise: processing-time readiness and windows left
+// open by a processing-time firing, both below. The division of labour
+// with the runner is the same as between those state machines and
+// ReduceFnRunner:
 //
 //   - Call OnEvent when elements arrive (Input.Elements > 0). Each call
 //     evaluates the trigger once, after all Input.Elements elements have been
@@ -23,25 +26,42 @@
 //   - Call OnEvent (Elements 0) once when the input watermark first passes
 //     WindowEnd: that is the only event-time condition any Beam trigger has.
 //   - Call OnEvent (Elements 0) when processing time reaches a wakeAt that
-//     OnEvent returned (a processing-time timer).
+//     OnEvent returned (a processing-time timer). AfterProcessingTime is
+//     ready once processing time reaches first arrival plus its delay, as
+//     in prism (Beam's Go tests advance a TestStream's processing time by
+//     exactly the delay and expect a firing); Java's state machine waits a
+//     millisecond longer (isAfter).
 //   - When OnEvent reports fire, emit the pane: the buffered elements (all of
 //     them since the window began when accumulating). An empty pane is not
 //     emitted: the Go SDK asks for ClosingBehavior EMIT_IF_NONEMPTY and
 //     OnTimeBehavior FIRE_IF_NONEMPTY. The trigger state has advanced either
 //     way, as in ReduceFnRunner.
-//   - When OnEvent reports finished (State.Finished), the window is closed:
-//     drop further elements for it (Beam counts them as
-//     droppedDueToClosedWindow) but keep the State until the window expires,
-//     as the tombstone that says so.
+//   - When OnEvent reports finished (State.Finished), the trigger fires no
+//     more panes. Usually the window is then closed (State.Closed): drop
+//     further elements for it (Beam counts them as
+//     droppedDueToClosedWindow) but keep the State until the window
+//     expires, as the tombstone that says so.
+//   - Unless the firing that finished the trigger was a processing-time one
+//     (it would not have fired without an AfterProcessingTime being
+//     ready): then the window stays open (Finished but not Closed). Keep
+//     the elements that still arrive, without calling OnEvent, and emit
+//     them as one pane when the watermark passes WindowEnd, or at expiry
+//     for those that arrive later. This departs from Java, which drops
+//     them, and follows prism, which keeps a window's elements until its
+//     end whatever its trigger did: Beam's Go test
+//     TestTriggerAfterProcessingTime fires AfterProcessingTime once on
+//     processing time and expects the element that arrives after it in a
+//     second pane, while TestTriggerElementCount and TestTriggerOrFinally
+//     expect the elements after a finishing ElementCount to be dropped.
 //   - Expiry is the caller's: once the watermark passes WindowEnd plus the
-//     allowed lateness, emit a final pane if the trigger has not finished and
+//     allowed lateness, emit a final pane if the window is not closed and
 //     elements are buffered, then delete the window's state. Late elements
 //     behind that point are dropped. Beam's garbage-collection timer does the
 //     same without consulting the trigger; with zero allowed lateness the
 //     watermark passing the end of the window is that expiry.
 //   - Pane metadata is the caller's too: a pane fired while the watermark is
 //     not past WindowEnd is EARLY; the first pane after it is ON_TIME; later
-//     ones are LATE; the pane that finishes the trigger, or the expiry pane,
+//     ones are LATE; the pane that closes the window, or the pane at expiry,
 //     is the last.
 //
 // Merging windows (sessions) need trigger state merged when windows merge;
@@ -91,7 +111,10 @@ type node struct {
 	late     int    // AfterEndOfWindow: late firings node, or -1
 	count    int64  // ElementCount: elements needed
 	shift    []transform
-	end      int // first node index after this subtree
+	// sync: AfterSynchronizedProcessingTime, whose target is the first
+	// millisecond after the first element's arrival.
+	sync bool
+	end  int // first node index after this subtree
 }
 
 // transform is one of AfterProcessingTime's timestamp transforms: a delay
@@ -318,8 +341,12 @@ func (c *compiler) add(tr *pipepb.Trigger, parent string, depth int) (int, error
 	case *pipepb.Trigger_AfterSynchronizedProcessingTime_:
 		// Synchronized processing time is the processing time that every
 		// upstream stage has reached. weir, like Beam's non-Dataflow
-		// runners, does not track it separately: it is processing time.
+		// runners, does not track it separately: it is processing time,
+		// and the trigger is ready once it has passed the first element's
+		// arrival (Java's isAfter), so that elements arriving together
+		// share a pane.
 		n.kind = kProcessingTime
+		n.sync = true
 	case *pipepb.Trigger_AfterAll_:
 		n.kind = kAll
 		n.children, err = list(t.AfterAll.GetSubtriggers())

@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// aligner stands between a subtask's inbox and its task loop while
+// checkpointing is on. It passes messages through in order, except that
+// once a sender has delivered barrier N on a port, what that sender sends
+// after it is held back until every sender of every port has delivered N
+// or ended (alignment). Then it passes one barrier N on, followed by the
+// held messages: the task snapshots exactly the input before the barrier.
+//
+// It also tells the coordinator when all of the subtask's inputs have
+// ended; from then on barriers reach the subtask from the coordinator
+// (sender ""), since no sender is left to bring them.
+type aligner struct {
+	raw     inbox // the subtask's inbox, written by senders and the coordinator
+	out     inbox // read by the task loop
+	senders []int // senders per port
+	onEnded func()
+	onAlign func(chk int64, took time.Duration)
+
+	eoi     []int // ends of input seen per port
+	cur     int64 // barrier being aligned (0: none)
+	seen    []int // barriers cur seen per port
+	blocked map[portSender]bool
+	held    []msg
+	last    int64 // last barrier passed on
+	start   time.Time
+}
+
+type portSender struct {
+	port   int
+	sender string
+}
+
+func newAligner(raw inbox, ports []portState, onEnded func(), onAlign func(int64, time.Duration)) *aligner {
+	a := &aligner{raw: raw, out: make(inbox, inboxSize), onEnded: onEnded, onAlign: onAlign, blocked: map[portSender]bool{}}
+	for _, p := range ports {
+		a.senders = append(a.senders, p.senders)
+	}
+	a.eoi = make([]int, len(ports))
+	a.seen = make([]int, len(ports))
+	return a
+}
+
+// run moves messages until ctx ends (the subtask's context: it ends when
+// the task does).
+func (a *aligner) run(ctx context.Context) {
+	if a.ended() {
+		a.onEnded()
+	}
+	for {
+		select {
+		case m := <-a.raw:
+			if a.admit(ctx, m) != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (a *aligner) ended() bool {
+	for i, n := range a.senders {
+		if a.eoi[i] < n {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *aligner) admit(ctx context.Context, m msg) error {
+	k := portSender{m.port, m.sender}
+	switch {
+	case m.kind == msgBarrier && m.sender == "":
+		// From the coordinator: only a subtask without live inputs acts on it.
+		if m.chk > a.last && a.cur == 0 && a.ended() {
+			return a.complete(ctx, m.chk)
+		}
+		return nil
+	case a.cur != 0 && a.blocked[k]:
+		if m.kind == msgBarrier && m.chk == a.cur {
+			a.seen[m.port]++ // the sender feeds this port more than once
+			return a.maybeComplete(ctx)
+		}
+		a.held = append(a.held, m)
+		return nil
+	case m.kind == msgBarrier:
+		if m.chk <= a.last || (a.cur != 0 && m.chk < a.cur) {
+			return nil // an aborted checkpoint's late barrier
+		}
+		if a.cur == 0 {
+			a.cur, a.start = m.chk, time.Now()
+		} else if m.chk > a.cur {
+			// Barriers travel in order, so a newer one means the sender
+			// skipped cur; align on the newer one from here.
+			a.cur = m.chk
+		}
+		a.blocked[k] = true
+		a.seen[m.port]++
+		return a.maybeComplete(ctx)
+	case m.kind == msgEOI:
+		a.eoi[m.port]++
+		if err := a.out.send(ctx, m); err != nil {
+			return err
+		}
+		if a.ended() {
+			a.onEnded()
+		}
+		return a.maybeComplete(ctx)
+	default:
+		return a.out.send(ctx, m)
+	}
+}
+
+func (a *aligner) maybeComplete(ctx context.Context) error {
+	if a.cur == 0 {
+		return nil
+	}
+	for i, n := range a.senders {
+		if a.seen[i]+a.eoi[i] < n {
+			return nil
+		}
+	}
+	return a.complete(ctx, a.cur)
+}
+
+// complete passes barrier chk on, then re-admits what was held back.
+func (a *aligner) complete(ctx context.Context, chk int64) error {
+	if a.cur != 0 && a.onAlign != nil {
+		a.onAlign(chk, time.Since(a.start))
+	}
+	if err := a.out.send(ctx, msg{kind: msgBarrier, chk: chk}); err != nil {
+		return err
+	}
+	a.last, a.cur = chk, 0
+	clear(a.blocked)
+	clear(a.seen)
+	held := a.held
+	a.held = nil
+	for _, m := range held {
+		if err := a.admit(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}

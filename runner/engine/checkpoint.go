@@ -1,0 +1,480 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/weir-runner/weir/checkpoint"
+	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/sdkharness"
+	"github.com/weir-runner/weir/state"
+)
+
+// CheckpointOptions turn on periodic checkpoints of a job.
+type CheckpointOptions struct {
+	Storage storage.Storage
+	// Job names the job in storage (<dir>/<Job>/...): a restarted job with
+	// the same name finds its checkpoints.
+	Job string
+	// Interval between checkpoints (0: no periodic checkpoints; the
+	// options still say where to restore from).
+	Interval time.Duration
+	// Timeout aborts a checkpoint that has not completed (default 10m).
+	Timeout time.Duration
+	// MinPause is the least time from the end of one checkpoint to the
+	// start of the next.
+	MinPause time.Duration
+	// Retained is how many completed checkpoints are kept (default 1).
+	Retained int
+	// Restore is the checkpoint to start from (nil: a fresh start).
+	Restore *checkpoint.Metadata
+	// RestartAttempts is how often a failed job is restored from its latest
+	// checkpoint and run again before it fails; RestartBackoff is the pause
+	// before each restart.
+	RestartAttempts int
+	RestartBackoff  time.Duration
+	// OnCheckpoint is told about every checkpoint that completes or fails,
+	// OnRestart about every restart.
+	OnCheckpoint func(CheckpointStats)
+	OnRestart    func()
+	// Fault, when set, is called at named points of the checkpoint
+	// protocol; an error it returns fails that step (tests inject crashes
+	// with it).
+	Fault func(point string, chk int64) error
+}
+
+// CheckpointStats describe one checkpoint.
+type CheckpointStats struct {
+	ID        int64
+	Started   time.Time
+	Duration  time.Duration
+	Alignment time.Duration // the longest alignment of any subtask
+	Uploaded  int64         // bytes uploaded
+	FullSize  int64         // bytes of all the files it references
+	Subtasks  int
+	Failed    string // why it was aborted; "" if it completed
+}
+
+// Fault points.
+const (
+	FaultSnapshot     = "snapshot"      // a subtask's synchronous snapshot
+	FaultUpload       = "upload"        // a subtask's upload, after its files
+	FaultBeforeCommit = "before-commit" // every subtask acknowledged
+	FaultAfterCommit  = "after-commit"  // _metadata written
+)
+
+// coordinator triggers checkpoints, collects the subtasks' parts and
+// commits them. Subtasks call it from their goroutines; uploads run in
+// goroutines it owns.
+type coordinator struct {
+	e   *Engine
+	o   CheckpointOptions
+	ctx context.Context
+
+	mu       sync.Mutex
+	subtasks map[checkpoint.SubtaskID]*subtaskCk
+	pending  *pendingCk
+	nextID   int64
+	lastEnd  time.Time
+	base     *checkpoint.Metadata // the last committed (or restored) checkpoint
+	stats    []CheckpointStats
+	wg       sync.WaitGroup
+}
+
+type subtaskCk struct {
+	in       inbox
+	kg       checkpoint.KeyGroupRange
+	ended    bool // all inputs have ended: barriers come from the coordinator
+	finished bool
+	up       *checkpoint.Uploader
+}
+
+type pendingCk struct {
+	id        int64
+	started   time.Time
+	acks      map[checkpoint.SubtaskID]checkpoint.SubtaskState
+	snapped   map[checkpoint.SubtaskID]bool
+	finalize  []finalization
+	alignment time.Duration
+	uploaded  int64
+}
+
+// finalization is a bundle whose finalization waits for a checkpoint.
+type finalization struct {
+	w    *sdkharness.Worker
+	inst string
+}
+
+func newCoordinator(ctx context.Context, e *Engine, o CheckpointOptions, nextID int64) *coordinator {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Retained <= 0 {
+		o.Retained = 1
+	}
+	return &coordinator{e: e, o: o, ctx: ctx, subtasks: map[checkpoint.SubtaskID]*subtaskCk{}, nextID: nextID, base: o.Restore, lastEnd: time.Now()}
+}
+
+func (c *coordinator) add(id checkpoint.SubtaskID, in inbox, kg checkpoint.KeyGroupRange) error {
+	up, err := checkpoint.NewUploader(c.o.Storage, c.o.Job, id, c.base)
+	if err != nil {
+		return err
+	}
+	c.subtasks[id] = &subtaskCk{in: in, kg: kg, up: up}
+	return nil
+}
+
+// loop triggers checkpoints every interval and aborts those that time out,
+// until ctx ends; then it waits for the uploads it started.
+func (c *coordinator) loop() {
+	defer c.wg.Wait()
+	if c.o.Interval <= 0 {
+		<-c.ctx.Done()
+		return
+	}
+	tick := time.NewTicker(min(c.o.Interval, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c.mu.Lock()
+		now := time.Now()
+		switch {
+		case c.pending != nil && now.Sub(c.pending.started) > c.o.Timeout:
+			c.abortLocked(c.pending.id, fmt.Errorf("timed out after %s", c.o.Timeout))
+		case c.pending == nil && now.Sub(c.lastEnd) >= max(c.o.MinPause, c.o.Interval):
+			c.startLocked(now)
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *coordinator) startLocked(now time.Time) {
+	live := 0
+	for _, s := range c.subtasks {
+		if !s.finished {
+			live++
+		}
+	}
+	if live == 0 {
+		return // the job is ending
+	}
+	p := &pendingCk{id: c.nextID, started: now, acks: map[checkpoint.SubtaskID]checkpoint.SubtaskState{}, snapped: map[checkpoint.SubtaskID]bool{}}
+	c.nextID++
+	c.pending = p
+	for id, s := range c.subtasks {
+		switch {
+		case s.finished:
+			p.acks[id] = checkpoint.SubtaskState{SubtaskID: id, KeyGroups: s.kg, Finished: true}
+		case s.ended:
+			c.triggerLocked(s, p.id)
+		}
+	}
+}
+
+// triggerLocked sends barrier chk to a subtask whose inputs have ended.
+func (c *coordinator) triggerLocked(s *subtaskCk, chk int64) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = s.in.send(c.ctx, msg{kind: msgBarrier, chk: chk})
+	}()
+}
+
+// ended: all inputs of subtask id have ended.
+func (c *coordinator) ended(id checkpoint.SubtaskID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.subtasks[id]
+	s.ended = true
+	if p := c.pending; p != nil && !p.snapped[id] {
+		c.triggerLocked(s, p.id)
+	}
+}
+
+// finished: subtask id has ended its outputs and returned.
+func (c *coordinator) finished(id checkpoint.SubtaskID) {
+	c.mu.Lock()
+	s := c.subtasks[id]
+	s.finished = true
+	p := c.pending
+	if p == nil || p.snapped[id] {
+		c.mu.Unlock()
+		return
+	}
+	p.snapped[id] = true
+	p.acks[id] = checkpoint.SubtaskState{SubtaskID: id, KeyGroups: s.kg, Finished: true}
+	c.mu.Unlock()
+	c.maybeCommit(p.id)
+}
+
+// aligned records how long a subtask waited to align barrier chk.
+func (c *coordinator) aligned(chk int64, took time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.pending; p != nil && p.id == chk {
+		p.alignment = max(p.alignment, took)
+	}
+}
+
+// snapshot takes a subtask's part of checkpoint chk: its engine state, and
+// the Pebble checkpoint in dir ("" if it has no DB), which is uploaded in
+// the background and removed. fin are the bundles to finalize once the
+// checkpoint completes.
+func (c *coordinator) snapshot(chk int64, id checkpoint.SubtaskID, blob []byte, dir string, fin []finalization) {
+	c.mu.Lock()
+	p := c.pending
+	if p == nil || p.id != chk {
+		c.mu.Unlock()
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+		return // aborted: nothing waits for it
+	}
+	p.snapped[id] = true
+	p.finalize = append(p.finalize, fin...)
+	s := c.subtasks[id]
+	c.mu.Unlock()
+
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		st := checkpoint.SubtaskState{SubtaskID: id, KeyGroups: s.kg, SourcePosition: blob}
+		var up int64
+		err := c.fault(FaultUpload, chk)
+		if dir != "" {
+			defer os.RemoveAll(dir)
+			if err == nil {
+				var res *checkpoint.UploadResult
+				res, err = s.up.Upload(c.ctx, chk, dir)
+				if err == nil {
+					st.Files, up = res.Files, res.UploadedBytes
+				}
+			}
+		}
+		if err != nil {
+			c.abort(chk, fmt.Errorf("subtask %s: %w", id, err))
+			return
+		}
+		c.mu.Lock()
+		if c.pending == p {
+			p.acks[id] = st
+			p.uploaded += up
+		}
+		c.mu.Unlock()
+		c.maybeCommit(chk)
+	}()
+}
+
+func (c *coordinator) fault(point string, chk int64) error {
+	if c.o.Fault == nil {
+		return nil
+	}
+	return c.o.Fault(point, chk)
+}
+
+// maybeCommit commits checkpoint chk once every subtask has acknowledged.
+func (c *coordinator) maybeCommit(chk int64) {
+	c.mu.Lock()
+	p := c.pending
+	if p == nil || p.id != chk || len(p.acks) < len(c.subtasks) {
+		c.mu.Unlock()
+		return
+	}
+	meta := &checkpoint.Metadata{
+		JobID:          c.o.Job,
+		CheckpointID:   chk,
+		MaxParallelism: c.e.o.MaxParallelism,
+		Created:        p.started.UTC(),
+		TransformNames: c.e.transformNames(),
+	}
+	for _, st := range p.acks {
+		meta.Subtasks = append(meta.Subtasks, st)
+	}
+	sort.Slice(meta.Subtasks, func(i, j int) bool {
+		a, b := meta.Subtasks[i].SubtaskID, meta.Subtasks[j].SubtaskID
+		return a.Stage < b.Stage || a.Stage == b.Stage && a.Subtask < b.Subtask
+	})
+	meta.Stats = &checkpoint.Stats{DurationMS: time.Since(p.started).Milliseconds(), AlignmentMS: p.alignment.Milliseconds(), UploadedBytes: p.uploaded}
+	c.mu.Unlock()
+
+	// Only one commit runs: the last acknowledgement of chk calls this.
+	err := c.fault(FaultBeforeCommit, chk)
+	if err == nil {
+		err = checkpoint.Commit(c.ctx, c.o.Storage, meta)
+	}
+	if err != nil {
+		c.abort(chk, err)
+		return
+	}
+	c.mu.Lock()
+	if c.pending == p {
+		c.pending = nil
+	}
+	c.lastEnd = time.Now()
+	c.base = meta
+	for _, s := range c.subtasks {
+		s.up.Committed(meta)
+	}
+	full := meta.FullSize()
+	stats := CheckpointStats{ID: chk, Started: p.started, Duration: c.lastEnd.Sub(p.started), Alignment: p.alignment, Uploaded: p.uploaded, FullSize: full, Subtasks: len(meta.Subtasks)}
+	c.record(stats)
+	c.mu.Unlock()
+	c.e.o.Logger.Info("checkpoint completed", "checkpoint", chk, "took", stats.Duration, "uploaded", stats.Uploaded, "size", full)
+
+	if err := c.fault(FaultAfterCommit, chk); err != nil {
+		c.e.fail(fmt.Errorf("after checkpoint %d: %w", chk, err))
+		return
+	}
+	// The checkpoint covers these bundles: their effects are final now.
+	for _, f := range p.finalize {
+		if err := f.w.Finalize(c.ctx, f.inst); err != nil {
+			c.e.o.Logger.Warn("bundle finalization failed", "checkpoint", chk, "err", err)
+		}
+	}
+	if _, err := checkpoint.Retain(c.ctx, c.o.Storage, c.o.Job, c.o.Retained); err != nil {
+		c.e.o.Logger.Warn("deleting old checkpoints failed", "err", err)
+	}
+}
+
+// abort gives up checkpoint chk (if it is still pending) and deletes what
+// it wrote; the job goes on.
+func (c *coordinator) abort(chk int64, why error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.pending; p != nil && p.id == chk {
+		c.abortLocked(chk, why)
+	}
+}
+
+func (c *coordinator) abortLocked(chk int64, why error) {
+	p := c.pending
+	c.pending = nil
+	c.lastEnd = time.Now()
+	c.record(CheckpointStats{ID: chk, Started: p.started, Duration: c.lastEnd.Sub(p.started), Alignment: p.alignment, Uploaded: p.uploaded, Failed: why.Error()})
+	if errors.Is(why, context.Canceled) || c.ctx.Err() != nil {
+		return
+	}
+	c.e.o.Logger.Warn("checkpoint aborted", "checkpoint", chk, "err", why)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := checkpoint.Discard(c.ctx, c.o.Storage, c.o.Job, chk); err != nil {
+			c.e.o.Logger.Warn("cleaning up an aborted checkpoint failed", "checkpoint", chk, "err", err)
+		}
+	}()
+}
+
+// record keeps stats (the last 100) and reports them; c.mu is held.
+func (c *coordinator) record(s CheckpointStats) {
+	c.stats = append(c.stats, s)
+	if len(c.stats) > 100 {
+		c.stats = c.stats[len(c.stats)-100:]
+	}
+	if c.o.OnCheckpoint != nil {
+		c.o.OnCheckpoint(s)
+	}
+}
+
+// setUpCheckpoints makes the coordinator of a run when checkpoints are on,
+// after checking that restore (if any) fits this plan.
+func (e *Engine) setUpCheckpoints(ctx context.Context, dir string, restore *checkpoint.Metadata) error {
+	e.ck = nil
+	o := e.o.Checkpoint
+	if o == nil || o.Storage == nil {
+		return nil
+	}
+	if why := e.uncheckpointable(); why != "" {
+		if restore != nil {
+			return fmt.Errorf("cannot restore checkpoint %d: %s", restore.CheckpointID, why)
+		}
+		e.o.Logger.Warn("checkpoints are off for this job", "why", why)
+		return nil
+	}
+	if restore != nil {
+		if err := e.fits(restore); err != nil {
+			return err
+		}
+	}
+	next, err := checkpoint.NextID(ctx, o.Storage, o.Job)
+	if err != nil {
+		return err
+	}
+	co := *o
+	co.Restore = restore
+	e.ck = newCoordinator(ctx, e, co, next)
+	e.ckDir = filepath.Join(dir, "checkpoints")
+	if err := os.MkdirAll(e.ckDir, 0o755); err != nil {
+		return fmt.Errorf("creating the local checkpoint dir: %w", err)
+	}
+	return nil
+}
+
+// uncheckpointable says why this plan cannot be checkpointed yet ("" if it
+// can).
+func (e *Engine) uncheckpointable() string {
+	for _, s := range e.plan.Stages {
+		switch {
+		case s.Kind == plan.KindTestStream:
+			return fmt.Sprintf("stage %q is a TestStream", s.Name)
+		case s.Kind == plan.KindGBK && triggered(s):
+			return fmt.Sprintf("stage %q is a GroupByKey with a trigger", s.Name)
+		}
+	}
+	return ""
+}
+
+// fits checks that checkpoint m was taken of this plan at this
+// parallelism.
+func (e *Engine) fits(m *checkpoint.Metadata) error {
+	name := checkpoint.MetadataName(m.JobID, m.CheckpointID)
+	if m.MaxParallelism != e.o.MaxParallelism {
+		return fmt.Errorf("checkpoint %s has %d key groups, the job %d: restore a savepoint to change them", name, m.MaxParallelism, e.o.MaxParallelism)
+	}
+	want := map[checkpoint.SubtaskID]bool{}
+	for _, s := range e.plan.Stages {
+		for i := range e.parallelism(s) {
+			id := checkpoint.SubtaskID{Stage: s.ID, Subtask: i}
+			want[id] = true
+			if m.Subtask(id) == nil {
+				return fmt.Errorf("checkpoint %s has no state for subtask %s (stage %q): it was taken of another pipeline or at another parallelism", name, id, s.Name)
+			}
+		}
+	}
+	for _, s := range m.Subtasks {
+		if !want[s.SubtaskID] {
+			return fmt.Errorf("checkpoint %s has state for subtask %s, which this job does not have: it was taken of another pipeline or at another parallelism", name, s.SubtaskID)
+		}
+	}
+	return nil
+}
+
+// register adds a subtask to the coordinator and returns the aligner that
+// feeds its task loop.
+func (c *coordinator) register(s *subtask, raw inbox) (*aligner, error) {
+	id := s.ckID()
+	start, end := state.KeyGroupRange(s.index, c.e.parallelism(s.stage), c.e.o.MaxParallelism)
+	if err := c.add(id, raw, checkpoint.KeyGroupRange{Start: start, End: end}); err != nil {
+		return nil, err
+	}
+	return newAligner(raw, s.ports, func() { c.ended(id) }, c.aligned), nil
+}
+
+// transformNames maps the plan's transform IDs to their unique names.
+func (e *Engine) transformNames() map[string]string {
+	names := map[string]string{}
+	for id, t := range e.plan.Components.GetTransforms() {
+		names[id] = t.GetUniqueName()
+	}
+	return names
+}

@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/weir-runner/weir/checkpoint"
+	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/state"
+)
+
+// taskState is a subtask's engine state in a checkpoint, beside its Pebble
+// state: what it holds in memory. For a splittable stage, Pending and
+// Delayed are the source's position: its residual restrictions.
+type taskState struct {
+	Pending [][]byte       `json:"pending,omitempty"` // input not run yet
+	Delayed []delayedState `json:"delayed,omitempty"` // deferred residuals
+	Sides   [][][]byte     `json:"sides,omitempty"`   // side inputs as received, per side input
+	InWM    int64          `json:"in_wm,omitempty"`   // input watermark acted on
+	Fired   int64          `json:"fired,omitempty"`   // GroupByKey: windows fired up to
+	Dropped int64          `json:"dropped,omitempty"` // late or expired input dropped
+}
+
+type delayedState struct {
+	Data    []byte `json:"data"`
+	WM      int64  `json:"wm"`
+	DelayMS int64  `json:"delay_ms"` // resume this long after restore
+}
+
+// decodeTaskState reads a subtask's engine state from a checkpoint.
+func decodeTaskState(b []byte) (*taskState, error) {
+	st := &taskState{InWM: wire.MinTimestamp, Fired: wire.MinTimestamp}
+	if len(b) == 0 {
+		return st, nil
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("decoding subtask state: %w", err)
+	}
+	return st, nil
+}
+
+// ckID names the subtask in checkpoints.
+func (s *subtask) ckID() checkpoint.SubtaskID {
+	return checkpoint.SubtaskID{Stage: s.stage.ID, Subtask: s.index}
+}
+
+// restored is the subtask's part of the checkpoint the job restores
+// from (nil on a fresh start).
+func (s *subtask) restored() *checkpoint.SubtaskState {
+	if s.e.ck == nil || s.e.ck.o.Restore == nil {
+		return nil
+	}
+	return s.e.ck.o.Restore.Subtask(s.ckID())
+}
+
+// snapshot takes the subtask's part of checkpoint chk at a barrier: the
+// synchronous Pebble checkpoint of db (nil if it has none) and its engine
+// state; then it forwards the barrier. The upload runs in the background.
+func (s *subtask) snapshot(ctx context.Context, chk int64, db *state.DB, st *taskState, fin []finalization) error {
+	c := s.e.ck
+	if err := c.fault(FaultSnapshot, chk); err != nil {
+		return fmt.Errorf("%s: snapshot for checkpoint %d: %w", s.name(), chk, err)
+	}
+	blob, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("%s: encoding state for checkpoint %d: %w", s.name(), chk, err)
+	}
+	dir := ""
+	if db != nil {
+		dir = filepath.Join(s.e.ckDir, fmt.Sprintf("%d-%s-%d", chk, s.stage.ID, s.index))
+		if err := db.Checkpoint(dir); err != nil {
+			return fmt.Errorf("%s: checkpoint %d: %w", s.name(), chk, err)
+		}
+	}
+	c.snapshot(chk, s.ckID(), blob, dir, fin)
+	return s.out.barrier(ctx, chk)
+}
+
+// openState opens a stateful subtask's Pebble DB in dir, first restoring
+// it from the checkpoint the job starts from, if any.
+func (s *subtask) openState(ctx context.Context, dir string, cache *state.Cache) (*state.DB, error) {
+	r := s.restored()
+	if r == nil || len(r.Files) == 0 {
+		return state.Open(state.Options{Dir: dir, Cache: cache})
+	}
+	c := s.e.ck
+	if err := checkpoint.Restore(ctx, c.o.Storage, c.o.Restore, s.ckID(), dir); err != nil {
+		return nil, err
+	}
+	return state.Open(state.Options{Dir: dir, Cache: cache, MustExist: true})
+}
+
+// delayedStates are deferred residuals as a snapshot keeps them.
+func delayedStates(rs []residual, now time.Time) []delayedState {
+	var out []delayedState
+	for _, r := range rs {
+		out = append(out, delayedState{Data: r.data, WM: r.wm, DelayMS: max(r.readyAt.Sub(now).Milliseconds(), 0)})
+	}
+	return out
+}
+
+// finishedTask stands for a subtask that had ended before the checkpoint
+// the job restored from: it ends its outputs again and nothing more.
+type finishedTask struct{ subtask }
+
+func (t *finishedTask) run(ctx context.Context) error {
+	for !t.allDone() { // its senders had ended too: they only end again
+		m, err := t.recv(ctx)
+		if err != nil {
+			return err
+		}
+		t.ports[m.port].observe(m)
+	}
+	return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
+}
