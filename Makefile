@@ -63,6 +63,7 @@ conformance: build
 bench: build
 	$(GO) run ./bench/cmd/loadbench --weir=$(WEIR) --records=$(RECORDS) $(PAR_FLAG) $(BENCH_FLAGS)
 	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism
+	$(GO) run ./bench/cmd/chkbench
 
 clean:
 	rm -rf bin out

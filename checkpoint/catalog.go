@@ -351,6 +351,9 @@ func readObject(ctx context.Context, st storage.Storage, name string) ([]byte, e
 // checkpoint ID with any object in storage, complete or not, so that a new
 // checkpoint never writes into the remains of an earlier incarnation's.
 func NextID(ctx context.Context, st storage.Storage, job string) (int64, error) {
+	if err := checkJobID(job); err != nil {
+		return 0, fmt.Errorf("checkpoint: next ID: %w", err)
+	}
 	l, err := listCheckpoints(ctx, st, job)
 	if err != nil {
 		return 0, err
@@ -367,6 +370,9 @@ func NextID(ctx context.Context, st storage.Storage, job string) (int64, error) 
 // through Retain. Shared objects the aborted upload created are left for
 // Retain, which deletes what no retained checkpoint references.
 func Discard(ctx context.Context, st storage.Storage, job string, id int64) error {
+	if err := checkJobID(job); err != nil {
+		return fmt.Errorf("checkpoint: discard: %w", err)
+	}
 	l, err := listCheckpoints(ctx, st, job)
 	if err != nil {
 		return err

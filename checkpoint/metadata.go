@@ -18,7 +18,7 @@ import (
 // FormatVersion is the version of the metadata format this build writes and
 // the newest it reads. Bump it for any change to the encoding or to the
 // meaning of a field; Decode refuses newer versions.
-const FormatVersion = 1
+const FormatVersion = 2 // 2: subtask "finished" and checkpoint "stats"
 
 // formatName is the "format" field of every metadata file.
 const formatName = "weir-checkpoint"

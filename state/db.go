@@ -121,6 +121,8 @@ func Open(o Options) (*DB, error) {
 		L0StopWritesThreshold: 1000,
 		LBaseMaxBytes:         64 << 20,
 		MaxOpenFiles:          maxOpenFiles,
+		// Every checkpoint uploads the MANIFEST whole: keep it small.
+		MaxManifestFileSize: 4 << 20,
 		Logger:                lg,
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {

@@ -64,6 +64,7 @@ type CheckpointStats struct {
 
 // Fault points.
 const (
+	FaultBundle       = "bundle"        // a bundle ran; its state is not committed yet
 	FaultSnapshot     = "snapshot"      // a subtask's synchronous snapshot
 	FaultUpload       = "upload"        // a subtask's upload, after its files
 	FaultBeforeCommit = "before-commit" // every subtask acknowledged
@@ -85,6 +86,9 @@ type coordinator struct {
 	lastEnd  time.Time
 	base     *checkpoint.Metadata // the last committed (or restored) checkpoint
 	stats    []CheckpointStats
+	// leftover are finalizations of subtasks that finished: they run with
+	// the next completed checkpoint, or when the job ends.
+	leftover []finalization
 	wg       sync.WaitGroup
 }
 
@@ -202,11 +206,13 @@ func (c *coordinator) ended(id checkpoint.SubtaskID) {
 	}
 }
 
-// finished: subtask id has ended its outputs and returned.
-func (c *coordinator) finished(id checkpoint.SubtaskID) {
+// finished: subtask id has ended its outputs and returned; fin are its
+// bundles still waiting for finalization.
+func (c *coordinator) finished(id checkpoint.SubtaskID, fin []finalization) {
 	c.mu.Lock()
 	s := c.subtasks[id]
 	s.finished = true
+	c.leftover = append(c.leftover, fin...)
 	p := c.pending
 	if p == nil || p.snapped[id] {
 		c.mu.Unlock()
@@ -321,6 +327,8 @@ func (c *coordinator) maybeCommit(chk int64) {
 	if c.pending == p {
 		c.pending = nil
 	}
+	fin := append(p.finalize, c.leftover...)
+	c.leftover = nil
 	c.lastEnd = time.Now()
 	c.base = meta
 	for _, s := range c.subtasks {
@@ -337,11 +345,7 @@ func (c *coordinator) maybeCommit(chk int64) {
 		return
 	}
 	// The checkpoint covers these bundles: their effects are final now.
-	for _, f := range p.finalize {
-		if err := f.w.Finalize(c.ctx, f.inst); err != nil {
-			c.e.o.Logger.Warn("bundle finalization failed", "checkpoint", chk, "err", err)
-		}
-	}
+	c.finalizeAll(c.ctx, fin)
 	if _, err := checkpoint.Retain(c.ctx, c.o.Storage, c.o.Job, c.o.Retained); err != nil {
 		c.e.o.Logger.Warn("deleting old checkpoints failed", "err", err)
 	}
@@ -477,4 +481,23 @@ func (e *Engine) transformNames() map[string]string {
 		names[id] = t.GetUniqueName()
 	}
 	return names
+}
+
+// finalizeAll finalizes bundles whose effects are final.
+func (c *coordinator) finalizeAll(ctx context.Context, fin []finalization) {
+	for _, f := range fin {
+		if err := f.w.Finalize(ctx, f.inst); err != nil {
+			c.e.o.Logger.Warn("bundle finalization failed", "err", err)
+		}
+	}
+}
+
+// jobDone finalizes what finished subtasks left when the whole job has
+// ended: no restore can replay those bundles any more.
+func (c *coordinator) jobDone(ctx context.Context) {
+	c.mu.Lock()
+	fin := c.leftover
+	c.leftover = nil
+	c.mu.Unlock()
+	c.finalizeAll(ctx, fin)
 }

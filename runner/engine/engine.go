@@ -255,7 +255,11 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 			}()
 			err := t.run(tctx)
 			if err == nil && e.ck != nil {
-				e.ck.finished(t.ckID())
+				var fin []finalization
+				if f, ok := t.(interface{ leftFinalizations() []finalization }); ok {
+					fin = f.leftFinalizations()
+				}
+				e.ck.finished(t.ckID(), fin)
 			}
 			if err != nil {
 				mu.Lock()
@@ -271,7 +275,13 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 	if first != nil {
 		return first
 	}
-	return context.Cause(ctx)
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	if e.ck != nil {
+		e.ck.jobDone(ctx)
+	}
+	return nil
 }
 
 // newTask makes the task that runs subtask base; stateful ones keep their

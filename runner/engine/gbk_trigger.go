@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
@@ -18,14 +19,21 @@ import (
 // timers: the end of the window, processing-time wake-ups the trigger asks
 // for, and expiry (end plus allowed lateness), when a last pane fires and
 // everything of the window is forgotten. Non-merging windows only.
+//
+// Processing time is the wall clock, or, behind a TestStream that
+// advances processing time, that TestStream's synthetic clock (see
+// tsClock): then it moves only at the TestStream's ticks.
 type triggeredGBK struct {
 	*gbkTask
 	m          *trigger.Machine
 	lateness   int64
 	discarding bool
-	wake       int64 // earliest processing-time wake-up set, 0 if none
+	wake       int64 // earliest processing-time wake-up set on the wall clock, 0 if none
 	closed     int64 // elements dropped because their window was closed or expired
 	out        []byte
+	inWM       int64  // input watermark
+	sub        *tsSub // the synthetic clock followed, or nil for the wall clock
+	pt         int64  // synthetic processing time (with sub)
 }
 
 // Cells and timers of a (key, window), under transform "g".
@@ -43,6 +51,7 @@ const (
 type paneMeta struct {
 	panes    int64
 	onTime   bool // the ON_TIME pane has fired (or the end passed)
+	fresh    bool // elements arrived since the last pane
 	min, max int64
 	exists   bool
 }
@@ -51,7 +60,10 @@ func (p paneMeta) encode() []byte {
 	b := binary.BigEndian.AppendUint64(nil, uint64(p.panes))
 	f := byte(0)
 	if p.onTime {
-		f = 1
+		f |= 1
+	}
+	if p.fresh {
+		f |= 2
 	}
 	b = append(b, f)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.min))
@@ -66,7 +78,7 @@ func decodeMeta(b []byte) (paneMeta, error) {
 		return paneMeta{}, fmt.Errorf("pane bookkeeping of %d bytes, want 25", len(b))
 	}
 	return paneMeta{
-		panes: int64(binary.BigEndian.Uint64(b)), onTime: b[8] == 1,
+		panes: int64(binary.BigEndian.Uint64(b)), onTime: b[8]&1 != 0, fresh: b[8]&2 != 0,
 		min: int64(binary.BigEndian.Uint64(b[9:])), max: int64(binary.BigEndian.Uint64(b[17:])), exists: true,
 	}, nil
 }
@@ -77,12 +89,32 @@ func newTriggeredGBK(g *gbkTask) (*triggeredGBK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group by key %q: %w", g.stage.Name, err)
 	}
-	return &triggeredGBK{
+	t := &triggeredGBK{
 		gbkTask:    g,
 		m:          m,
 		lateness:   ws.GetAllowedLateness(),
 		discarding: ws.GetAccumulationMode() != pipepb.AccumulationMode_ACCUMULATING,
-	}, nil
+		inWM:       wire.MinTimestamp,
+	}
+	if ts, via := testStreamFeeding(g.e.plan, g.stage); ts != nil {
+		payload, err := testStreamPayload(g.e.plan, ts)
+		if err != nil {
+			return nil, fmt.Errorf("group by key %q: %w", g.stage.Name, err)
+		}
+		if advancesProcessingTime(payload) {
+			c := clockOf(ts)
+			t.sub, t.pt = c.subscribe(via), c.start
+		}
+	}
+	return t, nil
+}
+
+// now is the processing time, in milliseconds.
+func (t *triggeredGBK) now() int64 {
+	if t.sub != nil {
+		return t.pt
+	}
+	return t.e.now().UnixMilli()
 }
 
 func (t *triggeredGBK) cell(kg int, key, window []byte, id string) state.Cell {
@@ -95,8 +127,11 @@ func (t *triggeredGBK) timer(kg int, key, window []byte, domain int, fam string)
 
 func (t *triggeredGBK) run(ctx context.Context) error {
 	defer t.db.Close()
-	maxP := t.e.o.MaxParallelism
-	in := wire.MinTimestamp
+	var ticks chan tsTick
+	if t.sub != nil {
+		defer close(t.sub.quit)
+		ticks = t.sub.ticks
+	}
 	for !t.allDone() {
 		var wake <-chan time.Time
 		var tm *time.Timer
@@ -104,78 +139,132 @@ func (t *triggeredGBK) run(ctx context.Context) error {
 			tm = time.NewTimer(time.Until(time.UnixMilli(t.wake)))
 			wake = tm.C
 		}
-		var m msg
-		got := false
+		var err error
 		select {
-		case m = <-t.subtask.in:
-			got = true
+		case m := <-t.subtask.in:
+			err = t.handle(ctx, m)
 		case <-wake:
+			t.wake = 0
+			err = t.step(ctx, func(b *state.Bundle) error {
+				if err := t.onProcessingTime(b, t.inWM, t.now()); err != nil {
+					return err
+				}
+				return t.rearm(b)
+			})
+		case tk := <-ticks:
+			err = t.tick(ctx, tk)
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			err = context.Cause(ctx)
 		}
 		if tm != nil {
 			tm.Stop()
 		}
-		b := t.db.NewBundle()
-		err := func() error {
-			now := t.e.now().UnixMilli()
-			if !got {
-				t.wake = 0
-				return t.onProcessingTime(b, in, now)
-			}
-			switch m.kind {
-			case msgData:
-				var n int64
-				err := t.gbkTask.in.ForEach(m.data, func(e wire.Element) error {
-					n++
-					k, v, err := t.gbkTask.in.Elem.SplitKV(e.Value)
-					if err != nil {
-						return err
-					}
-					kg := state.KeyGroup(k, maxP)
-					for _, w := range e.Windows {
-						if err := t.onElement(b, kg, k, w, e.Timestamp, v, in, now); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
-				t.e.countInput(t.stage, n)
-				return err
-			default:
-				if !t.ports[m.port].observe(m) {
-					return nil
-				}
-				if wm := t.ports[0].watermark(); wm > in {
-					in = wm
-					return t.onWatermark(b, in, now)
-				}
-			}
-			return nil
-		}()
 		if err != nil {
-			b.Discard()
-			return fmt.Errorf("%s: %w", t.name(), err)
-		}
-		if err := b.Commit(); err != nil {
-			return fmt.Errorf("%s: %w", t.name(), err)
-		}
-		if len(t.out) > 0 && len(t.stage.Outputs) > 0 {
-			if err := t.gbkTask.out.emit(ctx, t.stage.Outputs[0], t.out); err != nil {
-				return err
-			}
-		}
-		t.out = nil
-		if got && m.kind != msgData && in < wire.MaxTimestamp {
-			if err := t.gbkTask.out.control(ctx, msgWatermark, in); err != nil {
-				return err
-			}
+			return err
 		}
 	}
 	if t.closed > 0 {
 		t.e.o.Logger.Info("dropped data for closed or expired windows", "stage", t.name(), "elements", t.closed)
 	}
 	return t.gbkTask.out.control(ctx, msgEOI, wire.MaxTimestamp)
+}
+
+// handle takes in one message of the inbox.
+func (t *triggeredGBK) handle(ctx context.Context, m msg) error {
+	now := t.now()
+	err := t.step(ctx, func(b *state.Bundle) error {
+		switch m.kind {
+		case msgData:
+			var n int64
+			maxP := t.e.o.MaxParallelism
+			err := t.gbkTask.in.ForEach(m.data, func(e wire.Element) error {
+				n++
+				k, v, err := t.gbkTask.in.Elem.SplitKV(e.Value)
+				if err != nil {
+					return err
+				}
+				kg := state.KeyGroup(k, maxP)
+				for _, w := range e.Windows {
+					if err := t.onElement(b, kg, k, w, e.Timestamp, v, t.inWM, now); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			t.e.countInput(t.stage, n)
+			return err
+		default:
+			if !t.ports[m.port].observe(m) {
+				return nil
+			}
+			if wm := t.ports[0].watermark(); wm > t.inWM {
+				t.inWM = wm
+				return t.onWatermark(b, t.inWM, now)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if m.kind != msgData && t.inWM < wire.MaxTimestamp {
+		return t.gbkTask.out.control(ctx, msgWatermark, t.inWM)
+	}
+	return nil
+}
+
+// tick moves the synthetic processing time. What the TestStream sent
+// before the advance has reached the inbox by now (see tsClock): it is
+// taken in first, at the time it arrived.
+func (t *triggeredGBK) tick(ctx context.Context, tk tsTick) error {
+	for len(t.subtask.in) > 0 {
+		if err := t.handle(ctx, <-t.subtask.in); err != nil {
+			return err
+		}
+	}
+	if tk.at > t.pt {
+		t.pt = tk.at
+		if err := t.step(ctx, func(b *state.Bundle) error { return t.onProcessingTime(b, t.inWM, t.pt) }); err != nil {
+			return err
+		}
+	}
+	close(tk.done)
+	return nil
+}
+
+// step runs fn in a state bundle, commits it and sends the panes fired.
+func (t *triggeredGBK) step(ctx context.Context, fn func(b *state.Bundle) error) error {
+	b := t.db.NewBundle()
+	if err := fn(b); err != nil {
+		b.Discard()
+		t.out = nil
+		return fmt.Errorf("%s: %w", t.name(), err)
+	}
+	if err := b.Commit(); err != nil {
+		t.out = nil
+		return fmt.Errorf("%s: %w", t.name(), err)
+	}
+	out := t.out
+	t.out = nil
+	if len(out) > 0 && len(t.stage.Outputs) > 0 {
+		return t.gbkTask.out.emit(ctx, t.stage.Outputs[0], out)
+	}
+	return nil
+}
+
+// rearm sets the wall-clock wake-up to the earliest processing-time timer
+// left (of the first maxFiringTimers in key-group order).
+func (t *triggeredGBK) rearm(b *state.Bundle) error {
+	left, err := b.DueTimersIn(processingTime, t.kgStart, t.kgEnd, math.MaxInt64, maxFiringTimers)
+	if err != nil {
+		return err
+	}
+	for _, tm := range left {
+		if t.wake == 0 || tm.Fire < t.wake {
+			t.wake = tm.Fire
+		}
+	}
+	return nil
 }
 
 // onElement adds one element to a window and asks the trigger.
@@ -192,7 +281,7 @@ func (t *triggeredGBK) onElement(b *state.Bundle, kg int, key, window []byte, ts
 	if err != nil {
 		return err
 	}
-	if st.Finished() {
+	if st.Closed() {
 		t.closed++
 		return nil
 	}
@@ -214,6 +303,12 @@ func (t *triggeredGBK) onElement(b *state.Bundle, kg int, key, window []byte, ts
 		return err
 	}
 	meta.min, meta.max = min(meta.min, ts), max(meta.max, ts)
+	meta.fresh = true
+	if st.Finished() {
+		// Left open by a processing-time firing: the element waits for the
+		// window's end (see trigger.State.Closed).
+		return t.put(b, t.cell(kg, key, window, cellMeta), meta.encode())
+	}
 	return t.evaluate(b, kg, key, window, end, st, meta, trigger.Input{Elements: 1, Watermark: wm, ProcessingTime: now, WindowEnd: end}, false)
 }
 
@@ -256,7 +351,7 @@ func (t *triggeredGBK) evaluate(b *state.Bundle, kg int, key, window []byte, end
 	}
 	if fire {
 		var err error
-		if meta, err = t.firePane(b, kg, key, window, end, meta, in.Watermark, finished); err != nil {
+		if meta, err = t.firePane(b, kg, key, window, end, meta, in.Watermark, expiry || st.Closed()); err != nil {
 			return err
 		}
 	}
@@ -264,7 +359,7 @@ func (t *triggeredGBK) evaluate(b *state.Bundle, kg int, key, window []byte, end
 		if err := b.SetTimer(state.Timer{TimerID: t.timer(kg, key, window, processingTime, famWake), Fire: wakeAt, Hold: wire.MaxTimestamp}); err != nil {
 			return err
 		}
-		if t.wake == 0 || wakeAt < t.wake {
+		if t.sub == nil && (t.wake == 0 || wakeAt < t.wake) {
 			t.wake = wakeAt
 		}
 	}
@@ -274,8 +369,13 @@ func (t *triggeredGBK) evaluate(b *state.Bundle, kg int, key, window []byte, end
 	return t.put(b, t.cell(kg, key, window, cellMeta), meta.encode())
 }
 
-// firePane emits the window's buffered values as one pane (none if empty).
+// firePane emits the window's buffered values as one pane: none if no
+// element arrived since the last one (EMIT_IF_NONEMPTY, FIRE_IF_NONEMPTY;
+// when accumulating, the buffer alone does not tell).
 func (t *triggeredGBK) firePane(b *state.Bundle, kg int, key, window []byte, end int64, meta paneMeta, wm int64, last bool) (paneMeta, error) {
+	if !meta.fresh {
+		return meta, nil
+	}
 	vc := t.cell(kg, key, window, cellValues)
 	raw, err := b.ReadBag(vc)
 	if err != nil {
@@ -308,6 +408,7 @@ func (t *triggeredGBK) firePane(b *state.Bundle, kg int, key, window []byte, end
 		return meta, err
 	}
 	meta.panes++
+	meta.fresh = false
 	if t.discarding {
 		if err := b.ClearBag(vc); err != nil {
 			return meta, err
@@ -318,15 +419,26 @@ func (t *triggeredGBK) firePane(b *state.Bundle, kg int, key, window []byte, end
 }
 
 // onWatermark tells the trigger of every window whose end the watermark
-// passed, then expires the windows past their allowed lateness.
+// passed (a window left open by a processing-time firing emits what it
+// kept since), then expires the windows past their allowed lateness.
 func (t *triggeredGBK) onWatermark(b *state.Bundle, wm, now int64) error {
 	if err := t.dueTimers(b, eventTime, wm, func(tm state.Timer, end int64, st *trigger.State, meta paneMeta) error {
+		if st.Finished() {
+			if st.Closed() {
+				return nil
+			}
+			meta, err := t.firePane(b, tm.KeyGroup, tm.Key, tm.Window, end, meta, wm, wm > end+t.lateness)
+			if err != nil {
+				return err
+			}
+			return t.put(b, t.cell(tm.KeyGroup, tm.Key, tm.Window, cellMeta), meta.encode())
+		}
 		return t.evaluate(b, tm.KeyGroup, tm.Key, tm.Window, end, st, meta, trigger.Input{Watermark: wm, ProcessingTime: now, WindowEnd: end}, false)
 	}); err != nil {
 		return err
 	}
 	return t.dueTimers(b, gcDomain, wm, func(tm state.Timer, end int64, st *trigger.State, meta paneMeta) error {
-		if !st.Finished() {
+		if !st.Closed() {
 			if _, err := t.firePane(b, tm.KeyGroup, tm.Key, tm.Window, end, meta, wm, true); err != nil {
 				return err
 			}

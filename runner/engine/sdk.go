@@ -269,6 +269,10 @@ func (t *sdkTask) barrier(ctx context.Context, chk int64) error {
 	return t.snapshot(ctx, chk, db, st, fin)
 }
 
+// leftFinalizations are the bundles still waiting for a checkpoint when
+// the subtask ends.
+func (t *sdkTask) leftFinalizations() []finalization { return t.finalize }
+
 // restore takes back the in-memory state of a checkpoint.
 func (t *sdkTask) restore(st *taskState) error {
 	now := t.e.now()
@@ -495,6 +499,10 @@ func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Tim
 		if ctx.Err() != nil {
 			return nil, nil, context.Cause(ctx)
 		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			return nil, nil, fatal.err
+		}
 		last = err
 		t.e.o.Logger.Warn("bundle failed", "stage", t.name(), "attempt", attempt, "err", err)
 		if errors.Is(err, sdkharness.ErrWorkerGone) {
@@ -543,7 +551,11 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 		}()
 	}
 	if t.keyed == nil {
-		return w.ProcessBundle(ctx, spec)
+		res, err := w.ProcessBundle(ctx, spec)
+		if err == nil {
+			err = t.bundleFault()
+		}
+		return res, err
 	}
 	b := t.keyed.db.NewBundle()
 	committed := false
@@ -573,6 +585,9 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 	}
 	if err := t.keyed.applyTimers(b, res.Timers); err != nil {
 		return nil, fmt.Errorf("%s: %w", t.name(), err)
+	}
+	if err := t.bundleFault(); err != nil {
+		return nil, err
 	}
 	committed = true
 	if err := b.Commit(); err != nil {
@@ -687,3 +702,21 @@ func (t *sdkTask) nextWake() (time.Duration, bool) {
 
 // procTimerCheck is how often processing-time timers are looked for.
 const procTimerCheck = 20 * time.Millisecond
+
+// bundleFault is the crash a test injects after a bundle ran, before its
+// state is committed and its output sent.
+func (t *sdkTask) bundleFault() error {
+	if t.e.ck == nil {
+		return nil
+	}
+	if err := t.e.ck.fault(FaultBundle, 0); err != nil {
+		return &fatalError{fmt.Errorf("%s: %w", t.name(), err)}
+	}
+	return nil
+}
+
+// fatalError fails the job instead of being retried.
+type fatalError struct{ err error }
+
+func (f *fatalError) Error() string { return f.err.Error() }
+func (f *fatalError) Unwrap() error { return f.err }

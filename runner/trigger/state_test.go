@@ -51,7 +51,7 @@ func TestDecodeErrors(t *testing.T) {
 		{[]byte{1, 0x80, 0x00}, "bad cell count"}, // overlong varint
 		{[]byte{1, 3, 0, 0}, "3 cells in 2 bytes"},
 		{[]byte{1, 0xff, 0xff, 0x03}, "cells in 0 bytes"},
-		{[]byte{1, 1, 0x08}, "unknown flags 0x8"},
+		{[]byte{1, 1, 0x10}, "unknown flags 0x10"},
 		{[]byte{1, 1, 0x80}, "bad number"},
 		{[]byte{1, 1, 0x80, 0x00}, "non-canonical number"},
 		{[]byte{1, 1, 0x80, 0x82, 0x00}, "non-canonical number"},
@@ -83,6 +83,9 @@ func TestCheck(t *testing.T) {
 		{&State{cells: []cell{{}, {}, {v: 3}}}, "cell 2 holds a stray time"},
 		{&State{cells: []cell{{}, {v: -1}, {}}}, "cell 1 holds a negative count"},
 		{&State{cells: []cell{{v: 1}, {}, {}}}, "cell 0 holds a number for AfterAll"},
+		{&State{cells: []cell{{flags: fFinished | fOpen}, {}, {}}}, ""},
+		{&State{cells: []cell{{flags: fOpen}, {}, {}}}, "cell 0 holds an open window on an unfinished or inner part"},
+		{&State{cells: []cell{{flags: fFinished}, {flags: fFinished | fOpen}, {}}}, "cell 1 holds an open window"},
 	} {
 		err := m.Check(tc.s)
 		switch {

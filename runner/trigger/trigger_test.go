@@ -278,31 +278,51 @@ func TestAfterEndOfWindowGoSDK(t *testing.T) {
 
 func TestAfterProcessingTime(t *testing.T) {
 	runScenarios(t, []scenario{{
-		name:    "+5s: fires once the clock is past first arrival + 5s (not at exactly 5s) and finishes",
-		tr:      procTime(delay(5000)),
-		script:  "1@1 pt+=2000 2@2 pt+=3000 pt+=1 3@3",
-		want:    []string{"G {1 2} pt 5001 last"},
-		dropped: 1,
+		name:   "+5s: fires once the clock reaches first arrival + 5s (Java: a millisecond later) and finishes, leaving the window open: a later element comes out at the end",
+		tr:     procTime(delay(5000)),
+		script: "1@1 pt+=2000 2@2 pt+=2999 pt+=1 3@3 end",
+		want:   []string{"G {1 2} pt 5000", "G {3} end last"},
 	}, {
 		name:   "the delay runs from the first element of the pane, not the last",
 		tr:     repeat(procTime(delay(1000))),
-		script: "1@1 pt+=500 2@2 pt+=501 3@3 pt+=1000 4@4 pt+=1001",
-		want:   []string{"G {1 2} pt 1001", "G {3 4} pt 3002"},
+		script: "1@1 pt+=500 2@2 pt+=500 3@3 pt+=999 4@4 pt+=1",
+		want:   []string{"G {1 2} pt 1000", "G {3 4} pt 2000"},
 	}, {
 		name:   "delay then align to a 1s grid: arrival 300 + 500 → 1000",
 		tr:     procTime(delay(500), align(1000, 0)),
-		script: "pt+=300 1@1 pt+=700 pt+=1",
-		want:   []string{"G {1} pt 1001 last"},
+		script: "pt+=300 1@1 pt+=699 pt+=1",
+		want:   []string{"G {1} pt 1000"},
 	}, {
 		name:   "align to a 1s grid offset by 250ms: arrival 300 → 1250",
 		tr:     procTime(align(1000, 250)),
-		script: "pt+=300 1@1 pt+=951 pt+=1",
-		want:   []string{"G {1} pt 1251 last"},
+		script: "pt+=300 1@1 pt+=949 pt+=1",
+		want:   []string{"G {1} pt 1250"},
 	}, {
-		name:   "an arrival already on the grid is its own target",
+		name:   "an arrival already on the grid is its own target: it fires at once",
 		tr:     procTime(align(1000, 0)),
 		script: "pt+=2000 1@1 pt+=1",
-		want:   []string{"G {1} pt 2001 last"},
+		want:   []string{"G {1} elem 1"},
+	}, {
+		name:    "a processing-time firing leaves the window open until its end, then later data is dropped as usual",
+		tr:      procTime(delay(1000)),
+		size:    s10,
+		script:  "1@1 pt+=1000 2@2 3@3 wm=10000 4@4",
+		want:    []string{"[0s,10s) {1} pt 1000", "[0s,10s) {2 3} wm 10000 last"},
+		dropped: 1,
+	}, {
+		name:     "with allowed lateness, an open window's elements come out on time at its end, the late ones at expiry",
+		tr:       procTime(delay(1000)),
+		size:     s10,
+		lateness: 5000,
+		script:   "1@1 pt+=1000 2@2 wm=10000 3@3 4@4 wm=15000 5@5",
+		want:     []string{"[0s,10s) {1} pt 1000", "[0s,10s) {2} wm 10000", "[0s,10s) {3 4} wm 15000 last"},
+		dropped:  1,
+	}, {
+		name:    "an ElementCount that finishes still closes the window",
+		tr:      anyOf(count(2), procTime(delay(1000))),
+		script:  "1@1 pt+=500 2@2 pt+=500 3@3 end",
+		want:    []string{"G {1 2} elem 2 last"},
+		dropped: 1,
 	}, {
 		name:   "no processing time passes: the pane comes out at expiry",
 		tr:     procTime(delay(1)),
@@ -319,16 +339,15 @@ func TestAfterProcessingTime(t *testing.T) {
 
 func TestAfterAll(t *testing.T) {
 	runScenarios(t, []scenario{{
-		name:    "2 elements and then 1s → fires when the second condition is met, and finishes",
-		tr:      all(count(2), procTime(delay(1000))),
-		script:  "1@1 2@2 pt+=1001 3@3",
-		want:    []string{"G {1 2} pt 1001 last"},
-		dropped: 1,
-	}, {
-		name:   "1s and then 2 elements → fires at the element",
+		name:   "2 elements and then 1s → fires when the second condition is met, and finishes; a processing-time firing leaves the window open",
 		tr:     all(count(2), procTime(delay(1000))),
-		script: "1@1 pt+=1001 2@2",
-		want:   []string{"G {1 2} elem 2 last"},
+		script: "1@1 2@2 pt+=1001 3@3 end",
+		want:   []string{"G {1 2} pt 1001", "G {3} end last"},
+	}, {
+		name:   "1s and then 2 elements → fires at the element, still a processing-time firing (without the time it would not fire)",
+		tr:     all(count(2), procTime(delay(1000))),
+		script: "1@1 pt+=1001 2@2 3@3 end",
+		want:   []string{"G {1 2} elem 2", "G {3} end last"},
 	}, {
 		name:   "a subtrigger that is done waits, ready, for the others (Repeat resets them all)",
 		tr:     repeat(all(count(1), count(3))),
@@ -339,10 +358,15 @@ func TestAfterAll(t *testing.T) {
 
 func TestAfterAny(t *testing.T) {
 	runScenarios(t, []scenario{{
-		name:    "whichever comes first: 1s passes before the 3rd element",
+		name:   "whichever comes first: 1s passes before the 3rd element (which the open window keeps for its end)",
+		tr:     anyOf(count(3), procTime(delay(1000))),
+		script: "1@1 2@2 pt+=1001 3@3 end",
+		want:   []string{"G {1 2} pt 1001", "G {3} end last"},
+	}, {
+		name:    "whichever comes first: the 3rd element before 1s passes (the window is closed)",
 		tr:      anyOf(count(3), procTime(delay(1000))),
-		script:  "1@1 2@2 pt+=1001 3@3",
-		want:    []string{"G {1 2} pt 1001 last"},
+		script:  "1@1 2@2 pt+=999 3@3 pt+=1 4@4 end",
+		want:    []string{"G {1 2 3} elem 3 last"},
 		dropped: 1,
 	}, {
 		name:   "repeated: after a time firing the count restarts, and vice versa",
@@ -362,8 +386,8 @@ func TestAfterEach(t *testing.T) {
 	}, {
 		name:   "the next subtrigger starts when it becomes current: its delay runs from the first element after",
 		tr:     each(count(2), procTime(delay(1000))),
-		script: "1,2@1 pt+=500 3@3 pt+=1000 pt+=1",
-		want:   []string{"G {1 2} elem 2", "G {3} pt 1501 last"},
+		script: "1,2@1 pt+=500 3@3 pt+=999 pt+=1",
+		want:   []string{"G {1 2} elem 2", "G {3} pt 1500"},
 	}, {
 		name:   "a subtrigger that never finishes (Repeat) keeps AfterEach on it",
 		tr:     each(repeat(count(1)), count(2)),
@@ -407,11 +431,10 @@ func TestOrFinally(t *testing.T) {
 		want:    []string{"G {1 2} elem 2 last"},
 		dropped: 1,
 	}, {
-		name:    "main fires every 2 elements until 1s after the first element, which closes the window",
-		tr:      orFinally(repeat(count(2)), procTime(delay(1000))),
-		script:  "1,2,3@1 pt+=1001 4@2",
-		want:    []string{"G {1 2} elem 2", "G {3} pt 1001 last"},
-		dropped: 1,
+		name:   "main fires every 2 elements until 1s after the first element, which finishes the trigger; processing time leaves the window open",
+		tr:     orFinally(repeat(count(2)), procTime(delay(1000))),
+		script: "1,2,3@1 pt+=1000 4,5,6@2 end",
+		want:   []string{"G {1 2} elem 2", "G {3} pt 1000", "G {4 5 6} end last"},
 	}, {
 		name:    "the finally trigger counts across the main trigger's firings",
 		tr:      orFinally(always(), count(3)),
@@ -452,14 +475,22 @@ func TestOnEvent(t *testing.T) {
 		tr    *pipepb.Trigger
 		steps []step
 	}{{
-		name: "AfterProcessingTime(+5s): wake at the first millisecond past arrival+5s",
+		name: "AfterProcessingTime(+5s): wake at arrival+5s",
 		tr:   procTime(delay(5000)),
 		steps: []step{
-			{in: Input{Elements: 1, ProcessingTime: 100, WindowEnd: end}, wake: 5101},
-			{in: Input{Elements: 1, ProcessingTime: 200, WindowEnd: end}, wake: 5101},
-			{in: Input{ProcessingTime: 5100, WindowEnd: end}, wake: 5101},
-			{in: Input{ProcessingTime: 5101, WindowEnd: end}, fire: true, finished: true},
+			{in: Input{Elements: 1, ProcessingTime: 100, WindowEnd: end}, wake: 5100},
+			{in: Input{Elements: 1, ProcessingTime: 200, WindowEnd: end}, wake: 5100},
+			{in: Input{ProcessingTime: 5099, WindowEnd: end}, wake: 5100},
+			{in: Input{ProcessingTime: 5100, WindowEnd: end}, fire: true, finished: true},
 			{in: Input{Elements: 1, ProcessingTime: 6000, WindowEnd: end}, finished: true},
+		},
+	}, {
+		name: "AfterSynchronizedProcessingTime: wake a millisecond after the arrival",
+		tr:   syncTime(),
+		steps: []step{
+			{in: Input{Elements: 1, ProcessingTime: 100, WindowEnd: end}, wake: 101},
+			{in: Input{Elements: 1, ProcessingTime: 100, WindowEnd: end}, wake: 101},
+			{in: Input{ProcessingTime: 101, WindowEnd: end}, fire: true, finished: true},
 		},
 	}, {
 		name: "Default: fires whenever asked once the watermark is past the end; never finishes; never wakes",
@@ -474,18 +505,18 @@ func TestOnEvent(t *testing.T) {
 		name: "Repeat(AfterAny(ElementCount(2), +1s)): a count firing drops the pending time target",
 		tr:   repeat(anyOf(count(2), procTime(delay(1000)))),
 		steps: []step{
-			{in: Input{Elements: 1, ProcessingTime: 0, WindowEnd: end}, wake: 1001},
+			{in: Input{Elements: 1, ProcessingTime: 0, WindowEnd: end}, wake: 1000},
 			{in: Input{Elements: 1, ProcessingTime: 10, WindowEnd: end}, fire: true},
-			{in: Input{ProcessingTime: 1001, WindowEnd: end}},
-			{in: Input{Elements: 1, ProcessingTime: 1500, WindowEnd: end}, wake: 2501},
+			{in: Input{ProcessingTime: 1000, WindowEnd: end}},
+			{in: Input{Elements: 1, ProcessingTime: 1500, WindowEnd: end}, wake: 2500},
 		},
 	}, {
 		name: "AfterAll(+1s, +2s): the earlier target passes and stops waking; the later one remains",
 		tr:   all(procTime(delay(1000)), procTime(delay(2000))),
 		steps: []step{
-			{in: Input{Elements: 1, ProcessingTime: 0, WindowEnd: end}, wake: 1001},
-			{in: Input{ProcessingTime: 1001, WindowEnd: end}, wake: 2001},
-			{in: Input{ProcessingTime: 2001, WindowEnd: end}, fire: true, finished: true},
+			{in: Input{Elements: 1, ProcessingTime: 0, WindowEnd: end}, wake: 1000},
+			{in: Input{ProcessingTime: 1000, WindowEnd: end}, wake: 2000},
+			{in: Input{ProcessingTime: 2000, WindowEnd: end}, fire: true, finished: true},
 		},
 	}, {
 		name: "Elements counts several elements in one call",
