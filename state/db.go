@@ -123,7 +123,7 @@ func Open(o Options) (*DB, error) {
 		MaxOpenFiles:          maxOpenFiles,
 		// Every checkpoint uploads the MANIFEST whole: keep it small.
 		MaxManifestFileSize: 4 << 20,
-		Logger:                lg,
+		Logger:              lg,
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
 				lg.log.Error("pebble background error", "err", err)
