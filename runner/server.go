@@ -48,8 +48,12 @@ type Config struct {
 	// StorageOptions are passed to storage.Open for checkpoint dirs (for
 	// example a GCS client).
 	StorageOptions []storage.Option
-	// CheckpointFault injects failures into the checkpoint protocol (tests).
+	// CheckpointFault injects failures into the checkpoint protocol, and
+	// OnRestart hears of every restart of a job from its checkpoint (tests).
 	CheckpointFault func(point string, chk int64) error
+	OnRestart       func(job string)
+	// OnCheckpoint hears of every checkpoint of every job.
+	OnCheckpoint func(job string, s engine.CheckpointStats)
 	// MetricsAddr, if set, serves Prometheus metrics at /metrics there.
 	MetricsAddr string
 }
@@ -194,8 +198,18 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 	}
 	if st != nil {
 		defer st.Close()
-		ck.OnCheckpoint = func(c engine.CheckpointStats) { x.s.metrics.checkpoint(job.ID, c) }
-		ck.OnRestart = func() { x.s.metrics.restart(job.ID) }
+		ck.OnCheckpoint = func(c engine.CheckpointStats) {
+			x.s.metrics.checkpoint(job.ID, c)
+			if x.s.cfg.OnCheckpoint != nil {
+				x.s.cfg.OnCheckpoint(job.ID, c)
+			}
+		}
+		ck.OnRestart = func() {
+			x.s.metrics.restart(job.ID)
+			if x.s.cfg.OnRestart != nil {
+				x.s.cfg.OnRestart(job.ID)
+			}
+		}
 	}
 	e := engine.New(p, engine.Options{
 		Parallelism:   par,

@@ -51,6 +51,11 @@ type Result struct {
 type bundle struct {
 	id    string
 	state StateHandler
+	// stateMu is held while a state request is served; stateEnded is set
+	// (under it) when ProcessBundle returns, so that no request reaches
+	// the bundle's state after its caller has committed or discarded it.
+	stateMu    sync.Mutex
+	stateEnded bool
 
 	mu         sync.Mutex
 	outputs    map[string][]byte
@@ -110,6 +115,9 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, e
 		w.mu.Lock()
 		delete(w.bundles, instID)
 		w.mu.Unlock()
+		b.stateMu.Lock() // waits for a request being served
+		b.stateEnded = true
+		b.stateMu.Unlock()
 	}()
 
 	respCh, err := w.instruct(&fnpb.InstructionRequest{
@@ -331,7 +339,7 @@ func (w *Worker) serveState(stream fnpb.BeamFnState_StateServer) error {
 			go func() { // owned by this stream: ends when its queue is closed.
 				defer wg.Done()
 				for req := range q {
-					resp := b.state.HandleState(req)
+					resp := b.handleState(req)
 					resp.Id = req.GetId()
 					if send(resp) != nil {
 						for range q { // drain: the stream is gone
@@ -343,4 +351,14 @@ func (w *Worker) serveState(stream fnpb.BeamFnState_StateServer) error {
 		}
 		q <- req
 	}
+}
+
+// handleState serves one state request unless the bundle has ended.
+func (b *bundle) handleState(req *fnpb.StateRequest) *fnpb.StateResponse {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	if b.stateEnded {
+		return &fnpb.StateResponse{Error: fmt.Sprintf("state request for ended bundle %q", b.id)}
+	}
+	return b.state.HandleState(req)
 }

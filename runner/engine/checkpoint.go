@@ -257,19 +257,17 @@ func (c *coordinator) snapshot(chk int64, id checkpoint.SubtaskID, blob []byte, 
 		defer c.wg.Done()
 		st := checkpoint.SubtaskState{SubtaskID: id, KeyGroups: s.kg, SourcePosition: blob}
 		var up int64
-		err := c.fault(FaultUpload, chk)
 		if dir != "" {
 			defer os.RemoveAll(dir)
-			if err == nil {
-				var res *checkpoint.UploadResult
-				res, err = s.up.Upload(c.ctx, chk, dir)
-				if err == nil {
-					st.Files, up = res.Files, res.UploadedBytes
-				}
+			res, err := s.up.Upload(c.ctx, chk, dir)
+			if err != nil {
+				c.abort(chk, fmt.Errorf("subtask %s: %w", id, err))
+				return
 			}
+			st.Files, up = res.Files, res.UploadedBytes
 		}
-		if err != nil {
-			c.abort(chk, fmt.Errorf("subtask %s: %w", id, err))
+		if err := c.fault(FaultUpload, chk); err != nil {
+			c.e.fail(fmt.Errorf("checkpoint %d, subtask %s: %w", chk, id, err))
 			return
 		}
 		c.mu.Lock()
@@ -315,11 +313,11 @@ func (c *coordinator) maybeCommit(chk int64) {
 	c.mu.Unlock()
 
 	// Only one commit runs: the last acknowledgement of chk calls this.
-	err := c.fault(FaultBeforeCommit, chk)
-	if err == nil {
-		err = checkpoint.Commit(c.ctx, c.o.Storage, meta)
+	if err := c.fault(FaultBeforeCommit, chk); err != nil {
+		c.e.fail(fmt.Errorf("before committing checkpoint %d: %w", chk, err))
+		return
 	}
-	if err != nil {
+	if err := checkpoint.Commit(c.ctx, c.o.Storage, meta); err != nil {
 		c.abort(chk, err)
 		return
 	}

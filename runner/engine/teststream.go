@@ -83,7 +83,7 @@ func (t *testStreamTask) run(ctx context.Context) error {
 			if d <= 0 {
 				continue
 			}
-			pt = min(pt+min(d, wire.MaxTimestamp-pt), wire.MaxTimestamp)
+			pt += min(d, wire.MaxTimestamp-pt) // AdvanceProcessingTimeToInfinity stops at +inf
 			if err := clock.advance(ctx, t.e, sent, pt); err != nil {
 				return err
 			}

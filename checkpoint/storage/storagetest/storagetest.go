@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	gcs "cloud.google.com/go/storage"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
 	"github.com/weir-runner/weir/checkpoint/storage"
@@ -39,6 +40,22 @@ func FakeGCS(t testing.TB, url string, opts ...storage.Option) storage.Storage {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// FakeGCSClient returns a client of a new in-process fake GCS server in
+// which bucket exists; pass it with storage.WithGCSClient. Everything is
+// released by t.Cleanup.
+func FakeGCSClient(t testing.TB, bucket string) *gcs.Client {
+	t.Helper()
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
+	client := srv.Client()
+	t.Cleanup(func() { _ = client.Close() })
+	return client
 }
 
 // Run runs the contract against stores made by open, each test on a new,
