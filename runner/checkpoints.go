@@ -98,6 +98,7 @@ func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, 
 	if err != nil {
 		return nil, nil, err
 	}
+	x.s.log.Debug("checkpoint options", "job", job.Name, "dir", c.Dir, "interval", c.Interval, "resume", c.Resume, "options", goOptions(job.Options))
 	if c.Dir == "" {
 		if c.Resume {
 			return nil, nil, errors.New("--resume needs --checkpoint_dir")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -72,6 +73,7 @@ type Server struct {
 	httpSrv     *http.Server
 	httpDone    chan struct{}
 	metricsAddr string
+	nonce       string // distinguishes this server's workers from earlier lives'
 }
 
 // Start listens and serves until Stop.
@@ -89,7 +91,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}
-	s := &Server{cfg: cfg, lis: lis, log: cfg.Logger, done: make(chan struct{}), metrics: newServerMetrics(), httpDone: make(chan struct{})}
+	s := &Server{cfg: cfg, lis: lis, log: cfg.Logger, done: make(chan struct{}), metrics: newServerMetrics(), httpDone: make(chan struct{}), nonce: fmt.Sprintf("%04x", rand.Uint32()&0xffff)}
 	if cfg.MetricsAddr != "" {
 		if s.metricsAddr, err = s.serveMetrics(cfg.MetricsAddr); err != nil {
 			lis.Close()
@@ -171,7 +173,10 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 			HeartbeatInterval: x.s.cfg.HeartbeatInterval,
 			HeartbeatTimeout:  x.s.cfg.HeartbeatTimeout,
 		}
-		id := job.ID + "-" + workerID
+		// The nonce keeps worker and instruction IDs unique across server
+		// lives: a resumed job has the same job ID, and an SDK process
+		// may still know the old instructions.
+		id := job.ID + "-" + x.s.nonce + "-" + workerID
 		switch env.GetUrn() {
 		case plan.URNEnvExternal:
 			ext := &pipepb.ExternalPayload{}

@@ -58,6 +58,22 @@ func FakeGCSClient(t testing.TB, bucket string) *gcs.Client {
 	return client
 }
 
+// FakeGCSListener starts a fake GCS server listening on 127.0.0.1 over
+// HTTP, with bucket created, for other processes: they reach it with
+// STORAGE_EMULATOR_HOST=host. client talks to it from this process.
+func FakeGCSListener(t testing.TB, bucket string) (host string, client *gcs.Client) {
+	t.Helper()
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
+	client = srv.Client()
+	t.Cleanup(func() { _ = client.Close() })
+	return strings.TrimPrefix(srv.URL(), "http://"), client
+}
+
 // Run runs the contract against stores made by open, each test on a new,
 // empty store.
 func Run(t *testing.T, open func(t *testing.T) storage.Storage) {

@@ -1,0 +1,195 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/weir-runner/weir/checkpoint"
+	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/checkpoint/storage/storagetest"
+	"github.com/weir-runner/weir/runner"
+)
+
+// childServeEnv makes the test binary a weir server (see childServe).
+const childServeEnv = "WEIR_TEST_CHILD_SERVE"
+
+// childServe runs a weir server configured by the environment, as `weir
+// serve --checkpoint_dir=... --resume` would, writes its endpoint to a file
+// and serves until it is killed.
+func childServe() int {
+	ck := runner.DefaultCheckpointConfig()
+	ck.Dir = os.Getenv("WEIR_TEST_CHECKPOINT_DIR")
+	ck.Interval = 100 * time.Millisecond
+	ck.Resume = os.Getenv("WEIR_TEST_RESUME") != ""
+	s, err := runner.Start(runner.Config{
+		Parallelism: 2,
+		TempDir:     os.Getenv("WEIR_TEST_STATE_DIR"),
+		Checkpoints: ck,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	file := os.Getenv(childServeEnv)
+	if err := os.WriteFile(file+".tmp", []byte(s.Endpoint()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := os.Rename(file+".tmp", file); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	select {} // until SIGKILL
+}
+
+// startChild starts a child weir server and returns it and its endpoint.
+func startChild(t *testing.T, env []string) (*exec.Cmd, string) {
+	t.Helper()
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	epFile := filepath.Join(t.TempDir(), "endpoint")
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), append(env, childServeEnv+"="+epFile, "WEIR_TEST_STATE_DIR="+t.TempDir())...)
+	cmd.Stderr = &testLog{t: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(epFile); err == nil {
+			return cmd, string(b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("child weir server did not start")
+	return nil, ""
+}
+
+// TestKill9Resume kills a `weir` server process with SIGKILL in the middle
+// of a checkpointed job, starts another with --resume on the same
+// checkpoint dir, submits the job again under the same name, and checks
+// that what the job committed over both lives is exactly its result; on
+// file:// and on a fake GCS server the children reach over HTTP.
+func TestKill9Resume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts weir processes")
+	}
+	seed := *crashSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d; replay with: go test ./runner -run TestKill9Resume -crash.seed=%d", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for _, kind := range []string{"file", "gs"} {
+		t.Run(kind, func(t *testing.T) {
+			var env []string
+			var st storage.Storage
+			var dir string
+			switch kind {
+			case "file":
+				dir = "file://" + t.TempDir()
+				var err error
+				if st, err = storage.Open(context.Background(), dir); err != nil {
+					t.Fatal(err)
+				}
+			case "gs":
+				host, client := storagetest.FakeGCSListener(t, "weir-kill")
+				dir = "gs://weir-kill/chk"
+				env = append(env, "STORAGE_EMULATOR_HOST="+host)
+				var err error
+				if st, err = storage.Open(context.Background(), dir, storage.WithGCSClient(client)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			defer st.Close()
+			env = append(env, "WEIR_TEST_CHECKPOINT_DIR="+dir)
+			sink := "kill9-" + kind
+			sp := crashSpec(sink)
+			job := "kill9-" + kind
+			defer setFlag(&jobopts.JobName, job)()
+			delay := time.Duration(rng.IntN(400)) * time.Millisecond
+			replay := fmt.Sprintf("-crash.seed=%d, %s, kill %s after the first checkpoint", seed, kind, delay)
+
+			first, ep := startChild(t, env)
+			done := make(chan error, 1)
+			go func() { _, err := runOnEndpoint(t, ep, crashPipeline(sp)); done <- err }()
+			waitForCheckpoint(t, st, job, done)
+			time.Sleep(delay)
+			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = first.Wait()
+			if err := <-done; err == nil {
+				t.Logf("the job finished before the kill (%s)", replay)
+			}
+			metas, _, err := checkpoint.List(context.Background(), st, job)
+			if err != nil || len(metas) == 0 {
+				t.Fatalf("no completed checkpoint after the kill (%v) (replay: %s)", err, replay)
+			}
+			t.Logf("killed with checkpoint %d the latest", metas[0].CheckpointID)
+
+			_, ep = startChild(t, append(env, "WEIR_TEST_RESUME=1"))
+			res, err := runOnEndpoint(t, ep, crashPipeline(sp))
+			if err != nil {
+				t.Fatalf("resumed job failed (replay: %s): %v", replay, err)
+			}
+			checkCommitted(t, sp, replay)
+			// Resumed from its checkpoint, the job generates only the rest.
+			var gen int64
+			for _, c := range res.Metrics().AllMetrics().Counters() {
+				if c.Name() == "generated" {
+					gen += c.Result()
+				}
+			}
+			t.Logf("the resumed job generated %d of %d events", gen, sp.Events)
+			if gen <= 0 || gen >= sp.Events {
+				t.Errorf("the resumed job generated %d of %d events: it did not resume from its checkpoint (replay: %s)", gen, sp.Events, replay)
+			}
+		})
+	}
+}
+
+// waitForCheckpoint waits until job has a completed checkpoint.
+func waitForCheckpoint(t *testing.T, st storage.Storage, job string, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("job ended before its first checkpoint: %v", err)
+		default:
+		}
+		if metas, _, err := checkpoint.List(context.Background(), st, job); err == nil && len(metas) > 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no checkpoint completed within a minute")
+}
+
+// runOnEndpoint runs p on the weir at endpoint, LOOPBACK.
+func runOnEndpoint(t *testing.T, endpoint string, p *beam.Pipeline) (beam.PipelineResult, error) {
+	defer setFlag(&jobopts.Endpoint, endpoint)()
+	defer setFlag(&jobopts.EnvironmentType, "loopback")()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := beam.Run(ctx, "weir", p)
+	if ctx.Err() != nil {
+		t.Errorf("job did not end within its deadline (err %v)", err)
+	}
+	return res, err
+}
