@@ -108,7 +108,13 @@ func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, 
 	if err := storage.CheckName(job.Name); err != nil || strings.Contains(job.Name, "/") {
 		return nil, nil, fmt.Errorf("job name %q cannot name its checkpoints in %s: use --job_name with letters, digits, '-', '_' or '.'", job.Name, c.Dir)
 	}
-	st, err := storage.Open(ctx, c.Dir, x.s.cfg.StorageOptions...)
+	open := x.s.cfg.OpenStorage
+	if open == nil {
+		open = func(ctx context.Context, url string) (storage.Storage, error) {
+			return storage.Open(ctx, url, x.s.cfg.StorageOptions...)
+		}
+	}
+	st, err := open(ctx, c.Dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checkpoint dir: %w", err)
 	}

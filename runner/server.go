@@ -49,6 +49,9 @@ type Config struct {
 	// StorageOptions are passed to storage.Open for checkpoint dirs (for
 	// example a GCS client).
 	StorageOptions []storage.Option
+	// OpenStorage, if set, opens checkpoint dirs instead of storage.Open
+	// (tests wrap storage with it).
+	OpenStorage func(ctx context.Context, url string) (storage.Storage, error)
 	// CheckpointFault injects failures into the checkpoint protocol, and
 	// OnRestart hears of every restart of a job from its checkpoint (tests).
 	CheckpointFault func(point string, chk int64) error

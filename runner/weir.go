@@ -3,6 +3,8 @@ package runner
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -25,7 +27,7 @@ var (
 // the environment to LOOPBACK, so the SDK harness runs here too.
 func Execute(ctx context.Context, p *beam.Pipeline) (beam.PipelineResult, error) {
 	if *jobopts.Endpoint == "" {
-		embeddedOnce.Do(func() { embedded, embeddedErr = Start(Config{}) })
+		embeddedOnce.Do(func() { embedded, embeddedErr = Start(Config{Logger: embeddedLogger()}) })
 		if embeddedErr != nil {
 			return nil, fmt.Errorf("starting embedded weir: %w", embeddedErr)
 		}
@@ -35,4 +37,14 @@ func Execute(ctx context.Context, p *beam.Pipeline) (beam.PipelineResult, error)
 		}
 	}
 	return universal.Execute(ctx, p)
+}
+
+// embeddedLogger logs the embedded server's messages to stderr at the level
+// in $WEIR_LOG_LEVEL (debug, info, warn (default), error).
+func embeddedLogger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(os.Getenv("WEIR_LOG_LEVEL"))); err != nil || os.Getenv("WEIR_LOG_LEVEL") == "" {
+		lvl = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 }

@@ -90,10 +90,15 @@ type coordinator struct {
 	// the next completed checkpoint, or when the job ends.
 	leftover []finalization
 	wg       sync.WaitGroup
+	// The stage graph: a subtask whose upstream subtasks have all finished
+	// has only ended input left (in flight), so it can be triggered.
+	upstream, downstream map[string][]string
+	ofStage              map[string][]checkpoint.SubtaskID
 }
 
 type subtaskCk struct {
 	in       inbox
+	trig     chan int64
 	kg       checkpoint.KeyGroupRange
 	ended    bool // all inputs have ended: barriers come from the coordinator
 	finished bool
@@ -123,16 +128,30 @@ func newCoordinator(ctx context.Context, e *Engine, o CheckpointOptions, nextID 
 	if o.Retained <= 0 {
 		o.Retained = 1
 	}
-	return &coordinator{e: e, o: o, ctx: ctx, subtasks: map[checkpoint.SubtaskID]*subtaskCk{}, nextID: nextID, base: o.Restore, lastEnd: time.Now()}
+	return &coordinator{e: e, o: o, ctx: ctx, subtasks: map[checkpoint.SubtaskID]*subtaskCk{}, nextID: nextID, base: o.Restore, lastEnd: time.Now(),
+		upstream: map[string][]string{}, downstream: map[string][]string{}, ofStage: map[string][]checkpoint.SubtaskID{}}
 }
 
-func (c *coordinator) add(id checkpoint.SubtaskID, in inbox, kg checkpoint.KeyGroupRange) error {
+func (c *coordinator) add(id checkpoint.SubtaskID, in inbox, trig chan int64, kg checkpoint.KeyGroupRange) error {
 	up, err := checkpoint.NewUploader(c.o.Storage, c.o.Job, id, c.base)
 	if err != nil {
 		return err
 	}
-	c.subtasks[id] = &subtaskCk{in: in, kg: kg, up: up}
+	c.subtasks[id] = &subtaskCk{in: in, trig: trig, kg: kg, up: up}
+	c.ofStage[id.Stage] = append(c.ofStage[id.Stage], id)
 	return nil
+}
+
+// upstreamFinished reports whether every subtask feeding stage has finished.
+func (c *coordinator) upstreamFinished(stage string) bool {
+	for _, up := range c.upstream[stage] {
+		for _, id := range c.ofStage[up] {
+			if !c.subtasks[id].finished {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // loop triggers checkpoints every interval and aborts those that time out,
@@ -186,8 +205,15 @@ func (c *coordinator) startLocked(now time.Time) {
 	}
 }
 
-// triggerLocked sends barrier chk to a subtask whose inputs have ended.
+// triggerLocked sends barrier chk to a subtask whose inputs have ended: in
+// band, and on its trigger channel, for tasks that can take it ahead of
+// their queued input.
 func (c *coordinator) triggerLocked(s *subtaskCk, chk int64) {
+	select {
+	case <-s.trig: // replace a stale request
+	default:
+	}
+	s.trig <- chk // the coordinator (under c.mu) is the only sender
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -201,6 +227,7 @@ func (c *coordinator) ended(id checkpoint.SubtaskID) {
 	defer c.mu.Unlock()
 	s := c.subtasks[id]
 	s.ended = true
+	c.e.o.Logger.Debug("subtask inputs ended", "subtask", id.String())
 	if p := c.pending; p != nil && !p.snapped[id] {
 		c.triggerLocked(s, p.id)
 	}
@@ -213,6 +240,19 @@ func (c *coordinator) finished(id checkpoint.SubtaskID, fin []finalization) {
 	s := c.subtasks[id]
 	s.finished = true
 	c.leftover = append(c.leftover, fin...)
+	for _, down := range c.downstream[id.Stage] {
+		if !c.upstreamFinished(down) {
+			continue
+		}
+		for _, d := range c.ofStage[down] {
+			if ds := c.subtasks[d]; !ds.ended {
+				ds.ended = true // its input is all in flight
+				if p := c.pending; p != nil && !p.snapped[d] {
+					c.triggerLocked(ds, p.id)
+				}
+			}
+		}
+	}
 	p := c.pending
 	if p == nil || p.snapped[id] {
 		c.mu.Unlock()
@@ -220,6 +260,7 @@ func (c *coordinator) finished(id checkpoint.SubtaskID, fin []finalization) {
 	}
 	p.snapped[id] = true
 	p.acks[id] = checkpoint.SubtaskState{SubtaskID: id, KeyGroups: s.kg, Finished: true}
+	c.e.o.Logger.Debug("subtask finished during a checkpoint", "checkpoint", p.id, "subtask", id.String(), "after", time.Since(p.started))
 	c.mu.Unlock()
 	c.maybeCommit(p.id)
 }
@@ -249,6 +290,7 @@ func (c *coordinator) snapshot(chk int64, id checkpoint.SubtaskID, blob []byte, 
 	}
 	p.snapped[id] = true
 	p.finalize = append(p.finalize, fin...)
+	c.e.o.Logger.Debug("subtask snapshot", "checkpoint", chk, "subtask", id.String(), "after", time.Since(p.started))
 	s := c.subtasks[id]
 	c.mu.Unlock()
 
@@ -415,6 +457,14 @@ func (e *Engine) setUpCheckpoints(ctx context.Context, dir string, restore *chec
 	co := *o
 	co.Restore = restore
 	e.ck = newCoordinator(ctx, e, co, next)
+	for _, s := range e.plan.Stages {
+		for _, pc := range s.Outputs {
+			for _, cons := range e.plan.PColls[pc].Consumers {
+				e.ck.downstream[s.ID] = append(e.ck.downstream[s.ID], cons.Stage.ID)
+				e.ck.upstream[cons.Stage.ID] = append(e.ck.upstream[cons.Stage.ID], s.ID)
+			}
+		}
+	}
 	e.ckDir = filepath.Join(dir, "checkpoints")
 	if err := os.MkdirAll(e.ckDir, 0o755); err != nil {
 		return fmt.Errorf("creating the local checkpoint dir: %w", err)
@@ -466,7 +516,8 @@ func (e *Engine) fits(m *checkpoint.Metadata) error {
 func (c *coordinator) register(s *subtask, raw inbox) (*aligner, error) {
 	id := s.ckID()
 	start, end := state.KeyGroupRange(s.index, c.e.parallelism(s.stage), c.e.o.MaxParallelism)
-	if err := c.add(id, raw, checkpoint.KeyGroupRange{Start: start, End: end}); err != nil {
+	s.trig = make(chan int64, 1)
+	if err := c.add(id, raw, s.trig, checkpoint.KeyGroupRange{Start: start, End: end}); err != nil {
 		return nil, err
 	}
 	return newAligner(raw, s.ports, func() { c.ended(id) }, c.aligned), nil

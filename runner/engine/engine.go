@@ -413,6 +413,11 @@ type subtask struct {
 	stage *plan.Stage
 	index int
 	in    inbox
+	// With checkpoints on: the coordinator's requests to snapshot once all
+	// inputs have ended (tasks that read it let them overtake queued
+	// input), and the last checkpoint snapshotted.
+	trig    chan int64
+	snapped int64
 	out   *router
 	ports []portState
 	e     *Engine

@@ -19,7 +19,7 @@ const (
 	// maxStatefulBundleBytes is smaller: every input element of a stateful
 	// bundle becomes several state reads and writes held in one Pebble
 	// batch until the bundle commits.
-	maxStatefulBundleBytes = 256 << 10
+	maxStatefulBundleBytes = 1 << 20
 	// maxFiringTimers bounds the timers fired in one bundle.
 	maxFiringTimers = 10000
 )
@@ -121,6 +121,13 @@ func (t *sdkTask) run(ctx context.Context) error {
 		if t.stepwise() && len(t.pending) > 0 && t.sidesReady() {
 			wake = closedCh // runnable input: look at the inbox, don't wait on it
 		}
+		select {
+		case chk := <-t.trig: // before anything else
+			if err := t.overtake(ctx, chk); err != nil {
+				return err
+			}
+		default:
+		}
 		var m msg
 		got := false
 		select {
@@ -129,6 +136,10 @@ func (t *sdkTask) run(ctx context.Context) error {
 		case <-wake:
 		case <-t.drainCh():
 			t.startDrain()
+		case chk := <-t.trig:
+			if err := t.overtake(ctx, chk); err != nil {
+				return err
+			}
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
@@ -220,8 +231,7 @@ func (t *sdkTask) flush(ctx context.Context) error {
 			default:
 			}
 		}
-		input := t.pending
-		t.pending, t.pendingBytes = nil, 0
+		input := t.takeBundle()
 		var err error
 		if input, err = t.dropExpired(input); err != nil {
 			return err
@@ -233,16 +243,61 @@ func (t *sdkTask) flush(ctx context.Context) error {
 			return err
 		}
 		if t.stepwise() {
-			return nil // residuals wait for the loop, so barriers get in
+			return nil // the rest waits for the loop, so barriers get in
 		}
 	}
 	return nil
 }
 
-// stepwise says that flush runs one bundle at a time: a splittable stage's
-// residuals come back as pending input forever, and with checkpoints on,
-// the run loop must look at its inbox between bundles.
-func (t *sdkTask) stepwise() bool { return t.e.ck != nil && t.stage.Splittable != "" }
+// flushAll runs all pending input, one bundle after another.
+func (t *sdkTask) flushAll(ctx context.Context) error {
+	for len(t.pending) > 0 {
+		if err := t.flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// takeBundle takes the input of the next bundle from pending: all of it,
+// or with checkpoints on, whole chunks up to a bundle's size.
+func (t *sdkTask) takeBundle() [][]byte {
+	n, size := len(t.pending), 0
+	if t.stepwise() {
+		if first := t.pending[0]; len(first) > t.bundleBytes() {
+			// Cut a big chunk at an element boundary.
+			cut := 0
+			_ = t.inWV.ForEach(first, func(e wire.Element) error {
+				if cut >= t.bundleBytes() {
+					return errStop
+				}
+				cut += len(e.Raw)
+				return nil
+			})
+			if cut > 0 && cut < len(first) {
+				t.pending = append([][]byte{first[:cut:cut], first[cut:]}, t.pending[1:]...)
+			}
+		}
+		for n = 0; n < len(t.pending) && (n == 0 || size+len(t.pending[n]) <= t.bundleBytes()); n++ {
+			size += len(t.pending[n])
+		}
+	}
+	input := t.pending[:n:n]
+	t.pending = t.pending[n:]
+	t.pendingBytes = 0
+	for _, c := range t.pending {
+		t.pendingBytes += len(c)
+	}
+	if len(t.pending) == 0 {
+		t.pending = nil
+	}
+	return input
+}
+
+// stepwise says that flush runs one bundle at a time: with checkpoints on,
+// the run loop must look for barriers between bundles (and a splittable
+// stage's residuals come back as pending input for as long as it runs).
+func (t *sdkTask) stepwise() bool { return t.e.ck != nil }
 
 var closedCh = func() chan time.Time { c := make(chan time.Time); close(c); return c }()
 
@@ -251,11 +306,49 @@ var closedCh = func() chan time.Time { c := make(chan time.Time); close(c); retu
 // position instead, as does a stage waiting for side inputs), then Pebble
 // and the in-memory state are snapshotted and the barrier forwarded.
 func (t *sdkTask) barrier(ctx context.Context, chk int64) error {
+	if chk <= t.snapped {
+		return nil // taken already, ahead of its in-band barrier
+	}
 	if t.stage.Splittable == "" && t.sidesReady() {
-		if err := t.flush(ctx); err != nil {
+		if err := t.flushAll(ctx); err != nil {
 			return err
 		}
 	}
+	return t.snapshotNow(ctx, chk)
+}
+
+// overtake takes the subtask's part of checkpoint chk when the coordinator
+// asks, all its inputs having ended: what is still queued for it is read
+// into its pending input without running it, and the snapshot keeps it.
+// The barrier need not wait behind a backlog.
+func (t *sdkTask) overtake(ctx context.Context, chk int64) error {
+	if chk <= t.snapped {
+		return nil
+	}
+	for !t.allDone() {
+		m, err := t.recv(ctx)
+		if err != nil {
+			return err
+		}
+		switch m.kind {
+		case msgData:
+			if m.port == 0 {
+				t.pending = append(t.pending, m.data)
+				t.pendingBytes += len(m.data)
+			} else if err := t.sides[m.port-1].add(m.data); err != nil {
+				return fmt.Errorf("%s: %w", t.name(), err)
+			}
+		case msgBarrier: // chk's own, or older: nothing newer can come
+		default:
+			t.ports[m.port].observe(m)
+		}
+	}
+	return t.snapshotNow(ctx, chk)
+}
+
+// snapshotNow snapshots the subtask as it is: Pebble, pending input,
+// deferred residuals, side inputs.
+func (t *sdkTask) snapshotNow(ctx context.Context, chk int64) error {
 	st := &taskState{Pending: t.pending, Delayed: delayedStates(t.delayed, t.e.now()), InWM: t.inWM, Dropped: t.expired}
 	for _, s := range t.sides {
 		st.Sides = append(st.Sides, s.raw)
@@ -714,6 +807,9 @@ func (t *sdkTask) bundleFault() error {
 	}
 	return nil
 }
+
+// errStop ends a ForEach early.
+var errStop = errors.New("stop")
 
 // fatalError fails the job instead of being retried.
 type fatalError struct{ err error }

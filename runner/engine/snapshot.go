@@ -75,6 +75,7 @@ func (s *subtask) snapshot(ctx context.Context, chk int64, db *state.DB, st *tas
 			return fmt.Errorf("%s: checkpoint %d: %w", s.name(), chk, err)
 		}
 	}
+	s.snapped = chk
 	c.snapshot(chk, s.ckID(), blob, dir, fin)
 	return s.out.barrier(ctx, chk)
 }

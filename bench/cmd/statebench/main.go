@@ -39,21 +39,25 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
 
+	"github.com/weir-runner/weir/checkpoint"
+	"github.com/weir-runner/weir/checkpoint/storage"
+
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism" // --child=prism
 	_ "github.com/weir-runner/weir/runner"                       // --child=weir
 )
 
 var (
-	events      = flag.Int64("events", 200000, "events to generate")
-	keys        = flag.Int64("keys", 100000, "distinct keys (event i has key i mod keys)")
-	runnersFlag = flag.String("runners", "weir,prism", "comma-separated runners, each run in its own process: weir, prism")
-	span        = flag.Duration("span", time.Minute, "event times are spread over one fixed window this long")
-	splits      = flag.Int64("splits", 16, "initial restrictions of the generator")
-	timeout     = flag.Duration("timeout", 30*time.Minute, "timeout of one run")
-	logDir      = flag.String("logs", "", "keep each child's log here (default: a temporary directory, printed on failure)")
-	cpuProfile  = flag.String("cpuprofile", "", "write each child's CPU profile to this path with the runner's name appended (PATH.weir, PATH.prism)")
-	memProfile  = flag.String("memprofile", "", "write each child's heap profile to this path with the runner's name appended, every 10 s and at the end")
-	child       = flag.String("child", "", "internal: run the pipeline once on this runner, in this process, and report")
+	events          = flag.Int64("events", 200000, "events to generate")
+	keys            = flag.Int64("keys", 100000, "distinct keys (event i has key i mod keys)")
+	runnersFlag     = flag.String("runners", "weir,prism", "comma-separated runners, each run in its own process: weir, prism")
+	span            = flag.Duration("span", time.Minute, "event times are spread over one fixed window this long")
+	splits          = flag.Int64("splits", 16, "initial restrictions of the generator")
+	timeout         = flag.Duration("timeout", 30*time.Minute, "timeout of one run")
+	logDir          = flag.String("logs", "", "keep each child's log here (default: a temporary directory, printed on failure)")
+	cpuProfile      = flag.String("cpuprofile", "", "write each child's CPU profile to this path with the runner's name appended (PATH.weir, PATH.prism)")
+	memProfile      = flag.String("memprofile", "", "write each child's heap profile to this path with the runner's name appended, every 10 s and at the end")
+	checkpointEvery = flag.Duration("checkpoint_every", time.Second, "checkpoint interval of the weir-chk runner (weir checkpointing to a local file:// dir)")
+	child           = flag.String("child", "", "internal: run the pipeline once on this runner, in this process, and report")
 )
 
 // report is what a child prints on its last stdout line, after reportTag.
@@ -62,6 +66,7 @@ type report struct {
 	PipelineSecs  float64
 	EventsCounted int64
 	KeysFired     int64
+	Checkpoints   int64 // weir-chk: the ID of the last checkpoint taken
 }
 
 const reportTag = "STATEBENCH-REPORT "
@@ -147,6 +152,9 @@ func runChild(runner string) error {
 			}
 		}
 	}
+	if dir := flag.Lookup("checkpoint_dir").Value.String(); dir != "" {
+		r.Checkpoints = lastCheckpoint(dir, "statebench")
+	}
 	js, _ := json.Marshal(r)
 	fmt.Printf("%s%s\n", reportTag, js)
 	if want := min(*keys, *events); r.EventsCounted != *events || r.KeysFired != want {
@@ -182,10 +190,10 @@ func runParent(ctx context.Context) int {
 	for _, r := range strings.Split(*runnersFlag, ",") {
 		switch r = strings.TrimSpace(r); r {
 		case "":
-		case "weir", "prism":
+		case "weir", "prism", "weir-chk":
 			runners = append(runners, r)
 		default:
-			fmt.Fprintf(os.Stderr, "statebench: unknown runner %q (weir, prism)\n", r)
+			fmt.Fprintf(os.Stderr, "statebench: unknown runner %q (weir, weir-chk, prism)\n", r)
 			return 2
 		}
 	}
@@ -240,6 +248,13 @@ func runParent(ctx context.Context) int {
 	if wr, pr := byRunner["weir"], byRunner["prism"]; wr != nil && pr != nil && wr.err == nil && pr.err == nil {
 		fmt.Fprintf(w, "\nweir/prism throughput: %.2fx   weir/prism peak RSS: %.2fx\n", rate(wr)/rate(pr), float64(wr.rss)/float64(pr.rss))
 	}
+	if wr, cr := byRunner["weir"], byRunner["weir-chk"]; wr != nil && cr != nil && wr.err == nil && cr.err == nil {
+		verdict := "PASS"
+		if rate(cr)/rate(wr) < 0.9 {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "\nweir with a checkpoint every %s / without: throughput %.2fx (target >= 0.9x: %s), %d checkpoints taken\n", *checkpointEvery, rate(cr)/rate(wr), verdict, cr.rep.Checkpoints)
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(w, "interrupted")
 		failed = true
@@ -273,8 +288,15 @@ func runOne(ctx context.Context, self, runner, logPath string) *result {
 	}
 	defer os.RemoveAll(tmp)
 
+	childRunner := runner
+	var extra []string
+	if runner == "weir-chk" {
+		// weir with a checkpoint every --checkpoint_every to a file:// dir.
+		childRunner = "weir"
+		extra = []string{"--checkpoint_dir=file://" + filepath.Join(tmp, "checkpoints"), "--checkpointing_interval=" + checkpointEvery.String(), "--job_name=statebench"}
+	}
 	args := []string{
-		"--child=" + runner,
+		"--child=" + childRunner,
 		fmt.Sprintf("--events=%d", *events),
 		fmt.Sprintf("--keys=%d", *keys),
 		fmt.Sprintf("--span=%s", *span),
@@ -286,6 +308,7 @@ func runOne(ctx context.Context, self, runner, logPath string) *result {
 	if *memProfile != "" {
 		args = append(args, "--memprofile="+*memProfile+"."+runner)
 	}
+	args = append(args, extra...)
 	args = append(args, flag.Args()...)
 	fmt.Fprintf(logf, "# %s %s\n", self, strings.Join(args, " "))
 	var stdout bytes.Buffer
@@ -344,4 +367,19 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "   " + strings.Join(lines, "\n   ")
+}
+
+// lastCheckpoint is the ID of job's last completed checkpoint in dir (0 if
+// none).
+func lastCheckpoint(dir, job string) int64 {
+	st, err := storage.Open(context.Background(), dir)
+	if err != nil {
+		return 0
+	}
+	defer st.Close()
+	metas, _, err := checkpoint.List(context.Background(), st, job)
+	if err != nil || len(metas) == 0 {
+		return 0
+	}
+	return metas[0].CheckpointID
 }

@@ -1,0 +1,184 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/weir-runner/weir/checkpoint"
+	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/runner"
+	"github.com/weir-runner/weir/runner/engine"
+)
+
+// keyMod3 keys x by x mod 3.
+func keyMod3(x int, emit func(string, int)) { emit(strconv.Itoa(x%3), x) }
+
+func init() { register.Function2x0(keyMod3) }
+
+// refusingStorage fails every write while refuse is set.
+type refusingStorage struct {
+	storage.Storage
+	refuse atomic.Bool
+}
+
+var errRefused = errors.New("storage refuses writes (test)")
+
+func (s *refusingStorage) Put(ctx context.Context, name string, r io.Reader) error {
+	if s.refuse.Load() {
+		return errRefused
+	}
+	return s.Storage.Put(ctx, name, r)
+}
+
+func (s *refusingStorage) PutIfAbsent(ctx context.Context, name string, data []byte) error {
+	if s.refuse.Load() {
+		return errRefused
+	}
+	return s.Storage.PutIfAbsent(ctx, name, data)
+}
+
+// TestCheckpointStorageRefusesWrites: once the storage refuses writes,
+// checkpoints abort but the job goes on to its exact result, and the
+// checkpoint completed before stays whole and restorable.
+func TestCheckpointStorageRefusesWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a checkpointed streaming job")
+	}
+	dir := t.TempDir()
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &refusingStorage{Storage: st}
+	var done, failed atomic.Int64
+	srv := startWeirWith(t, runner.Config{
+		Parallelism: 2,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + dir, Interval: 100 * time.Millisecond, Retained: 1},
+		OpenStorage: func(context.Context, string) (storage.Storage, error) { return rs, nil },
+		OnCheckpoint: func(_ string, s engine.CheckpointStats) {
+			if s.Failed != "" {
+				failed.Add(1)
+				return
+			}
+			done.Add(1)
+			rs.refuse.Store(true) // after the first completed checkpoint
+		},
+	})
+	sp := crashSpec("refusing")
+	defer setFlag(&jobopts.JobName, "refusing")()
+	if err := runOn(t, srv, crashPipeline(sp), "loopback"); err != nil {
+		t.Fatalf("job failed: %v", err)
+	}
+	checkCommitted(t, sp, "storage refusing writes")
+	if done.Load() != 1 || failed.Load() == 0 {
+		t.Fatalf("%d checkpoints completed and %d aborted; want 1 and some", done.Load(), failed.Load())
+	}
+	meta, skipped, err := checkpoint.Latest(context.Background(), st, "refusing")
+	if err != nil || skipped != nil {
+		t.Fatalf("the completed checkpoint is not usable: %v (skipped %v)", err, skipped)
+	}
+	for _, s := range meta.Subtasks {
+		if len(s.Files) == 0 {
+			continue
+		}
+		if err := checkpoint.Restore(context.Background(), st, meta, s.SubtaskID, filepath.Join(t.TempDir(), "r")); err != nil {
+			t.Errorf("restoring subtask %s of the completed checkpoint: %v", s.SubtaskID, err)
+		}
+	}
+}
+
+// logBuffer collects a server's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startResumingWeir starts a server with checkpoints in dir and --resume,
+// logging into logs.
+func startResumingWeir(t *testing.T, dir string, logs io.Writer) *runner.Server {
+	t.Helper()
+	srv, err := runner.Start(runner.Config{
+		Parallelism: 2,
+		TempDir:     t.TempDir(),
+		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + dir, Interval: 100 * time.Millisecond, Retained: 2, Resume: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// TestResumeBadCheckpoints: resuming passes over a truncated _metadata
+// (naming it) to the previous checkpoint and still reaches the exact
+// result; resuming a job name with another pipeline is refused, naming the
+// subtask that does not fit.
+func TestResumeBadCheckpoints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs checkpointed streaming jobs")
+	}
+	dir := t.TempDir()
+	defer setFlag(&jobopts.JobName, "resume-bad")()
+	var logs logBuffer
+	srv := startResumingWeir(t, dir, &logs)
+	if err := runOn(t, srv, crashPipeline(crashSpec("resume-bad-1")), "loopback"); err != nil {
+		t.Fatalf("first job failed: %v", err)
+	}
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metas, _, err := checkpoint.List(context.Background(), st, "resume-bad")
+	if err != nil || len(metas) < 2 {
+		t.Fatalf("want 2 retained checkpoints, got %d (%v)", len(metas), err)
+	}
+	newest := checkpoint.MetadataName("resume-bad", metas[0].CheckpointID)
+	p := filepath.Join(dir, filepath.FromSlash(newest))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	sp := crashSpec("resume-bad-2")
+	if err := runOn(t, srv, crashPipeline(sp), "loopback"); err != nil {
+		t.Fatalf("resumed job failed: %v", err)
+	}
+	checkCommitted(t, sp, "resumed past a truncated _metadata")
+	if l := logs.String(); !strings.Contains(l, newest) || !strings.Contains(l, "resuming from checkpoint") {
+		t.Errorf("the log does not name the truncated %s, or does not resume:\n%s", newest, l)
+	}
+
+	err = runOn(t, srv, sumsPipeline(keyMod3), "loopback")
+	if err == nil || !strings.Contains(err.Error(), "another pipeline") {
+		t.Fatalf("resuming with another pipeline: err = %v, want a refusal naming the subtask", err)
+	}
+}
