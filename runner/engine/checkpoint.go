@@ -84,8 +84,11 @@ type coordinator struct {
 	pending  *pendingCk
 	nextID   int64
 	lastEnd  time.Time
-	base     *checkpoint.Metadata // the last committed (or restored) checkpoint
-	stats    []CheckpointStats
+	// lastStart: checkpoints start every Interval (start to start), at
+	// least MinPause after the last one ended.
+	lastStart time.Time
+	base      *checkpoint.Metadata // the last committed (or restored) checkpoint
+	stats     []CheckpointStats
 	// leftover are finalizations of subtasks that finished: they run with
 	// the next completed checkpoint, or when the job ends.
 	leftover []finalization
@@ -129,7 +132,7 @@ func newCoordinator(ctx context.Context, e *Engine, o CheckpointOptions, nextID 
 		o.Retained = 1
 	}
 	return &coordinator{e: e, o: o, ctx: ctx, subtasks: map[checkpoint.SubtaskID]*subtaskCk{}, nextID: nextID, base: o.Restore, lastEnd: time.Now(),
-		upstream: map[string][]string{}, downstream: map[string][]string{}, ofStage: map[string][]checkpoint.SubtaskID{}}
+		upstream: map[string][]string{}, downstream: map[string][]string{}, ofStage: map[string][]checkpoint.SubtaskID{}, lastStart: time.Now()}
 }
 
 func (c *coordinator) add(id checkpoint.SubtaskID, in inbox, trig chan int64, kg checkpoint.KeyGroupRange) error {
@@ -175,7 +178,7 @@ func (c *coordinator) loop() {
 		switch {
 		case c.pending != nil && now.Sub(c.pending.started) > c.o.Timeout:
 			c.abortLocked(c.pending.id, fmt.Errorf("timed out after %s", c.o.Timeout))
-		case c.pending == nil && now.Sub(c.lastEnd) >= max(c.o.MinPause, c.o.Interval):
+		case c.pending == nil && now.Sub(c.lastStart) >= c.o.Interval && now.Sub(c.lastEnd) >= c.o.MinPause:
 			c.startLocked(now)
 		}
 		c.mu.Unlock()
@@ -192,6 +195,7 @@ func (c *coordinator) startLocked(now time.Time) {
 	if live == 0 {
 		return // the job is ending
 	}
+	c.lastStart = now
 	p := &pendingCk{id: c.nextID, started: now, acks: map[checkpoint.SubtaskID]checkpoint.SubtaskState{}, snapped: map[checkpoint.SubtaskID]bool{}}
 	c.nextID++
 	c.pending = p
@@ -479,8 +483,6 @@ func (e *Engine) uncheckpointable() string {
 		switch {
 		case s.Kind == plan.KindTestStream:
 			return fmt.Sprintf("stage %q is a TestStream", s.Name)
-		case s.Kind == plan.KindGBK && triggered(s):
-			return fmt.Sprintf("stage %q is a GroupByKey with a trigger", s.Name)
 		}
 	}
 	return ""

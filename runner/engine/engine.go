@@ -316,7 +316,7 @@ func (e *Engine) newTask(ctx context.Context, base subtask, dir string, split *s
 			g.db.Close()
 			return nil, err
 		}
-		return tt, nil
+		t = tt
 	default:
 		return nil, fmt.Errorf("stage %s: unknown kind %v", base.stage.ID, base.stage.Kind)
 	}

@@ -171,6 +171,9 @@ func (t *triggeredGBK) run(ctx context.Context) error {
 
 // handle takes in one message of the inbox.
 func (t *triggeredGBK) handle(ctx context.Context, m msg) error {
+	if m.kind == msgBarrier { // windows, panes and timers are all in Pebble
+		return t.snapshot(ctx, m.chk, t.db, &taskState{InWM: t.inWM, Dropped: t.closed}, nil)
+	}
 	now := t.now()
 	err := t.step(ctx, func(b *state.Bundle) error {
 		switch m.kind {
@@ -250,6 +253,13 @@ func (t *triggeredGBK) step(ctx context.Context, fn func(b *state.Bundle) error)
 		return t.gbkTask.out.emit(ctx, t.stage.Outputs[0], out)
 	}
 	return nil
+}
+
+// restore takes back a checkpoint's input watermark and re-arms the
+// processing-time wake-up from the timers restored in Pebble.
+func (t *triggeredGBK) restore(st *taskState) error {
+	t.inWM, t.closed = st.InWM, st.Dropped
+	return t.step(context.Background(), t.rearm)
 }
 
 // rearm sets the wall-clock wake-up to the earliest processing-time timer

@@ -19,7 +19,7 @@ const (
 	// maxStatefulBundleBytes is smaller: every input element of a stateful
 	// bundle becomes several state reads and writes held in one Pebble
 	// batch until the bundle commits.
-	maxStatefulBundleBytes = 1 << 20
+	maxStatefulBundleBytes = 512 << 10
 	// maxFiringTimers bounds the timers fired in one bundle.
 	maxFiringTimers = 10000
 )

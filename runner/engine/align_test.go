@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAligner scripts what senders deliver and checks what the task loop
+// sees: messages in order, held back after a sender's barrier until all
+// senders have one (or ended), then one barrier and the held messages.
+func TestAligner(t *testing.T) {
+	// msgs: "a:d1" data d1 from a; "a:B3" barrier 3 from a; "a:E" end of
+	// input from a; ":B4" barrier 4 from the coordinator. Port 0 unless the
+	// sender is "s" (port 1, a side input).
+	tests := []struct {
+		name    string
+		senders []int // per port
+		in      string
+		want    string // what the task sees
+		ended   bool   // the aligner reported ended inputs
+	}{
+		{"pass through", []int{2}, "a:d1 b:d2 a:d3", "d1 d2 d3", false},
+		{"align two", []int{2}, "a:d1 a:B1 a:d2 b:d3 b:B1 b:d4", "d1 d3 B1 d2 d4", false},
+		{"ended sender counts as aligned", []int{2}, "a:B1 a:d2 b:d3 b:E", "d3 E B1 d2", false},
+		{"next barrier held too", []int{2}, "a:B1 a:B2 a:d5 b:B1 b:B2", "B1 B2 d5", false},
+		{"stale barrier ignored", []int{1}, "a:B2 a:B1 a:d1", "B2 d1", false},
+		{"side port", []int{1, 1}, "a:B1 a:d1 s:d2 s:B1", "d2 B1 d1", false},
+		{"coordinator after ends", []int{1}, "a:d1 a:E :B4 :B4", "d1 E B4", true},
+		{"coordinator ignored while inputs live", []int{1}, ":B4 a:d1", "d1", false},
+		{"no inputs", nil, ":B1", "B1", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var ports []portState
+			for _, n := range tc.senders {
+				ports = append(ports, portState{senders: n})
+			}
+			raw := make(inbox, 64)
+			ended := false
+			a := newAligner(raw, ports, func() { ended = true }, func(int64, time.Duration) {})
+			a.out = make(inbox, 64)
+			if a.ended() {
+				a.onEnded()
+			}
+			ctx := context.Background()
+			for _, f := range strings.Fields(tc.in) {
+				sender, what, _ := strings.Cut(f, ":")
+				m := msg{sender: sender}
+				if sender == "s" {
+					m.port = 1
+				}
+				switch what[0] {
+				case 'd':
+					m.kind, m.data = msgData, []byte(what)
+				case 'B':
+					m.kind = msgBarrier
+					fmt.Sscan(what[1:], &m.chk)
+				case 'E':
+					m.kind = msgEOI
+				}
+				if err := a.admit(ctx, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []string
+			for len(a.out) > 0 {
+				m := <-a.out
+				switch m.kind {
+				case msgData:
+					got = append(got, string(m.data))
+				case msgBarrier:
+					got = append(got, fmt.Sprintf("B%d", m.chk))
+				case msgEOI:
+					got = append(got, "E")
+				}
+			}
+			if g := strings.Join(got, " "); g != tc.want {
+				t.Errorf("task saw %q, want %q", g, tc.want)
+			}
+			if ended != tc.ended {
+				t.Errorf("ended reported %v, want %v", ended, tc.ended)
+			}
+		})
+	}
+}
