@@ -5,7 +5,9 @@
 #   make test         go vet, go test, go test -race (runner, state), then conformance
 #   make conformance  Beam's Go suites against `bin/weir serve` (conformance/cmd/conform)
 #   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench), then the
-#                     stateful benchmark on weir and prism (bench/cmd/statebench)
+#                     stateful benchmark on weir, weir checkpointing every second, and prism
+#                     (bench/cmd/statebench), then incremental checkpoints of 1 GiB of state and its
+#                     recovery (bench/cmd/chkbench)
 #   make streaming    the streaming example, embedded, until Ctrl-C (which drains it)
 #
 # Knobs: RUN_FLAGS (extra wordcount flags), CONFORM_FLAGS (e.g. --suites=primitives -v), BENCH_FLAGS (e.g. --tests=group_by_key),
@@ -62,7 +64,7 @@ conformance: build
 
 bench: build
 	$(GO) run ./bench/cmd/loadbench --weir=$(WEIR) --records=$(RECORDS) $(PAR_FLAG) $(BENCH_FLAGS)
-	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism
+	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,weir-chk,prism
 	$(GO) run ./bench/cmd/chkbench
 
 clean:

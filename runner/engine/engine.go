@@ -418,9 +418,9 @@ type subtask struct {
 	// input), and the last checkpoint snapshotted.
 	trig    chan int64
 	snapped int64
-	out   *router
-	ports []portState
-	e     *Engine
+	out     *router
+	ports   []portState
+	e       *Engine
 }
 
 func (s *subtask) id() string { return s.name() }
