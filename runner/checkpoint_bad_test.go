@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,6 +69,7 @@ func TestCheckpointStorageRefusesWrites(t *testing.T) {
 		Parallelism: 2,
 		Checkpoints: runner.CheckpointConfig{Dir: "file://" + dir, Interval: 100 * time.Millisecond, Retained: 1},
 		OpenStorage: func(context.Context, string) (storage.Storage, error) { return rs, nil },
+		MetricsAddr: "127.0.0.1:0",
 		OnCheckpoint: func(_ string, s engine.CheckpointStats) {
 			if s.Failed != "" {
 				failed.Add(1)
@@ -85,6 +87,17 @@ func TestCheckpointStorageRefusesWrites(t *testing.T) {
 	checkCommitted(t, sp, "storage refusing writes")
 	if done.Load() != 1 || failed.Load() == 0 {
 		t.Fatalf("%d checkpoints completed and %d aborted; want 1 and some", done.Load(), failed.Load())
+	}
+	resp, err := http.Get("http://" + srv.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`weir_checkpoints_completed_total{job="refusing-1"} 1`, `weir_checkpoints_failed_total{job="refusing-1"}`, `weir_checkpoint_last_size_bytes{job="refusing-1"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
+		}
 	}
 	meta, skipped, err := checkpoint.Latest(context.Background(), st, "refusing")
 	if err != nil || skipped != nil {
