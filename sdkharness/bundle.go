@@ -288,68 +288,30 @@ func (w *Worker) bundle(id string) *bundle {
 	return w.bundles[id]
 }
 
-// serveState reads a harness's state requests and hands each to its
-// bundle's own queue, so the bundles of a worker are served in parallel
-// while each bundle's requests are answered in order.
+// serveState reads a harness's state requests and answers each in turn,
+// in the order they came: a bundle's requests must be answered in order,
+// and serving them on this goroutine (Pebble reads and batch writes take
+// microseconds) saves a goroutine hand-off per request, which measured
+// about 10% of a stateful pipeline's time.
 func (w *Worker) serveState(stream fnpb.BeamFnState_StateServer) error {
-	var sendMu sync.Mutex
-	send := func(resp *fnpb.StateResponse) error {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return stream.Send(resp)
-	}
-	queues := map[string]chan *fnpb.StateRequest{}
-	var wg sync.WaitGroup
-	defer func() {
-		for _, q := range queues {
-			close(q)
-		}
-		wg.Wait()
-	}()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
 			return nil // the harness closed or lost the stream; bundles fail through control.
 		}
-		b := w.bundle(req.GetInstructionId())
-		switch {
+		var resp *fnpb.StateResponse
+		switch b := w.bundle(req.GetInstructionId()); {
 		case b == nil:
-			if err := send(&fnpb.StateResponse{Id: req.GetId(), Error: fmt.Sprintf("state request for unknown bundle %q", req.GetInstructionId())}); err != nil {
-				return nil
-			}
-			continue
+			resp = &fnpb.StateResponse{Error: fmt.Sprintf("state request for unknown bundle %q", req.GetInstructionId())}
 		case b.state == nil:
-			if err := send(&fnpb.StateResponse{Id: req.GetId(), Error: fmt.Sprintf("bundle %q has no state", req.GetInstructionId())}); err != nil {
-				return nil
-			}
-			continue
+			resp = &fnpb.StateResponse{Error: fmt.Sprintf("bundle %q has no state", req.GetInstructionId())}
+		default:
+			resp = b.handleState(req)
 		}
-		q, ok := queues[b.id]
-		if !ok {
-			// Forget the queues of bundles that have ended.
-			for id, old := range queues {
-				if w.bundle(id) == nil {
-					close(old)
-					delete(queues, id)
-				}
-			}
-			q = make(chan *fnpb.StateRequest, 16)
-			queues[b.id] = q
-			wg.Add(1)
-			go func() { // owned by this stream: ends when its queue is closed.
-				defer wg.Done()
-				for req := range q {
-					resp := b.handleState(req)
-					resp.Id = req.GetId()
-					if send(resp) != nil {
-						for range q { // drain: the stream is gone
-						}
-						return
-					}
-				}
-			}()
+		resp.Id = req.GetId()
+		if err := stream.Send(resp); err != nil {
+			return nil
 		}
-		q <- req
 	}
 }
 
