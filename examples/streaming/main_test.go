@@ -2,15 +2,21 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+
+	weir "github.com/weir-runner/weir/runner"
 )
 
 // TestMain runs this package's pipelines on embedded weir.
@@ -157,5 +163,86 @@ func TestShardsCoverTheStream(t *testing.T) {
 		if int64(len(seen)) != want {
 			t.Errorf("events=%d shards=%d: %d transactions emitted, want %d", tc.events, tc.shards, len(seen), want)
 		}
+	}
+}
+
+// firedLines receives, in this process (LOOPBACK), the lines of the
+// pipeline in TestFiresBeforeDrain as they are output.
+var firedLines = make(chan string, 4096)
+
+func collectLine(line string) {
+	select {
+	case firedLines <- line:
+	default:
+	}
+}
+
+func init() { register.Function1x0(collectLine) }
+
+// TestFiresBeforeDrain runs the paced, unbounded stream from one shard on
+// two subtasks per stage: one source subtask has the shard, the other
+// none. Windows and event-time timers must fire while the job runs, not
+// only when it is drained (the idle source subtask forwards its busy
+// sibling's watermark).
+func TestFiresBeforeDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a streaming job for seconds")
+	}
+	srv, err := weir.Start(weir.Config{Parallelism: 2, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	endpoint, env, name := *jobopts.Endpoint, *jobopts.EnvironmentType, *jobopts.JobName
+	defer func() { *jobopts.Endpoint, *jobopts.EnvironmentType, *jobopts.JobName = endpoint, env, name }()
+	*jobopts.Endpoint, *jobopts.EnvironmentType = srv.Endpoint(), "loopback"
+	*jobopts.JobName = fmt.Sprintf("streaming-fires-%d", time.Now().UnixNano())
+
+	start := time.Now()
+	p, s := beam.NewPipelineWithRoot()
+	out := Build(s, Options{
+		Spec: GenSpec{
+			StartMillis:    start.UnixMilli(),
+			IntervalMicros: 20_000, // 50 transactions a second
+			Accounts:       3,
+			Shards:         1, // unbounded
+		},
+		Paced:   true,
+		Tick:    50 * time.Millisecond,
+		Window:  time.Second,
+		Opening: 5000,
+	})
+	beam.ParDo0(s.Scope("CollectWindows"), collectLine, out.Windows)
+	beam.ParDo0(s.Scope("CollectSummaries"), collectLine, out.Summaries)
+	done := make(chan error, 1)
+	go func() { done <- ptest.Run(p) }()
+
+	// The first second's window and its account summaries, once the
+	// watermark passes it: a few seconds at most.
+	var window, summary bool
+	timeout := time.After(30 * time.Second)
+	for !window || !summary {
+		select {
+		case line := <-firedLines:
+			t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), line)
+			window = window || strings.HasPrefix(line, "window ")
+			summary = summary || strings.HasPrefix(line, "acct-")
+		case err := <-done:
+			t.Fatalf("job ended before it was drained: %v", err)
+		case <-timeout:
+			t.Fatalf("nothing fired in 30s of streaming (window line: %v, summary line: %v): the watermark is held back", window, summary)
+		}
+	}
+	t.Logf("a window and a summary fired %v after the start, before the drain", time.Since(start).Round(time.Millisecond))
+	if err := drain(*jobopts.Endpoint, *jobopts.JobName); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("drained job: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("drained job did not end")
 	}
 }

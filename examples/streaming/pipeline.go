@@ -39,9 +39,8 @@ type GenSpec struct {
 	Events         int64 // 0: unbounded (runs until drained)
 	// Shards is how many source elements share the stream: shard k emits
 	// transactions k, k+Shards, k+2·Shards, ... The runner spreads them
-	// over its subtasks, each with its own watermark. (On weir today a
-	// source subtask without a shard holds the watermark back until the
-	// source ends, so windows and timers would fire only at drain.)
+	// over its subtasks, each with its own watermark. Any number works
+	// with any parallelism: the output is the same.
 	Shards int
 }
 

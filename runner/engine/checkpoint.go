@@ -116,6 +116,9 @@ type pendingCk struct {
 	finalize  []finalization
 	alignment time.Duration
 	uploaded  int64
+	// committing: the commit is under way; only its outcome ends the
+	// checkpoint (a timeout must not discard files it is committing).
+	committing bool
 }
 
 // finalization is a bundle whose finalization waits for a checkpoint.
@@ -176,7 +179,7 @@ func (c *coordinator) loop() {
 		c.mu.Lock()
 		now := time.Now()
 		switch {
-		case c.pending != nil && now.Sub(c.pending.started) > c.o.Timeout:
+		case c.pending != nil && !c.pending.committing && now.Sub(c.pending.started) > c.o.Timeout:
 			c.abortLocked(c.pending.id, fmt.Errorf("timed out after %s", c.o.Timeout))
 		case c.pending == nil && now.Sub(c.lastStart) >= c.o.Interval && now.Sub(c.lastEnd) >= c.o.MinPause:
 			c.startLocked(now)
@@ -337,10 +340,11 @@ func (c *coordinator) fault(point string, chk int64) error {
 func (c *coordinator) maybeCommit(chk int64) {
 	c.mu.Lock()
 	p := c.pending
-	if p == nil || p.id != chk || len(p.acks) < len(c.subtasks) {
+	if p == nil || p.id != chk || p.committing || len(p.acks) < len(c.subtasks) {
 		c.mu.Unlock()
 		return
 	}
+	p.committing = true
 	meta := &checkpoint.Metadata{
 		JobID:          c.o.Job,
 		CheckpointID:   chk,
@@ -364,6 +368,9 @@ func (c *coordinator) maybeCommit(chk int64) {
 		return
 	}
 	if err := checkpoint.Commit(c.ctx, c.o.Storage, meta); err != nil {
+		c.mu.Lock()
+		p.committing = false
+		c.mu.Unlock()
 		c.abort(chk, err)
 		return
 	}
@@ -400,7 +407,7 @@ func (c *coordinator) maybeCommit(chk int64) {
 func (c *coordinator) abort(chk int64, why error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := c.pending; p != nil && p.id == chk {
+	if p := c.pending; p != nil && p.id == chk && !p.committing {
 		c.abortLocked(chk, why)
 	}
 }

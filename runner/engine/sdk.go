@@ -207,7 +207,7 @@ func (t *sdkTask) run(ctx context.Context) error {
 		return err
 	}
 	if t.split != nil {
-		if err := t.drainSplits(ctx); err != nil {
+		if err := t.drainSplits(ctx, out); err != nil {
 			return err
 		}
 	}
@@ -320,7 +320,10 @@ func (t *sdkTask) barrier(ctx context.Context, chk int64) error {
 // overtake takes the subtask's part of checkpoint chk when the coordinator
 // asks, all its inputs having ended: what is still queued for it is read
 // into its pending input without running it, and the snapshot keeps it.
-// The barrier need not wait behind a backlog.
+// The barrier need not wait behind a backlog. If barrier chk itself comes
+// out of the queue first (the aligner completed it: a sender that had sent
+// it ended afterwards), what follows it is after the checkpoint: the
+// snapshot is taken there.
 func (t *sdkTask) overtake(ctx context.Context, chk int64) error {
 	if chk <= t.snapped {
 		return nil
@@ -338,7 +341,10 @@ func (t *sdkTask) overtake(ctx context.Context, chk int64) error {
 			} else if err := t.sides[m.port-1].add(m.data); err != nil {
 				return fmt.Errorf("%s: %w", t.name(), err)
 			}
-		case msgBarrier: // chk's own, or older: nothing newer can come
+		case msgBarrier:
+			if m.chk >= chk {
+				return t.snapshotNow(ctx, m.chk)
+			} // older: an aborted checkpoint's
 		default:
 			t.ports[m.port].observe(m)
 		}
@@ -399,24 +405,48 @@ func (t *sdkTask) bundleBytes() int {
 }
 
 // drainSplits runs work split off siblings' bundles until the whole
-// stage is done.
-func (t *sdkTask) drainSplits(ctx context.Context) error {
+// stage is done. sent is the output watermark the subtask has sent so far.
+//
+// All its inputs have ended, so what it may still output comes from its
+// deferred residuals and from work it takes from the pool; the pool bounds
+// the timestamps of the latter (see splitPool.boundLocked). While it waits
+// (idle, or for a deferred residual to be due) it advances its output
+// watermark to the least of those, so that its consumers, which take the
+// minimum over their senders, move on with its busy siblings instead of
+// waiting for the end of the stage.
+func (t *sdkTask) drainSplits(ctx context.Context, sent int64) error {
+	p := t.split
+	p.watchSent(t.sentWatermark)
+	// forward sends the output watermark bound allows, if it is higher
+	// than what was sent, and below the maximum until the stage ends.
+	forward := func(bound int64) error {
+		th, err := t.timerHold()
+		if err != nil {
+			return err
+		}
+		if wm := min(bound, t.hold(), th, wire.MaxTimestamp-1); wm > sent {
+			sent = wm
+			return t.out.control(ctx, msgWatermark, wm)
+		}
+		return nil
+	}
 	for {
 		// Deferred residuals are this subtask's own work: finish them first.
 		for len(t.delayed) > 0 {
-			if d, ok := t.nextWake(); ok && d > 0 {
-				select {
-				case <-time.After(d):
-				case <-ctx.Done():
-					return context.Cause(ctx)
-				}
+			p.holding(t.index, t.hold())
+			bound, wake, poll := p.watch(t.index)
+			if err := forward(bound); err != nil {
+				return err
+			}
+			if err := t.waitDelayed(ctx, wake, poll); err != nil {
+				return err
 			}
 			t.readyDelayed(t.e.now())
 			if err := t.flush(ctx); err != nil {
 				return err
 			}
 		}
-		c, ok, err := t.split.take(ctx)
+		c, ok, err := p.takeFor(ctx, t.index, forward)
 		if err != nil || !ok {
 			return err
 		}
@@ -425,6 +455,41 @@ func (t *sdkTask) drainSplits(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// waitDelayed waits until the next deferred residual is due, the split
+// pool changes (wake), wmCheck passes (if poll), or the job is drained.
+func (t *sdkTask) waitDelayed(ctx context.Context, wake <-chan struct{}, poll bool) error {
+	d, ok := t.nextWake()
+	if ok && d <= 0 {
+		return nil
+	}
+	var due, tick <-chan time.Time
+	if ok {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		due = timer.C
+	}
+	if poll {
+		timer := time.NewTimer(wmCheck)
+		defer timer.Stop()
+		tick = timer.C
+	}
+	select {
+	case <-due:
+	case <-wake:
+	case <-tick:
+	case <-t.drainCh():
+		t.startDrain()
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// sentWatermark is the output watermark subtask i of the stage last sent.
+func (t *sdkTask) sentWatermark(i int) int64 {
+	return t.e.progress[t.stage].wms[i].Load()
 }
 
 // Beam's time domains.

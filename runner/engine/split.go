@@ -14,17 +14,54 @@ import (
 // subtask splits its running bundle when a sibling is idle and puts the
 // residual here; idle subtasks take it. The stage is done when every
 // subtask is idle and nothing is queued.
+//
+// The pool also keeps what bounds the timestamps of work an idle subtask
+// may still take: the watermark holds of queued residuals, and what each
+// running sibling holds (see boundLocked). A subtask waiting in takeFor
+// forwards that bound as its output watermark, so that a subtask without
+// work of its own does not hold its consumers back until the stage ends.
 type splitPool struct {
 	mu      sync.Mutex
 	queue   [][]byte // chunks of whole elements
+	holds   []int64  // the watermark hold of each queued chunk, in step with queue
 	running int      // subtasks not waiting in take
 	idle    int
 	done    bool
 	wake    chan struct{}
+
+	subs []poolSub // by subtask index, for subtasks that say which they are
+	// sent reads the output watermark subtask i last sent (nil: unknown,
+	// taken as the minimum timestamp).
+	sent func(i int) int64
 }
 
+// poolSub is what the pool knows of one subtask.
+type poolSub struct {
+	phase subPhase
+	// hold bounds the timestamps of the work the subtask holds: in
+	// subMain, the output watermark it last sent (as far as the pool has
+	// looked); in subSplits, the holds of the work it took or deferred.
+	hold int64
+}
+
+type subPhase uint8
+
+const (
+	subMain   subPhase = iota // in its run loop: its own input and work
+	subIdle                   // waiting in take: no work at all
+	subSplits                 // running work taken from the pool, or its residuals
+)
+
+// wmCheck is how often a waiting subtask looks at the output watermarks
+// of siblings still in their run loops (they do not report to the pool).
+const wmCheck = 20 * time.Millisecond
+
 func newSplitPool(n int) *splitPool {
-	return &splitPool{running: n, wake: make(chan struct{})}
+	p := &splitPool{running: n, wake: make(chan struct{}), subs: make([]poolSub, n)}
+	for i := range p.subs {
+		p.subs[i].hold = wire.MinTimestamp
+	}
+	return p
 }
 
 func (p *splitPool) broadcastLocked() {
@@ -32,11 +69,39 @@ func (p *splitPool) broadcastLocked() {
 	p.wake = make(chan struct{})
 }
 
-// put queues residual work; only a running subtask calls it.
+// put queues residual work of unknown watermark hold; only a running
+// subtask calls it.
 func (p *splitPool) put(chunks ...[]byte) {
+	holds := make([]int64, len(chunks))
+	for i := range holds {
+		holds[i] = wire.MinTimestamp
+	}
+	p.putHeld(chunks, holds)
+}
+
+// putFrom queues residual work that running subtask from split off: each
+// chunk with its watermark hold, or where that is unknown
+// (wire.MinTimestamp, as for whole input elements of a channel split), with
+// what the putting subtask holds.
+func (p *splitPool) putFrom(from int, chunks [][]byte, holds []int64) {
+	p.mu.Lock()
+	own := p.subHoldLocked(from)
+	p.mu.Unlock()
+	hs := make([]int64, len(chunks))
+	for i := range hs {
+		hs[i] = own
+		if i < len(holds) && holds[i] > wire.MinTimestamp {
+			hs[i] = holds[i]
+		}
+	}
+	p.putHeld(chunks, hs)
+}
+
+func (p *splitPool) putHeld(chunks [][]byte, holds []int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.queue = append(p.queue, chunks...)
+	p.holds = append(p.holds, holds...)
 	p.broadcastLocked()
 }
 
@@ -47,17 +112,122 @@ func (p *splitPool) wantsWork() bool {
 	return p.idle > 0 && len(p.queue) == 0
 }
 
+// watchSent tells the pool how to read the output watermark a subtask
+// last sent (the first caller's function stays).
+func (p *splitPool) watchSent(sent func(i int) int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sent == nil {
+		p.sent = sent
+	}
+}
+
+// subHoldLocked bounds the timestamps of the work subtask i holds and of
+// any work split off it later.
+func (p *splitPool) subHoldLocked(i int) int64 {
+	if i < 0 || i >= len(p.subs) {
+		return wire.MinTimestamp
+	}
+	s := &p.subs[i]
+	if s.phase == subMain && p.sent != nil {
+		s.hold = max(s.hold, p.sent(i))
+	}
+	return s.hold
+}
+
+// boundLocked is the least timestamp of work subtask i may yet take from
+// the pool: no earlier than a queued chunk's hold, nor than what a running
+// sibling holds (whatever it splits off carries timestamps no earlier than
+// its own hold). A sibling running work it took from the pool counts with
+// the holds of that work, not with the output watermark it sends, which
+// itself waits on the pool: two such siblings do not hold each other back.
+// It is the maximum timestamp when no sibling runs and nothing is queued.
+func (p *splitPool) boundLocked(i int) int64 {
+	b := wire.MaxTimestamp
+	if len(p.holds) < len(p.queue) {
+		b = wire.MinTimestamp // chunks queued without a hold
+	}
+	for _, h := range p.holds {
+		b = min(b, h)
+	}
+	for j := range p.subs {
+		if j != i && p.subs[j].phase != subIdle {
+			b = min(b, p.subHoldLocked(j))
+		}
+	}
+	return b
+}
+
+// pollsLocked says whether subtask i's bound depends on a sibling still in
+// its run loop, which does not report to the pool: it must be looked at
+// from time to time.
+func (p *splitPool) pollsLocked(i int) bool {
+	if p.sent == nil {
+		return false
+	}
+	for j := range p.subs {
+		if j != i && p.subs[j].phase == subMain {
+			return true
+		}
+	}
+	return false
+}
+
+// watch returns subtask i's bound, a channel closed when the pool changes,
+// and whether the bound must also be looked at every wmCheck.
+func (p *splitPool) watch(i int) (bound int64, wake <-chan struct{}, poll bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.boundLocked(i), p.wake, p.pollsLocked(i)
+}
+
+// holding records the hold of the work subtask i, running what it took
+// from the pool, still has (wire.MaxTimestamp: nothing left).
+func (p *splitPool) holding(i int, hold int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i < 0 || i >= len(p.subs) || p.subs[i].phase != subSplits || p.subs[i].hold == hold {
+		return
+	}
+	p.subs[i].hold = hold
+	p.broadcastLocked() // siblings' bounds may have moved
+}
+
 // take waits for queued work; false means the whole stage is done.
 func (p *splitPool) take(ctx context.Context) ([]byte, bool, error) {
+	return p.takeFor(ctx, -1, nil)
+}
+
+// takeFor is take by subtask i (-1: unknown). While it waits, forward is
+// called (without the pool's lock) with i's bound whenever that has risen
+// since it was last called; its error ends the wait.
+func (p *splitPool) takeFor(ctx context.Context, i int, forward func(bound int64) error) ([]byte, bool, error) {
 	p.mu.Lock()
 	p.running--
 	p.idle++
+	known := i >= 0 && i < len(p.subs)
+	if known {
+		p.subs[i] = poolSub{phase: subIdle, hold: wire.MaxTimestamp}
+		p.broadcastLocked() // siblings no longer wait on i's work
+	} else {
+		forward = nil
+	}
+	last := wire.MinTimestamp // the bound last forwarded
 	for {
 		if len(p.queue) > 0 {
-			c := p.queue[0]
+			c, hold := p.queue[0], wire.MinTimestamp
 			p.queue = p.queue[1:]
+			if len(p.holds) > 0 {
+				hold, p.holds = p.holds[0], p.holds[1:]
+			}
+			if len(p.queue) == 0 {
+				p.queue, p.holds = nil, nil
+			}
 			p.running++
 			p.idle--
+			if known {
+				p.subs[i] = poolSub{phase: subSplits, hold: hold}
+			}
 			p.mu.Unlock()
 			return c, true, nil
 		}
@@ -67,12 +237,36 @@ func (p *splitPool) take(ctx context.Context) ([]byte, bool, error) {
 			p.mu.Unlock()
 			return nil, false, nil
 		}
+		if forward != nil {
+			if b := p.boundLocked(i); b > last {
+				last = b
+				p.mu.Unlock()
+				if err := forward(b); err != nil {
+					return nil, false, err
+				}
+				p.mu.Lock()
+				continue // the pool may have changed meanwhile
+			}
+		}
 		wake := p.wake
+		var tick <-chan time.Time
+		var timer *time.Timer
+		if forward != nil && p.pollsLocked(i) {
+			timer = time.NewTimer(wmCheck)
+			tick = timer.C
+		}
 		p.mu.Unlock()
 		select {
 		case <-wake:
+		case <-tick:
 		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
 			return nil, false, context.Cause(ctx)
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 		p.mu.Lock()
 	}
@@ -164,8 +358,10 @@ func (s *splitter) count() int {
 // roots, and whole input elements past a channel split.
 func (s *splitter) apply(resp *fnpb.ProcessBundleSplitResponse, share bool) int {
 	var work [][]byte
+	var holds []int64 // of residual roots; wire.MinTimestamp for whole elements
 	for _, r := range resp.GetResidualRoots() {
 		work = append(work, r.GetApplication().GetElement())
+		holds = append(holds, residualWatermark(r.GetApplication()))
 	}
 	for _, cs := range resp.GetChannelSplits() {
 		if cs.GetTransformId() != s.t.stage.SourceID {
@@ -177,6 +373,7 @@ func (s *splitter) apply(resp *fnpb.ProcessBundleSplitResponse, share bool) int 
 			_ = s.t.inWV.ForEach(c, func(e wire.Element) error {
 				if i >= first {
 					work = append(work, e.Raw)
+					holds = append(holds, wire.MinTimestamp)
 				}
 				i++
 				return nil
@@ -187,7 +384,7 @@ func (s *splitter) apply(resp *fnpb.ProcessBundleSplitResponse, share bool) int 
 		return 0
 	}
 	if share {
-		s.t.split.put(work...)
+		s.t.split.putFrom(s.t.index, work, holds)
 	} else {
 		s.mu.Lock()
 		s.local = append(s.local, work...)
