@@ -265,12 +265,7 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs checkpointed streaming jobs")
 	}
-	seed := *crashSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d; replay with: go test ./runner -run TestCrashRecovery -crash.seed=%d", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	seed, rng := crashRand(t, 0)
 	for _, kind := range []string{"file", "gs"} {
 		t.Run(kind, func(t *testing.T) {
 			for round := 0; round <= *crashRounds; round++ {
@@ -287,13 +282,24 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
+// crashRand returns the test's seed (-crash.seed, or the clock) and a
+// random source from it (stream tells tests apart), and logs how to replay.
+func crashRand(t *testing.T, stream uint64) (uint64, *rand.Rand) {
+	seed := *crashSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d; replay with: go test ./runner -run %s -crash.seed=%d", seed, t.Name(), seed)
+	return seed, rand.New(rand.NewPCG(seed, stream))
+}
+
 func runCrashJob(t *testing.T, kind, sink string, f *fault, replay string) {
 	t.Helper()
 	dir, opts := openCrashStorage(t, kind)
 	var restarts, done, failed atomic.Int64
 	srv := startWeirWith(t, runner.Config{
 		Parallelism:     2,
-		Checkpoints:     runner.CheckpointConfig{Dir: dir, Interval: 100 * time.Millisecond, Retained: 2, RestartAttempts: 2, RestartBackoff: 10 * time.Millisecond},
+		Checkpoints:     runner.CheckpointConfig{Dir: dir, Interval: 50 * time.Millisecond, Retained: 2, RestartAttempts: 2, RestartBackoff: 10 * time.Millisecond},
 		StorageOptions:  opts,
 		CheckpointFault: f.inject,
 		OnRestart:       func(string) { restarts.Add(1) },
