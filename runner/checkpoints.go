@@ -53,16 +53,13 @@ func DefaultCheckpointConfig() CheckpointConfig {
 	return CheckpointConfig{Retained: 1, RestartAttempts: 3, RestartBackoff: time.Second}
 }
 
-// jobCheckpointFlags are the pipeline options of a program that imports
-// this package: the Go SDK sends the flags set on its command line to the
-// job server, which reads them in forJob.
-var jobCheckpointFlags = func() *CheckpointConfig {
+// The checkpoint flags are pipeline options of a program that imports this
+// package: the Go SDK sends the flags set on its command line to the job
+// server, which reads them in forJob.
+func init() {
 	c := DefaultCheckpointConfig()
 	c.Bind(flag.CommandLine)
-	return &c
-}()
-
-var _ = jobCheckpointFlags
+}
 
 // forJob is the server's configuration overridden by the checkpoint
 // options the job set.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,12 +87,7 @@ func TestKill9Resume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts weir processes")
 	}
-	seed := *crashSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d; replay with: go test ./runner -run TestKill9Resume -crash.seed=%d", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 1))
+	seed, rng := crashRand(t, 1)
 	for _, kind := range []string{"file", "gs"} {
 		t.Run(kind, func(t *testing.T) {
 			var env []string

@@ -124,6 +124,9 @@ type task interface {
 // restored from the latest completed checkpoint and run again, as often as
 // the restart strategy allows.
 func (e *Engine) Run(ctx context.Context) error {
+	if err := e.registerDescriptors(); err != nil {
+		return err
+	}
 	ck := e.o.Checkpoint
 	var restore *checkpoint.Metadata
 	if ck != nil {
@@ -174,9 +177,6 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 	defer e.pool.stopAll()
 	e.fail = cancel
 
-	if err := e.registerDescriptors(); err != nil {
-		return err
-	}
 	if err := e.setUpCheckpoints(ctx, dir, restore); err != nil {
 		return err
 	}

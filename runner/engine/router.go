@@ -97,25 +97,24 @@ func (r *router) control(ctx context.Context, kind msgKind, wm int64) error {
 	if r.onWatermark != nil {
 		r.onWatermark(wm)
 	}
-	for _, o := range r.order {
-		for _, t := range o.targets {
-			for _, in := range t.inboxes {
-				if err := in.send(ctx, msg{kind: kind, port: t.port, sender: r.sender, wm: wm}); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
+	return r.broadcast(ctx, msg{kind: kind, wm: wm})
 }
 
 // barrier forwards checkpoint barrier chk to every subtask of every
 // consumer, in band after everything sent before it.
 func (r *router) barrier(ctx context.Context, chk int64) error {
+	return r.broadcast(ctx, msg{kind: msgBarrier, chk: chk})
+}
+
+// broadcast sends m, from this sender, to every port of every subtask
+// that consumes an output.
+func (r *router) broadcast(ctx context.Context, m msg) error {
+	m.sender = r.sender
 	for _, o := range r.order {
 		for _, t := range o.targets {
+			m.port = t.port
 			for _, in := range t.inboxes {
-				if err := in.send(ctx, msg{kind: msgBarrier, port: t.port, sender: r.sender, chk: chk}); err != nil {
+				if err := in.send(ctx, m); err != nil {
 					return err
 				}
 			}

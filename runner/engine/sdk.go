@@ -154,11 +154,8 @@ func (t *sdkTask) run(ctx context.Context) error {
 					return err
 				}
 			case msgData:
-				if m.port == 0 {
-					t.pending = append(t.pending, m.data)
-					t.pendingBytes += len(m.data)
-				} else if err := t.sides[m.port-1].add(m.data); err != nil {
-					return fmt.Errorf("%s: %w", t.name(), err)
+				if err := t.takeData(m); err != nil {
+					return err
 				}
 			default:
 				if t.ports[m.port].observe(m) && m.port == 0 {
@@ -294,6 +291,20 @@ func (t *sdkTask) takeBundle() [][]byte {
 	return input
 }
 
+// takeData takes in a data message: main input joins the pending input,
+// side input its side input.
+func (t *sdkTask) takeData(m msg) error {
+	if m.port == 0 {
+		t.pending = append(t.pending, m.data)
+		t.pendingBytes += len(m.data)
+		return nil
+	}
+	if err := t.sides[m.port-1].add(m.data); err != nil {
+		return fmt.Errorf("%s: %w", t.name(), err)
+	}
+	return nil
+}
+
 // stepwise says that flush runs one bundle at a time: with checkpoints on,
 // the run loop must look for barriers between bundles (and a splittable
 // stage's residuals come back as pending input for as long as it runs).
@@ -335,11 +346,8 @@ func (t *sdkTask) overtake(ctx context.Context, chk int64) error {
 		}
 		switch m.kind {
 		case msgData:
-			if m.port == 0 {
-				t.pending = append(t.pending, m.data)
-				t.pendingBytes += len(m.data)
-			} else if err := t.sides[m.port-1].add(m.data); err != nil {
-				return fmt.Errorf("%s: %w", t.name(), err)
+			if err := t.takeData(m); err != nil {
+				return err
 			}
 		case msgBarrier:
 			if m.chk >= chk {
