@@ -44,6 +44,16 @@ func Commit(ctx context.Context, st storage.Storage, meta *Metadata) error {
 	return fmt.Errorf("checkpoint: commit %s: checkpoint %d was already committed with other content: %w", name, meta.CheckpointID, err)
 }
 
+// knownMetadata is the metadata of checkpoint id of job among known, or nil.
+func knownMetadata(known []*Metadata, job string, id int64) *Metadata {
+	for _, m := range known {
+		if m != nil && m.JobID == job && m.CheckpointID == id {
+			return m
+		}
+	}
+	return nil
+}
+
 // ReadMetadata reads and decodes the metadata of checkpoint id of job. Besides
 // Decode's checks it refuses metadata recording another checkpoint ID.
 func ReadMetadata(ctx context.Context, st storage.Storage, job string, id int64) (*Metadata, error) {
@@ -201,7 +211,10 @@ type RetainResult struct {
 // the checkpoint its Uploader last heard of (NewUploader, Committed), so call
 // Committed on every uploader after a commit and before the Retain that
 // follows it: then the checkpoint uploaders know is always a retained one.
-func Retain(ctx context.Context, st storage.Storage, job string, keep int) (*RetainResult, error) {
+//
+// known are metadata the caller has in hand (those it committed itself):
+// they are not read back from storage.
+func Retain(ctx context.Context, st storage.Storage, job string, keep int, known ...*Metadata) (*RetainResult, error) {
 	fail := func(err error) (*RetainResult, error) {
 		return nil, fmt.Errorf("checkpoint: retain %d checkpoints of job %s in %s: %w", keep, job, st, err)
 	}
@@ -229,13 +242,17 @@ func Retain(ctx context.Context, st storage.Storage, job string, keep int) (*Ret
 		if len(res.Retained) == keep {
 			break // older ones go, whatever they hold
 		}
-		m, err := ReadMetadata(ctx, st, job, id)
-		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrForeign) {
-			res.Unreadable = append(res.Unreadable, err)
-			continue
-		}
-		if err != nil {
-			return fail(err)
+		m := knownMetadata(known, job, id)
+		if m == nil {
+			var err error
+			m, err = ReadMetadata(ctx, st, job, id)
+			if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrForeign) {
+				res.Unreadable = append(res.Unreadable, err)
+				continue
+			}
+			if err != nil {
+				return fail(err)
+			}
 		}
 		res.Retained = append(res.Retained, id)
 		retained[id] = true

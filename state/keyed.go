@@ -59,6 +59,17 @@ type Bundle struct {
 	db *DB
 	b  *pebble.Batch
 	it *pebble.Iterator // reused by every read: building one costs more than the read
+	// last is the keys the last whole scan found, while the batch is
+	// unchanged: a value-state write clears the cell it has just read, and
+	// the clear need not seek again.
+	last lastScan
+}
+
+type lastScan struct {
+	lo, hi []byte
+	ops    uint32 // the batch's count of writes when scanned
+	keys   [][]byte
+	ok     bool
 }
 
 // closeIter closes the reused iterator (before the batch is closed).
@@ -114,10 +125,15 @@ func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
 		b.it.SetOptions(opts)
 	}
 	it := b.it
+	b.last.ok = false
+	keys, all := b.last.keys[:0], true
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("reading state: %w", err)
+		}
+		if all = all && len(keys) < maxLastScanKeys; all {
+			keys = append(keys, append([]byte(nil), it.Key()...))
 		}
 		if err := fn(it.Key(), v); err != nil {
 			return err
@@ -126,8 +142,12 @@ func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("reading state: %w", err)
 	}
+	b.last = lastScan{lo: append(b.last.lo[:0], lo...), hi: append(b.last.hi[:0], hi...), ops: b.b.Count(), keys: keys, ok: all}
 	return nil
 }
+
+// maxLastScanKeys bounds the keys a scan remembers for a clear that follows.
+const maxLastScanKeys = 16
 
 // deleteRange deletes every key in [lo, hi) with point deletes. A range
 // deletion in an indexed batch makes every later iterator on the batch
@@ -135,15 +155,20 @@ func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
 // value-state writes (each a clear and an append) quadratic; cells are
 // small, so deleting their keys one by one is cheap.
 func (b *Bundle) deleteRange(lo, hi []byte) error {
-	var keys [][]byte
-	err := b.scan(lo, hi, func(k, _ []byte) error {
-		keys = append(keys, append([]byte(nil), k...))
-		return nil
-	})
-	if err != nil {
-		return err
+	l := b.last
+	if !l.ok || l.ops != b.b.Count() || !bytes.Equal(l.lo, lo) || !bytes.Equal(l.hi, hi) {
+		var keys [][]byte
+		err := b.scan(lo, hi, func(k, _ []byte) error {
+			keys = append(keys, append([]byte(nil), k...))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		l.keys = keys
 	}
-	for _, k := range keys {
+	b.last.ok = false
+	for _, k := range l.keys {
 		if err := b.b.Delete(k, nil); err != nil {
 			return fmt.Errorf("deleting state: %w", err)
 		}

@@ -88,6 +88,7 @@ type coordinator struct {
 	// least MinPause after the last one ended.
 	lastStart time.Time
 	base      *checkpoint.Metadata // the last committed (or restored) checkpoint
+	recent    []*checkpoint.Metadata // the last checkpoints committed, newest last: Retain need not read them back
 	stats     []CheckpointStats
 	// leftover are finalizations of subtasks that finished: they run with
 	// the next completed checkpoint, or when the job ends.
@@ -382,6 +383,11 @@ func (c *coordinator) maybeCommit(chk int64) {
 	c.leftover = nil
 	c.lastEnd = time.Now()
 	c.base = meta
+	c.recent = append(c.recent, meta)
+	if n := len(c.recent) - max(c.o.Retained, 1); n > 0 {
+		c.recent = append([]*checkpoint.Metadata(nil), c.recent[n:]...)
+	}
+	recent := c.recent
 	for _, s := range c.subtasks {
 		s.up.Committed(meta)
 	}
@@ -397,7 +403,7 @@ func (c *coordinator) maybeCommit(chk int64) {
 	}
 	// The checkpoint covers these bundles: their effects are final now.
 	c.finalizeAll(c.ctx, fin)
-	if _, err := checkpoint.Retain(c.ctx, c.o.Storage, c.o.Job, c.o.Retained); err != nil {
+	if _, err := checkpoint.Retain(c.ctx, c.o.Storage, c.o.Job, c.o.Retained, recent...); err != nil {
 		c.e.o.Logger.Warn("deleting old checkpoints failed", "err", err)
 	}
 }

@@ -48,18 +48,28 @@ func (r *router) emit(ctx context.Context, pcoll string, data []byte) error {
 	return nil
 }
 
+// maxMsgBytes bounds the data of one inbox message: a bundle's output is
+// sent on in pieces of about this size, so a full inbox holds a bounded
+// amount however large the bundle that filled it.
+const maxMsgBytes = 1 << 20
+
 func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) error {
 	n := len(t.inboxes)
+	send := func(i int, p []byte) error {
+		return t.inboxes[i].send(ctx, msg{kind: msgData, port: t.port, sender: r.sender, data: p})
+	}
 	switch {
 	case t.part == plan.Broadcast:
-		for _, in := range t.inboxes {
-			if err := in.send(ctx, msg{kind: msgData, port: t.port, sender: r.sender, data: data}); err != nil {
-				return err
+		return r.inPieces(o, data, func(p []byte) error {
+			for i := range t.inboxes {
+				if err := send(i, p); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	case n == 1 || t.part == plan.Forward:
-		return t.inboxes[r.subtask%n].send(ctx, msg{kind: msgData, port: t.port, sender: r.sender, data: data})
+		return r.inPieces(o, data, func(p []byte) error { return send(r.subtask%n, p) })
 	}
 	parts := make([][]byte, n)
 	err := o.wv.ForEach(data, func(e wire.Element) error {
@@ -74,6 +84,12 @@ func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) e
 			i = o.rr % n
 			o.rr++
 		}
+		if len(parts[i])+len(e.Raw) > maxMsgBytes && len(parts[i]) > 0 {
+			if err := send(i, parts[i]); err != nil {
+				return err
+			}
+			parts[i] = nil
+		}
 		parts[i] = append(parts[i], e.Raw...)
 		return nil
 	})
@@ -84,9 +100,35 @@ func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) e
 		if len(p) == 0 {
 			continue
 		}
-		if err := t.inboxes[i].send(ctx, msg{kind: msgData, port: t.port, sender: r.sender, data: p}); err != nil {
+		if err := send(i, p); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// inPieces calls fn with data cut at element boundaries into pieces of
+// about maxMsgBytes (data itself when it is no bigger).
+func (r *router) inPieces(o *output, data []byte, fn func([]byte) error) error {
+	if len(data) <= maxMsgBytes {
+		return fn(data)
+	}
+	start, end := 0, 0
+	err := o.wv.ForEach(data, func(e wire.Element) error {
+		if end-start+len(e.Raw) > maxMsgBytes && end > start {
+			if err := fn(data[start:end:end]); err != nil {
+				return err
+			}
+			start = end
+		}
+		end += len(e.Raw)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if end > start {
+		return fn(data[start:end:end])
 	}
 	return nil
 }

@@ -305,3 +305,41 @@ func TestRouterControlFollowsData(t *testing.T) {
 		}
 	}
 }
+
+func TestRouterEmitCutsBigOutput(t *testing.T) {
+	// 3,000 elements of about 1 KiB: about 3 MiB in one chunk.
+	var elems [][]byte
+	for i := range 3000 {
+		elems = append(elems, kvElem(int64(i), fmt.Sprintf("k%d", i), string(bytes.Repeat([]byte{'v'}, 1000)), wire.GlobalWindow()))
+	}
+	chunk := bytes.Join(elems, nil)
+	for _, part := range []plan.Partition{plan.Forward, plan.Hash, plan.RoundRobin, plan.Broadcast} {
+		t.Run(fmt.Sprint(part), func(t *testing.T) {
+			ins := newInboxes(2)
+			r, o := oneOutputRouter(t, 0, 128, part, ins)
+			if err := r.emit(context.Background(), "pc", chunk); err != nil {
+				t.Fatal(err)
+			}
+			var all int
+			for i, in := range ins {
+				for _, m := range drain(in) {
+					if len(m.data) > maxMsgBytes {
+						t.Errorf("consumer %d: a message of %d bytes, more than %d", i, len(m.data), maxMsgBytes)
+					}
+					n := 0
+					if err := o.wv.ForEach(m.data, func(wire.Element) error { n++; return nil }); err != nil {
+						t.Fatalf("consumer %d: a message cut inside an element: %v", i, err)
+					}
+					all += n
+				}
+			}
+			want := len(elems)
+			if part == plan.Broadcast {
+				want *= 2
+			}
+			if all != want {
+				t.Errorf("%d elements arrived, want %d", all, want)
+			}
+		})
+	}
+}

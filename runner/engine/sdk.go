@@ -256,28 +256,28 @@ func (t *sdkTask) flushAll(ctx context.Context) error {
 	return nil
 }
 
-// takeBundle takes the input of the next bundle from pending: all of it,
-// or with checkpoints on, whole chunks up to a bundle's size.
+// takeBundle takes the input of the next bundle from pending: whole
+// chunks up to a bundle's size, a chunk bigger than that cut at an element
+// boundary. Bundles stay small however large the messages that brought the
+// input: the harness holds a bundle's timers and the state batch holds its
+// writes until it ends.
 func (t *sdkTask) takeBundle() [][]byte {
 	n, size := len(t.pending), 0
-	if t.stepwise() {
-		if first := t.pending[0]; len(first) > t.bundleBytes() {
-			// Cut a big chunk at an element boundary.
-			cut := 0
-			_ = t.inWV.ForEach(first, func(e wire.Element) error {
-				if cut >= t.bundleBytes() {
-					return errStop
-				}
-				cut += len(e.Raw)
-				return nil
-			})
-			if cut > 0 && cut < len(first) {
-				t.pending = append([][]byte{first[:cut:cut], first[cut:]}, t.pending[1:]...)
+	if first := t.pending[0]; len(first) > t.bundleBytes() {
+		cut := 0
+		_ = t.inWV.ForEach(first, func(e wire.Element) error {
+			if cut >= t.bundleBytes() {
+				return errStop
 			}
+			cut += len(e.Raw)
+			return nil
+		})
+		if cut > 0 && cut < len(first) {
+			t.pending = append([][]byte{first[:cut:cut], first[cut:]}, t.pending[1:]...)
 		}
-		for n = 0; n < len(t.pending) && (n == 0 || size+len(t.pending[n]) <= t.bundleBytes()); n++ {
-			size += len(t.pending[n])
-		}
+	}
+	for n = 0; n < len(t.pending) && (n == 0 || size+len(t.pending[n]) <= t.bundleBytes()); n++ {
+		size += len(t.pending[n])
 	}
 	input := t.pending[:n:n]
 	t.pending = t.pending[n:]
