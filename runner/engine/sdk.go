@@ -51,6 +51,10 @@ type sdkTask struct {
 	checkpointed [][]byte
 	// finalize are bundles to finalize when the next checkpoint completes.
 	finalize []finalization
+	// sideDB holds side inputs and parked input (the keyed DB if stateful);
+	// park tracks main input waiting for side inputs (side_ready.go).
+	sideDB *state.DB
+	park   parker
 }
 
 func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cache, split *splitPool) (*sdkTask, error) {
@@ -62,21 +66,6 @@ func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cach
 	}
 	if t.inWV, err = wire.NewWV(in); err != nil {
 		return nil, fmt.Errorf("input of stage %s: %w", base.stage.ID, err)
-	}
-	for _, si := range base.stage.SideInputs {
-		pc := p.PColls[si.PColl]
-		c, err := wire.Build(p.Components.GetCoders(), pc.WireCoder)
-		if err != nil {
-			return nil, fmt.Errorf("side input %s of stage %s: %w", si.Local, base.stage.ID, err)
-		}
-		wv, err := wire.NewWV(c)
-		if err != nil {
-			return nil, fmt.Errorf("side input %s of stage %s: %w", si.Local, base.stage.ID, err)
-		}
-		s := newSideInput(si, wv)
-		s.keepRaw = base.e.ck != nil
-		t.sides = append(t.sides, s)
-		t.side.inputs[[2]string{si.Transform, si.Local}] = s
 	}
 	for pc, sink := range base.stage.SinkIDs {
 		t.outputs = append(t.outputs, sink)
@@ -94,31 +83,28 @@ func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cach
 			return nil, err
 		}
 	}
+	if err := t.initSides(ctx, dir, cache); err != nil {
+		if t.keyed != nil {
+			t.keyed.db.Close()
+		}
+		return nil, err
+	}
 	return t, nil
 }
 
-func (t *sdkTask) sidesReady() bool {
-	for i := 1; i < len(t.ports); i++ {
-		if !t.ports[i].done() {
-			return false
-		}
-	}
-	return true
-}
-
 func (t *sdkTask) run(ctx context.Context) error {
-	if t.keyed != nil {
-		defer t.keyed.db.Close()
+	if db := t.stateDB(); db != nil {
+		defer db.Close()
 	}
 	in, out := wire.MinTimestamp, wire.MinTimestamp // input watermark acted on; output watermark sent
-	for !t.allDone() || len(t.pending) > 0 || len(t.delayed) > 0 {
+	for !t.allDone() || len(t.pending) > 0 || len(t.delayed) > 0 || t.park.any {
 		var wake <-chan time.Time
 		var timer *time.Timer
 		if d, ok := t.nextWake(); ok {
 			timer = time.NewTimer(d)
 			wake = timer.C
 		}
-		if t.stepwise() && len(t.pending) > 0 && t.sidesReady() {
+		if (t.stepwise() && len(t.pending) > 0) || t.park.more {
 			wake = closedCh // runnable input: look at the inbox, don't wait on it
 		}
 		select {
@@ -158,16 +144,16 @@ func (t *sdkTask) run(ctx context.Context) error {
 					return err
 				}
 			default:
-				if t.ports[m.port].observe(m) && m.port == 0 {
-					if wm := t.ports[0].watermark(); wm > in {
-						in, advanced = wm, true
-					}
-				}
+				t.ports[m.port].observe(m)
 			}
 		}
 		t.readyDelayed(t.e.now())
-		if !t.sidesReady() {
-			continue
+		if err := t.releaseParked(); err != nil {
+			return err
+		}
+		// Parked input holds the main input watermark.
+		if wm := t.mainWatermark(); wm > in {
+			in, advanced = wm, true
 		}
 		if len(t.pending) > 0 && (advanced || !got || t.pendingBytes >= t.bundleBytes() || len(t.in) == 0 || t.ports[0].done()) {
 			if err := t.flush(ctx); err != nil {
@@ -291,13 +277,12 @@ func (t *sdkTask) takeBundle() [][]byte {
 	return input
 }
 
-// takeData takes in a data message: main input joins the pending input,
-// side input its side input.
+// takeData takes in a data message: main input joins the pending input
+// (or is parked until its side input windows are ready), side input its
+// side input.
 func (t *sdkTask) takeData(m msg) error {
 	if m.port == 0 {
-		t.pending = append(t.pending, m.data)
-		t.pendingBytes += len(m.data)
-		return nil
+		return t.admit(m.data)
 	}
 	if err := t.sides[m.port-1].add(m.data); err != nil {
 		return fmt.Errorf("%s: %w", t.name(), err)
@@ -314,13 +299,14 @@ var closedCh = func() chan time.Time { c := make(chan time.Time); close(c); retu
 
 // barrier takes the subtask's part of checkpoint chk: input that arrived
 // before the barrier is run first (a splittable stage keeps it as its
-// position instead, as does a stage waiting for side inputs), then Pebble
-// and the in-memory state are snapshotted and the barrier forwarded.
+// position instead; input waiting for side inputs stays parked in Pebble),
+// then Pebble and the in-memory state are snapshotted and the barrier
+// forwarded.
 func (t *sdkTask) barrier(ctx context.Context, chk int64) error {
 	if chk <= t.snapped {
 		return nil // taken already, ahead of its in-band barrier
 	}
-	if t.stage.Splittable == "" && t.sidesReady() {
+	if t.stage.Splittable == "" {
 		if err := t.flushAll(ctx); err != nil {
 			return err
 		}
@@ -360,20 +346,13 @@ func (t *sdkTask) overtake(ctx context.Context, chk int64) error {
 	return t.snapshotNow(ctx, chk)
 }
 
-// snapshotNow snapshots the subtask as it is: Pebble, pending input,
-// deferred residuals, side inputs.
+// snapshotNow snapshots the subtask as it is: Pebble (keyed state, side
+// inputs, parked input), pending input, deferred residuals.
 func (t *sdkTask) snapshotNow(ctx context.Context, chk int64) error {
 	st := &taskState{Pending: t.pending, Delayed: delayedStates(t.delayed, t.e.now()), InWM: t.inWM, Dropped: t.expired}
-	for _, s := range t.sides {
-		st.Sides = append(st.Sides, s.raw)
-	}
-	var db *state.DB
-	if t.keyed != nil {
-		db = t.keyed.db
-	}
 	fin := t.finalize
 	t.finalize = nil
-	return t.snapshot(ctx, chk, db, st, fin)
+	return t.snapshot(ctx, chk, t.stateDB(), st, fin)
 }
 
 // leftFinalizations are the bundles still waiting for a checkpoint when

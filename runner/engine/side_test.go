@@ -59,24 +59,40 @@ func getAll(t *testing.T, h stateHandler, key *fnpb.StateKey) ([]byte, int) {
 }
 
 // newTestSide makes a side input of windowed KV<string,string> in interval
-// windows, fed by add.
+// windows, "side0" of transform "pardo", in a new DB, fed by add.
 func newTestSide(t *testing.T, multimap bool, chunks ...[]byte) (*sideInput, *sideState) {
 	t.Helper()
 	spec := plan.SideInput{Transform: "pardo", Local: "side0", PColl: "pc", Multimap: multimap}
-	si := newSideInput(spec, kvWV(t, "iw"))
+	si := newSideInput(spec, kvWV(t, "iw"), 0, openDB(t))
+	addChunks(t, si, chunks...)
+	return si, &sideState{inputs: map[[2]string]*sideInput{{"pardo", spec.Local}: si}}
+}
+
+func addChunks(t *testing.T, si *sideInput, chunks ...[]byte) {
+	t.Helper()
 	for _, c := range chunks {
 		if err := si.add(c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return si, &sideState{inputs: map[[2]string]*sideInput{{"pardo", "side0"}: si}}
+}
+
+// newTestSides makes two side inputs in one DB, both fed the same chunks:
+// "side0" a multimap, "side1" an iterable.
+func newTestSides(t *testing.T, chunks ...[]byte) *sideState {
+	t.Helper()
+	mm, h := newTestSide(t, true, chunks...)
+	it := newSideInput(plan.SideInput{Transform: "pardo", Local: "side1", PColl: "pc"}, kvWV(t, "iw"), 1, mm.db)
+	addChunks(t, it, chunks...)
+	h.inputs[[2]string{"pardo", "side1"}] = it
+	return h
 }
 
 func TestSideInputLookups(t *testing.T) {
 	w0, w1, w2 := iwin(0, 10), iwin(10, 20), iwin(20, 30)
 	// Arrival: b, a, b (again), c in w0 over two chunks; a in w1; x in both
 	// w0 and w1 through one element.
-	_, h := newTestSide(t, true,
+	h := newTestSides(t,
 		bytes.Join([][]byte{
 			kvElem(1, "b", "b1", w0),
 			kvElem(2, "a", "a1", w0),
@@ -95,17 +111,18 @@ func TestSideInputLookups(t *testing.T) {
 		key  *fnpb.StateKey
 		want string // decoded strings, space separated
 	}{
-		{"iterable w0: every KV in arrival order", iterKey("pardo", "side0", w0), "b b1 a a1 b b2 c c1 x x b b3"},
-		{"iterable w1", iterKey("pardo", "side0", w1), "a a-w1 x x"},
-		{"iterable empty window", iterKey("pardo", "side0", w2), ""},
+		{"iterable w0: every KV in arrival order", iterKey("pardo", "side1", w0), "b b1 a a1 b b2 c c1 x x b b3"},
+		{"iterable w1", iterKey("pardo", "side1", w1), "a a-w1 x x"},
+		{"iterable empty window", iterKey("pardo", "side1", w2), ""},
 		{"multimap w0 b: values of one key", mmKey("pardo", "side0", w0, str("b")), "b1 b2 b3"},
 		{"multimap w0 a", mmKey("pardo", "side0", w0, str("a")), "a1"},
 		{"multimap w1 a: per window", mmKey("pardo", "side0", w1, str("a")), "a-w1"},
 		{"multimap w1 b: absent key", mmKey("pardo", "side0", w1, str("b")), ""},
 		{"multimap w2: absent window", mmKey("pardo", "side0", w2, str("a")), ""},
-		{"keys w0: arrival order, no duplicates", mmKeysKey("pardo", "side0", w0), "b a c x"},
+		{"keys w0: key order, no duplicates", mmKeysKey("pardo", "side0", w0), "a b c x"},
 		{"keys w1", mmKeysKey("pardo", "side0", w1), "a x"},
 		{"keys w2", mmKeysKey("pardo", "side0", w2), ""},
+		{"side inputs do not see each other: no values under the multimap", iterKey("pardo", "side0", w0), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,7 +142,7 @@ func TestSideInputIterableNotMultimap(t *testing.T) {
 	// be KVs.
 	coders := testCoders()
 	wv := mustWV(t, coders, wire.AddWindowedValue(coders, "str", "gw"))
-	si := newSideInput(plan.SideInput{Transform: "t", Local: "s"}, wv)
+	si := newSideInput(plan.SideInput{Transform: "t", Local: "s"}, wv, 0, openDB(t))
 	gw := wire.GlobalWindow()
 	if err := si.add(append(wire.AppendWindowedValue(nil, 0, [][]byte{gw}, nil, str("one")),
 		wire.AppendWindowedValue(nil, 0, [][]byte{gw}, nil, str("two"))...)); err != nil {
@@ -136,8 +153,8 @@ func TestSideInputIterableNotMultimap(t *testing.T) {
 	if got := readStrs(t, data); !slices.Equal(got, []string{"one", "two"}) {
 		t.Errorf("iterable = %q", got)
 	}
-	if len(si.byKey) != 0 || len(si.keyOrder) != 0 {
-		t.Errorf("iterable side input indexed keys: %v", si.keyOrder)
+	if keys, _ := getAll(t, h, mmKeysKey("t", "s", gw)); len(keys) != 0 {
+		t.Errorf("iterable side input indexed keys: %x", keys)
 	}
 }
 
@@ -211,7 +228,7 @@ func TestSideInputContinuation(t *testing.T) {
 		}
 		chunks = append(chunks, chunk)
 	}
-	_, h := newTestSide(t, true, chunks...)
+	h := newTestSides(t, chunks...)
 	if len(want) <= 2*stateChunk {
 		t.Fatalf("test data of %d bytes does not need three pieces", len(want))
 	}
@@ -220,7 +237,7 @@ func TestSideInputContinuation(t *testing.T) {
 		key  *fnpb.StateKey
 		want []byte
 	}{
-		{"iterable", iterKey("pardo", "side0", w), want},
+		{"iterable", iterKey("pardo", "side1", w), want},
 		{"multimap", mmKey("pardo", "side0", w, str("hot")), wantKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

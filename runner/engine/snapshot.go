@@ -18,7 +18,7 @@ import (
 type taskState struct {
 	Pending [][]byte       `json:"pending,omitempty"` // input not run yet
 	Delayed []delayedState `json:"delayed,omitempty"` // deferred residuals
-	Sides   [][][]byte     `json:"sides,omitempty"`   // side inputs as received, per side input
+	Sides   [][][]byte     `json:"sides,omitempty"`   // side inputs as received (read from older checkpoints only: they live in Pebble now)
 	InWM    int64          `json:"in_wm,omitempty"`   // input watermark acted on
 	Fired   int64          `json:"fired,omitempty"`   // GroupByKey: windows fired up to
 	Dropped int64          `json:"dropped,omitempty"` // late or expired input dropped
