@@ -5,8 +5,9 @@
 #   make test         go vet, go test, go test -race (runner, state), then conformance
 #   make conformance  Beam's Go suites against `bin/weir serve` (conformance/cmd/conform)
 #   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench), then the
-#                     stateful benchmark on weir, weir checkpointing every second, and prism
-#                     (bench/cmd/statebench), then incremental checkpoints of 1 GiB of state and its
+#                     stateful benchmark on weir and prism, then weir without and with a checkpoint
+#                     every second, three rounds, judged by the median ratio (bench/cmd/statebench),
+#                     then incremental checkpoints of 1 GiB of state and its
 #                     recovery (bench/cmd/chkbench)
 #   make streaming    the streaming example, embedded, until Ctrl-C (which drains it)
 #
@@ -64,7 +65,8 @@ conformance: build
 
 bench: build
 	$(GO) run ./bench/cmd/loadbench --weir=$(WEIR) --records=$(RECORDS) $(PAR_FLAG) $(BENCH_FLAGS)
-	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,weir-chk,prism
+	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism
+	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,weir-chk --rounds=3
 	$(GO) run ./bench/cmd/chkbench
 
 clean:

@@ -32,6 +32,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,7 @@ var (
 	logDir          = flag.String("logs", "", "keep each child's log here (default: a temporary directory, printed on failure)")
 	cpuProfile      = flag.String("cpuprofile", "", "write each child's CPU profile to this path with the runner's name appended (PATH.weir, PATH.prism)")
 	memProfile      = flag.String("memprofile", "", "write each child's heap profile to this path with the runner's name appended, every 10 s and at the end")
+	rounds          = flag.Int("rounds", 1, "run the list of --runners this many times, one after another, and judge the ratios by their median (runs on a shared machine are noisy)")
 	checkpointEvery = flag.Duration("checkpoint_every", time.Second, "checkpoint interval of the weir-chk runner (weir checkpointing to a local file:// dir)")
 	child           = flag.String("child", "", "internal: run the pipeline once on this runner, in this process, and report")
 )
@@ -179,6 +181,7 @@ func writeHeapProfile(path string) {
 // result is one child run as the parent saw it.
 type result struct {
 	runner string
+	round  int
 	wall   time.Duration
 	rss    int64 // bytes
 	rep    report
@@ -216,44 +219,70 @@ func runParent(ctx context.Context) int {
 
 	var results []*result
 	failed := false
-	for _, r := range runners {
-		if ctx.Err() != nil {
-			break
-		}
-		fmt.Fprintf(os.Stderr, "== %s: %d events, %d keys\n", r, *events, *keys)
-		res := runOne(ctx, self, r, filepath.Join(logs, r+".log"))
-		results = append(results, res)
-		if res.err != nil {
-			failed = true
-			fmt.Fprintf(os.Stderr, "   FAILED: %v\n%s\n", res.err, tail(filepath.Join(logs, r+".log"), 20))
-		} else {
-			fmt.Fprintf(os.Stderr, "   %.1f s (pipeline %.1f s), peak RSS %.0f MB\n", res.wall.Seconds(), res.rep.PipelineSecs, mb(res.rss))
+	for round := 1; round <= max(*rounds, 1); round++ {
+		for _, r := range runners {
+			if ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(os.Stderr, "== %s: %d events, %d keys (round %d)\n", r, *events, *keys, round)
+			logPath := filepath.Join(logs, fmt.Sprintf("%s-%d.log", r, round))
+			res := runOne(ctx, self, r, logPath)
+			res.round = round
+			results = append(results, res)
+			if res.err != nil {
+				failed = true
+				fmt.Fprintf(os.Stderr, "   FAILED: %v\n%s\n", res.err, tail(logPath, 20))
+			} else {
+				fmt.Fprintf(os.Stderr, "   %.1f s (pipeline %.1f s), peak RSS %.0f MB\n", res.wall.Seconds(), res.rep.PipelineSecs, mb(res.rss))
+			}
 		}
 	}
 
 	w := os.Stdout
 	fmt.Fprintf(w, "\nstatebench: %d events over %d keys in one %s window; per-key count in ValueState, event-time timer per key at the window end\n\n", *events, *keys, *span)
-	fmt.Fprintf(w, "%-6s | %10s | %9s | %7s | %9s | %11s\n", "runner", "events", "keys", "wall s", "events/s", "peak RSS MB")
-	fmt.Fprintf(w, "%s-+-%s-+-%s-+-%s-+-%s-+-%s\n", dashes(6), dashes(10), dashes(9), dashes(7), dashes(9), dashes(11))
-	byRunner := map[string]*result{}
+	fmt.Fprintf(w, "%-8s | %5s | %10s | %9s | %7s | %9s | %11s\n", "runner", "round", "events", "keys", "wall s", "events/s", "peak RSS MB")
+	fmt.Fprintf(w, "%s-+-%s-+-%s-+-%s-+-%s-+-%s-+-%s\n", dashes(8), dashes(5), dashes(10), dashes(9), dashes(7), dashes(9), dashes(11))
+	byRound := map[int]map[string]*result{}
 	for _, r := range results {
-		byRunner[r.runner] = r
+		if byRound[r.round] == nil {
+			byRound[r.round] = map[string]*result{}
+		}
+		byRound[r.round][r.runner] = r
 		if r.err != nil {
 			// Wall time and RSS up to the failure (or the timeout kill).
-			fmt.Fprintf(w, "%-6s | %10d | %9d | %7s | %9s | %11.0f   FAILED after %.0f s: %s\n", r.runner, *events, *keys, "-", "-", mb(r.rss), r.wall.Seconds(), r.err)
+			fmt.Fprintf(w, "%-8s | %5d | %10d | %9d | %7s | %9s | %11.0f   FAILED after %.0f s: %s\n", r.runner, r.round, *events, *keys, "-", "-", mb(r.rss), r.wall.Seconds(), r.err)
 			continue
 		}
-		fmt.Fprintf(w, "%-6s | %10d | %9d | %7.1f | %9.0f | %11.0f\n", r.runner, *events, *keys, r.wall.Seconds(), rate(r), mb(r.rss))
+		fmt.Fprintf(w, "%-8s | %5d | %10d | %9d | %7.1f | %9.0f | %11.0f\n", r.runner, r.round, *events, *keys, r.wall.Seconds(), rate(r), mb(r.rss))
 	}
-	if wr, pr := byRunner["weir"], byRunner["prism"]; wr != nil && pr != nil && wr.err == nil && pr.err == nil {
-		fmt.Fprintf(w, "\nweir/prism throughput: %.2fx   weir/prism peak RSS: %.2fx\n", rate(wr)/rate(pr), float64(wr.rss)/float64(pr.rss))
+	// ratios are a/b's throughput in every round where both ran.
+	ratios := func(a, b string, of func(x, y *result) float64) []float64 {
+		var out []float64
+		for round := 1; round <= max(*rounds, 1); round++ {
+			x, y := byRound[round][a], byRound[round][b]
+			if x != nil && y != nil && x.err == nil && y.err == nil {
+				out = append(out, of(x, y))
+			}
+		}
+		return out
 	}
-	if wr, cr := byRunner["weir"], byRunner["weir-chk"]; wr != nil && cr != nil && wr.err == nil && cr.err == nil {
+	throughput := func(x, y *result) float64 { return rate(x) / rate(y) }
+	if tr := ratios("weir", "prism", throughput); len(tr) > 0 {
+		rss := ratios("weir", "prism", func(x, y *result) float64 { return float64(x.rss) / float64(y.rss) })
+		fmt.Fprintf(w, "\nweir/prism throughput: %s   weir/prism peak RSS: %s\n", medianOf(tr), medianOf(rss))
+	}
+	if cr := ratios("weir-chk", "weir", throughput); len(cr) > 0 {
 		verdict := "PASS"
-		if rate(cr)/rate(wr) < 0.9 {
+		if median(cr) < 0.9 {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(w, "\nweir with a checkpoint every %s / without: throughput %.2fx (target >= 0.9x: %s), %d checkpoints taken\n", *checkpointEvery, rate(cr)/rate(wr), verdict, cr.rep.Checkpoints)
+		var taken []string
+		for round := 1; round <= max(*rounds, 1); round++ {
+			if c := byRound[round]["weir-chk"]; c != nil && c.err == nil {
+				taken = append(taken, fmt.Sprint(c.rep.Checkpoints))
+			}
+		}
+		fmt.Fprintf(w, "\nweir with a checkpoint every %s / without: throughput %s (target >= 0.9x: %s), checkpoints taken: %s\n", *checkpointEvery, medianOf(cr), verdict, strings.Join(taken, ", "))
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(w, "interrupted")
@@ -268,6 +297,29 @@ func runParent(ctx context.Context) int {
 		return 1
 	}
 	return 0
+}
+
+// median is the median of xs (the mean of the middle two for an even count).
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// medianOf formats the median of xs, with every value when there are several.
+func medianOf(xs []float64) string {
+	if len(xs) == 1 {
+		return fmt.Sprintf("%.2fx", xs[0])
+	}
+	var each []string
+	for _, x := range xs {
+		each = append(each, fmt.Sprintf("%.2f", x))
+	}
+	return fmt.Sprintf("%.2fx (median of %s)", median(xs), strings.Join(each, ", "))
 }
 
 // runOne re-executes this binary with --child=runner and measures it.
