@@ -87,7 +87,7 @@ type coordinator struct {
 	// lastStart: checkpoints start every Interval (start to start), at
 	// least MinPause after the last one ended.
 	lastStart time.Time
-	base      *checkpoint.Metadata // the last committed (or restored) checkpoint
+	base      *checkpoint.Metadata   // the last committed (or restored) checkpoint
 	recent    []*checkpoint.Metadata // the last checkpoints committed, newest last: Retain need not read them back
 	stats     []CheckpointStats
 	// leftover are finalizations of subtasks that finished: they run with
