@@ -277,6 +277,14 @@ func (t *sdkTask) takeBundle() [][]byte {
 	return input
 }
 
+// addPending appends chunks of whole elements to the pending input.
+func (t *sdkTask) addPending(chunks ...[]byte) {
+	for _, c := range chunks {
+		t.pending = append(t.pending, c)
+		t.pendingBytes += len(c)
+	}
+}
+
 // takeData takes in a data message: main input joins the pending input
 // (or is parked until its side input windows are ready), side input its
 // side input.
@@ -362,10 +370,7 @@ func (t *sdkTask) leftFinalizations() []finalization { return t.finalize }
 // restore takes back the in-memory state of a checkpoint.
 func (t *sdkTask) restore(st *taskState) error {
 	now := t.e.now()
-	for _, p := range st.Pending {
-		t.pending = append(t.pending, p)
-		t.pendingBytes += len(p)
-	}
+	t.addPending(st.Pending...)
 	for _, d := range st.Delayed {
 		t.delayed = append(t.delayed, residual{data: d.Data, wm: d.WM, readyAt: now.Add(time.Duration(d.DelayMS) * time.Millisecond)})
 	}
@@ -594,10 +599,7 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 	if err != nil {
 		return err
 	}
-	for _, el := range t.checkpointed {
-		t.pending = append(t.pending, el)
-		t.pendingBytes += len(el)
-	}
+	t.addPending(t.checkpointed...)
 	t.checkpointed = nil
 	for sink, data := range res.Outputs {
 		if err := t.out.emit(ctx, t.sinkTo[sink], data); err != nil {
@@ -796,8 +798,7 @@ func (t *sdkTask) readyDelayed(now time.Time) {
 			kept = append(kept, r)
 			continue
 		}
-		t.pending = append(t.pending, r.data)
-		t.pendingBytes += len(r.data)
+		t.addPending(r.data)
 	}
 	t.delayed = kept
 }

@@ -103,8 +103,7 @@ func (t *sdkTask) windowNeed(w []byte) int64 {
 func (t *sdkTask) admit(data []byte) error {
 	bound := t.sideBound()
 	if len(t.sides) == 0 || bound == math.MaxInt64 {
-		t.pending = append(t.pending, data)
-		t.pendingBytes += len(data)
+		t.addPending(data)
 		return nil
 	}
 	var ready []byte
@@ -149,8 +148,7 @@ func (t *sdkTask) admit(data []byte) error {
 		return fmt.Errorf("%s: reading input: %w", t.name(), err)
 	}
 	if len(ready) > 0 {
-		t.pending = append(t.pending, ready)
-		t.pendingBytes += len(ready)
+		t.addPending(ready)
 	}
 	for _, need := range order {
 		r := runs[need]
@@ -194,8 +192,7 @@ func (t *sdkTask) releaseParked() error {
 		return fmt.Errorf("%s: %w", t.name(), err)
 	}
 	if len(chunk) > 0 {
-		t.pending = append(t.pending, chunk)
-		t.pendingBytes += len(chunk)
+		t.addPending(chunk)
 	}
 	t.park.more = more
 	if err := t.park.refresh(); err != nil {
