@@ -59,7 +59,24 @@ func decodeInts(p []byte, n int) ([]int64, bool) {
 }
 
 // elementCount is the SDK's count of elements read on a PCollection.
-const elementCount = "beam:metric:element_count:v1"
+const (
+	elementCount = "beam:metric:element_count:v1"
+	readIndex    = "beam:metric:data_channel:read_index:v1"
+)
+
+// readIndexOf returns the SDK's data channel read index of a data source
+// transform in a bundle's monitoring infos: at the end of a bundle, the
+// number of input elements it processed. False if it was not reported.
+func readIndexOf(infos []*pipepb.MonitoringInfo, transform string) (int64, bool) {
+	for _, mi := range infos {
+		if mi.GetUrn() == readIndex && mi.GetLabels()["PTRANSFORM"] == transform {
+			if v, ok := decodeInts(mi.GetPayload(), 1); ok {
+				return v[0], true
+			}
+		}
+	}
+	return 0, false
+}
 
 // elementsOf returns the SDK's element count for one PCollection in a
 // bundle's monitoring infos.

@@ -47,8 +47,11 @@ type sdkTask struct {
 	draining bool
 	// delayed are residuals the SDK asked to resume later (or now).
 	delayed []residual
-	// checkpointed are residuals of checkpoint splits of the last attempt.
+	// checkpointed are residuals of checkpoint splits of the bundle's
+	// attempts; primary is what stayed with the last attempt after its
+	// splits (nil: it was not split), the input of a retry.
 	checkpointed [][]byte
+	primary      [][]byte
 	// finalize are bundles to finalize when the next checkpoint completes.
 	finalize []finalization
 	// sideDB holds side inputs and parked input (the keyed DB if stateful);
@@ -633,15 +636,19 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 // committed before it returns.
 func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Timer) (*sdkharness.Result, *sdkharness.Worker, error) {
 	var last error
+	t.checkpointed = nil
 	for attempt := 1; attempt <= t.e.o.MaxAttempts; attempt++ {
 		w, err := t.e.pool.get(ctx, t.stage.EnvID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", t.name(), err)
 		}
-		t.checkpointed = nil
+		t.primary = nil
 		res, err := t.attempt(ctx, w, input, fired)
 		if err == nil {
 			return res, w, nil
+		}
+		if t.primary != nil {
+			input = t.primary
 		}
 		if ctx.Err() != nil {
 			return nil, nil, context.Cause(ctx)
@@ -668,7 +675,7 @@ func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Tim
 	return nil, nil, fmt.Errorf("stage %q failed after %d attempts: %w", t.stage.Name, t.e.o.MaxAttempts, last)
 }
 
-func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]byte, fired []state.Timer) (*sdkharness.Result, error) {
+func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]byte, fired []state.Timer) (res *sdkharness.Result, err error) {
 	desc := t.stage.ID
 	if t.draining {
 		desc = plan.DrainDescriptorID(t.stage)
@@ -680,7 +687,7 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 		State:      t.side,
 	}
 	if t.stage.Splittable != "" {
-		sp := &splitter{t: t, w: w, input: input, instID: make(chan string, 1)}
+		sp := newSplitter(t, w, input)
 		spec.Started = func(id string) { sp.instID <- id }
 		done := make(chan struct{})
 		var wg sync.WaitGroup
@@ -689,16 +696,24 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 		defer func() {
 			close(done)
 			wg.Wait()
-			// Checkpoint residuals are this subtask's to run next, but
-			// only if the bundle succeeded; a failed bundle is retried
-			// whole.
-			if rest := sp.residuals(); len(rest) > 0 {
-				t.checkpointed = append(t.checkpointed, rest...)
+			if err == nil && res != nil {
+				if read, ok := readIndexOf(res.Response.GetMonitoringInfos(), t.stage.SourceID); ok {
+					if n := sp.settle(read); n > 0 {
+						t.e.o.Logger.Debug("split residuals the bundle processed", "stage", t.name(), "elements", n)
+					}
+				}
+			}
+			// Residuals of checkpoint splits are this subtask's to run
+			// next; a failed bundle is retried with its primary only,
+			// as residuals shared with siblings may already run.
+			t.checkpointed = append(t.checkpointed, sp.residuals()...)
+			if p, ok := sp.primary(); ok {
+				t.primary = p
 			}
 		}()
 	}
 	if t.keyed == nil {
-		res, err := w.ProcessBundle(ctx, spec)
+		res, err = w.ProcessBundle(ctx, spec)
 		if err == nil {
 			err = t.bundleFault()
 		}
@@ -723,7 +738,7 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 			}
 		}
 	}
-	res, err := w.ProcessBundle(ctx, spec)
+	res, err = w.ProcessBundle(ctx, spec)
 	if err != nil {
 		return nil, err
 	}

@@ -274,14 +274,43 @@ func (p *splitPool) takeFor(ctx context.Context, i int, forward func(bound int64
 
 // splitter watches one running bundle of a splittable stage and splits
 // it whenever a sibling subtask is idle.
+//
+// The SDK answers each split within what is still primary: a channel
+// split's residual is the elements from its first residual element up to
+// the previous split's, never those an earlier split already took. The
+// splitter keeps that bound (end), and the primary roots that replace a
+// split element, so that a failed bundle can be retried with exactly its
+// primary: the residuals may already run elsewhere.
 type splitter struct {
 	t      *sdkTask
 	w      *sdkharness.Worker
-	input  [][]byte
+	elems  [][]byte // the bundle's input elements, in order
 	instID chan string
 
 	mu    sync.Mutex
-	local [][]byte // residuals of checkpoint splits, run next by this subtask
+	split bool               // a split was applied
+	end   int64              // elements from end on were split off
+	prim  map[int64][][]byte // primary roots replacing a split element
+	local []splitWork        // residuals of checkpoint splits, run next by this subtask
+}
+
+// splitWork is one piece of work a split took away: a residual root
+// (elem -1) or whole input element elem.
+type splitWork struct {
+	data []byte
+	elem int64
+}
+
+func newSplitter(t *sdkTask, w *sdkharness.Worker, input [][]byte) *splitter {
+	s := &splitter{t: t, w: w, instID: make(chan string, 1)}
+	for _, c := range input {
+		_ = t.inWV.ForEach(c, func(e wire.Element) error {
+			s.elems = append(s.elems, e.Raw)
+			return nil
+		})
+	}
+	s.end = int64(len(s.elems))
+	return s
 }
 
 const (
@@ -295,7 +324,55 @@ const (
 func (s *splitter) residuals() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.local
+	out := make([][]byte, len(s.local))
+	for i, w := range s.local {
+		out[i] = w.data
+	}
+	return out
+}
+
+// settle drops from the checkpoint residuals the whole input elements the
+// bundle went on to process after all: it ran read elements of its
+// input. The Go SDK can answer a split at fraction 0 with a channel split
+// at the element it is processing (rounding in its split arithmetic makes
+// the sub-element fraction negative), and then still finish that element.
+// It returns how many it dropped.
+func (s *splitter) settle(read int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.local[:0]
+	for _, w := range s.local {
+		if w.elem < 0 || w.elem >= read {
+			kept = append(kept, w)
+		}
+	}
+	n := len(s.local) - len(kept)
+	s.local = kept
+	return n
+}
+
+// primary is the input that stayed with the bundle after its splits, as
+// one chunk, and false if nothing was split.
+func (s *splitter) primary() ([][]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.split {
+		return nil, false
+	}
+	var c []byte
+	for i := int64(0); i < s.end && i < int64(len(s.elems)); i++ {
+		if roots, ok := s.prim[i]; ok {
+			for _, r := range roots {
+				c = append(c, r...)
+			}
+			continue
+		}
+		c = append(c, s.elems[i]...)
+	}
+	if len(c) == 0 {
+		return [][]byte{}, true
+	}
+	return [][]byte{c}, true
 }
 
 func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
@@ -334,7 +411,7 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 		if !share {
 			fraction = 0 // checkpoint: end the bundle now, keep the rest.
 		}
-		resp, err := s.w.Split(ctx, inst, s.t.stage.SourceID, fraction, int64(s.count()))
+		resp, err := s.w.Split(ctx, inst, s.t.stage.SourceID, fraction, int64(len(s.elems)))
 		if err != nil {
 			continue // the bundle may have just finished: nothing to split.
 		}
@@ -346,49 +423,59 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 	}
 }
 
-func (s *splitter) count() int {
-	n := 0
-	for _, c := range s.input {
-		_ = s.t.inWV.ForEach(c, func(wire.Element) error { n++; return nil })
-	}
-	return n
-}
-
 // apply queues what a split took away from the running bundle: residual
 // roots, and whole input elements past a channel split.
 func (s *splitter) apply(resp *fnpb.ProcessBundleSplitResponse, share bool) int {
-	var work [][]byte
-	var holds []int64 // of residual roots; wire.MinTimestamp for whole elements
+	s.mu.Lock()
+	work, holds, elems := s.takeLocked(resp, s.t.stage.SourceID)
+	if !share {
+		for i, w := range work {
+			s.local = append(s.local, splitWork{data: w, elem: elems[i]})
+		}
+	}
+	s.mu.Unlock()
+	if len(work) > 0 && share {
+		s.t.split.putFrom(s.t.index, work, holds)
+	}
+	return len(work)
+}
+
+// takeLocked records a split response against the bundle's input and
+// returns the work it split off, with the watermark holds of residual roots
+// (wire.MinTimestamp for whole elements) and the input index of whole
+// elements (-1 for residual roots).
+func (s *splitter) takeLocked(resp *fnpb.ProcessBundleSplitResponse, source string) (work [][]byte, holds, elems []int64) {
 	for _, r := range resp.GetResidualRoots() {
 		work = append(work, r.GetApplication().GetElement())
 		holds = append(holds, residualWatermark(r.GetApplication()))
+		elems = append(elems, -1)
+	}
+	var roots [][]byte
+	for _, r := range resp.GetPrimaryRoots() {
+		roots = append(roots, r.GetElement())
 	}
 	for _, cs := range resp.GetChannelSplits() {
-		if cs.GetTransformId() != s.t.stage.SourceID {
+		if cs.GetTransformId() != source {
 			continue
 		}
-		i := int64(0)
-		first := cs.GetFirstResidualElement()
-		for _, c := range s.input {
-			_ = s.t.inWV.ForEach(c, func(e wire.Element) error {
-				if i >= first {
-					work = append(work, e.Raw)
-					holds = append(holds, wire.MinTimestamp)
-				}
-				i++
-				return nil
-			})
+		first := max(cs.GetFirstResidualElement(), 0)
+		for i := first; i < s.end; i++ {
+			work = append(work, s.elems[i])
+			holds = append(holds, wire.MinTimestamp)
+			elems = append(elems, i)
+		}
+		s.end = min(s.end, first)
+		if len(roots) > 0 {
+			if s.prim == nil {
+				s.prim = map[int64][][]byte{}
+			}
+			// A sub-element split: the element split is the one
+			// before the first residual element.
+			s.prim[first-1] = roots
 		}
 	}
-	if len(work) == 0 {
-		return 0
+	if len(work) > 0 || len(roots) > 0 {
+		s.split = true
 	}
-	if share {
-		s.t.split.putFrom(s.t.index, work, holds)
-	} else {
-		s.mu.Lock()
-		s.local = append(s.local, work...)
-		s.mu.Unlock()
-	}
-	return len(work)
+	return work, holds, elems
 }

@@ -1,0 +1,129 @@
+package runner_test
+
+// Runtime splits of long splittable bundles: however often the runner
+// splits a generator's running bundles (to share work with an idle
+// sibling, or to end a bundle that ran too long), every generated element
+// is processed exactly once.
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/sdf"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/rtrackers/offsetrange"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/stats"
+)
+
+// splitGenFn emits 0..N-1 from a restriction split into Splits ranges.
+type splitGenFn struct {
+	N, Splits int64
+}
+
+func (f *splitGenFn) CreateInitialRestriction(int64) offsetrange.Restriction {
+	return offsetrange.Restriction{Start: 0, End: f.N}
+}
+
+func (f *splitGenFn) SplitRestriction(_ int64, r offsetrange.Restriction) []offsetrange.Restriction {
+	return r.EvenSplits(f.Splits)
+}
+
+func (f *splitGenFn) RestrictionSize(_ int64, r offsetrange.Restriction) float64 {
+	return float64(r.End - r.Start)
+}
+
+func (f *splitGenFn) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker {
+	return sdf.NewLockRTracker(offsetrange.NewTracker(r))
+}
+
+func (f *splitGenFn) ProcessElement(rt *sdf.LockRTracker, _ int64, emit func(int64)) {
+	r := rt.GetRestriction().(offsetrange.Restriction)
+	for i := r.Start; rt.TryClaim(i); i++ {
+		emit(i)
+	}
+}
+
+// splitSeen counts how often each generated element reached slowCountFn
+// (the LOOPBACK worker runs in the test's process).
+var splitSeen []atomic.Int32
+
+// slowCountFn records each element and takes a little time over it, so
+// that the generator's bundles run long enough to be split.
+type slowCountFn struct{}
+
+func (*slowCountFn) ProcessElement(i int64) {
+	splitSeen[i].Add(1)
+	if i%64 == 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// failOnceFn passes elements on, slowly, and fails its bundle the first
+// time it sees element At.
+type failOnceFn struct {
+	At int64
+}
+
+var splitFailed atomic.Bool
+
+func (f *failOnceFn) ProcessElement(i int64, emit func(int64)) error {
+	if i == f.At && splitFailed.CompareAndSwap(false, true) {
+		return fmt.Errorf("failing once at element %d", i)
+	}
+	if i%64 == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	emit(i)
+	return nil
+}
+
+func init() {
+	register.DoFn3x0[*sdf.LockRTracker, int64, func(int64)](&splitGenFn{})
+	register.Emitter1[int64]()
+	register.DoFn1x0[int64](&slowCountFn{})
+	register.DoFn2x1[int64, func(int64), error](&failOnceFn{})
+}
+
+func TestRuntimeSplitsLoseAndRepeatNothing(t *testing.T) {
+	const n = 200_000
+	splitSeen = make([]atomic.Int32, n)
+	srv := startWeir(t, 2)
+	p, s := beam.NewPipelineWithRoot()
+	gen := beam.ParDo(s, &splitGenFn{N: n, Splits: 16}, beam.Create(s, int64(0)))
+	beam.ParDo0(s, &slowCountFn{}, gen)
+	if err := runOn(t, srv, p, "loopback"); err != nil {
+		t.Fatalf("pipeline failed: %v", err)
+	}
+	var bad []string
+	for i := range splitSeen {
+		if c := splitSeen[i].Load(); c != 1 {
+			bad = append(bad, fmt.Sprintf("%d×%d", i, c))
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d of %d elements were not processed exactly once (element×times): %v", len(bad), n, bad[:min(len(bad), 20)])
+	}
+}
+
+// TestRuntimeSplitsWithRetry: a bundle that fails after the runner split
+// it is retried with what stayed with it; the work split off runs once.
+func TestRuntimeSplitsWithRetry(t *testing.T) {
+	const n = 200_000
+	splitFailed.Store(false)
+	srv := startWeir(t, 2)
+	p, s := beam.NewPipelineWithRoot()
+	gen := beam.ParDo(s, &splitGenFn{N: n, Splits: 16}, beam.Create(s, int64(0)))
+	passed := beam.ParDo(s, &failOnceFn{At: n * 3 / 8}, gen)
+	passert.Equals(s, stats.Sum(s, passed), int64(n)*(n-1)/2)
+	passert.Equals(s, stats.CountElms(s, passed), n)
+	if err := runOn(t, srv, p, "loopback"); err != nil {
+		t.Fatalf("pipeline failed: %v", err)
+	}
+	if !splitFailed.Load() {
+		t.Fatal("no bundle failed: the test did not test retries")
+	}
+}
