@@ -6,7 +6,8 @@
 #   make conformance  Beam's Go suites against `bin/weir serve` (conformance/cmd/conform)
 #   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench), then the
 #                     stateful benchmark on weir and prism, then weir without and with a checkpoint
-#                     every second, three rounds, judged by the median ratio (bench/cmd/statebench),
+#                     every second, three rounds, judged by the median ratio, then weir alone at
+#                     10M events over 1M keys, its peak RSS judged against 1 GB (bench/cmd/statebench),
 #                     then incremental checkpoints of 1 GiB of state and its
 #                     recovery (bench/cmd/chkbench)
 #   make streaming    the streaming example, embedded, until Ctrl-C (which drains it)
@@ -21,6 +22,9 @@ RECORDS     ?= 1000000
 # with an event-time timer per key (weir and prism).
 STATE_EVENTS ?= 200000
 STATE_KEYS   ?= 100000
+# Then weir alone at this size, its peak RSS judged against 1 GB.
+STATE_BIG_EVENTS ?= 10000000
+STATE_BIG_KEYS   ?= 1000000
 PARALLELISM ?=
 CONFORM_FLAGS ?=
 BENCH_FLAGS   ?=
@@ -67,6 +71,7 @@ bench: build
 	$(GO) run ./bench/cmd/loadbench --weir=$(WEIR) --records=$(RECORDS) $(PAR_FLAG) $(BENCH_FLAGS)
 	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism
 	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,weir-chk --rounds=3
+	$(GO) run ./bench/cmd/statebench --events=$(STATE_BIG_EVENTS) --keys=$(STATE_BIG_KEYS) --runners=weir --max_rss_mb=1024
 	$(GO) run ./bench/cmd/chkbench
 
 clean:

@@ -88,6 +88,14 @@ func (b *Bundle) SetTimer(t Timer) error {
 	if err := b.ClearTimer(t.TimerID); err != nil {
 		return err
 	}
+	return b.PutTimer(t)
+}
+
+// PutTimer sets a timer without looking for an earlier setting to
+// replace: for timers whose fire time and hold follow from their ID (a
+// window's garbage collection timer), where setting one again writes the
+// same keys. It saves SetTimer's point lookup.
+func (b *Bundle) PutTimer(t Timer) error {
 	if err := b.b.Set(indexKey(t.KeyGroup, t.Fire, t.TimerID), t.Encoded, nil); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}

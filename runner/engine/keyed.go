@@ -254,7 +254,8 @@ func (h *bundleState) noteWrite(c state.Cell) error {
 		h.gc = map[string]bool{}
 	}
 	h.gc[id] = true
-	return h.b.SetTimer(state.Timer{
+	// The fire time follows from the window: no earlier setting to replace.
+	return h.b.PutTimer(state.Timer{
 		TimerID: state.TimerID{KeyGroup: c.KeyGroup, Domain: gcDomain, Transform: gcTransform, Key: c.Key, Window: c.Window},
 		Fire:    at, Hold: wire.MaxTimestamp,
 	})

@@ -58,6 +58,7 @@ var (
 	cpuProfile      = flag.String("cpuprofile", "", "write each child's CPU profile to this path with the runner's name appended (PATH.weir, PATH.prism)")
 	memProfile      = flag.String("memprofile", "", "write each child's heap profile to this path with the runner's name appended, every 10 s and at the end")
 	rounds          = flag.Int("rounds", 1, "run the list of --runners this many times, one after another, and judge the ratios by their median (runs on a shared machine are noisy)")
+	maxRSS          = flag.Int64("max_rss_mb", 0, "if set, judge every weir run's peak RSS against this many MB (the issue's 10M/1M target: 1024)")
 	checkpointEvery = flag.Duration("checkpoint_every", time.Second, "checkpoint interval of the weir-chk runner (weir checkpointing to a local file:// dir)")
 	child           = flag.String("child", "", "internal: run the pipeline once on this runner, in this process, and report")
 )
@@ -269,7 +270,24 @@ func runParent(ctx context.Context) int {
 	throughput := func(x, y *result) float64 { return rate(x) / rate(y) }
 	if tr := ratios("weir", "prism", throughput); len(tr) > 0 {
 		rss := ratios("weir", "prism", func(x, y *result) float64 { return float64(x.rss) / float64(y.rss) })
-		fmt.Fprintf(w, "\nweir/prism throughput: %s   weir/prism peak RSS: %s\n", medianOf(tr), medianOf(rss))
+		verdict := "PASS"
+		if median(tr) < 10 {
+			verdict = "not met"
+		}
+		fmt.Fprintf(w, "\nweir/prism throughput: %s (target >= 10x: %s)   weir/prism peak RSS: %s\n", medianOf(tr), verdict, medianOf(rss))
+	}
+	if *maxRSS > 0 {
+		for round := 1; round <= max(*rounds, 1); round++ {
+			r := byRound[round]["weir"]
+			if r == nil || r.err != nil {
+				continue
+			}
+			verdict := "PASS"
+			if mb(r.rss) >= float64(*maxRSS) {
+				verdict, failed = "FAIL", true
+			}
+			fmt.Fprintf(w, "\nweir peak RSS at %d events over %d keys (round %d): %.0f MB (target < %d MB: %s)\n", *events, *keys, round, mb(r.rss), *maxRSS, verdict)
+		}
 	}
 	if cr := ratios("weir-chk", "weir", throughput); len(cr) > 0 {
 		verdict := "PASS"

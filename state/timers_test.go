@@ -1,0 +1,76 @@
+package state
+
+import (
+	"testing"
+)
+
+// TestTimersSetPutClear: SetTimer replaces an earlier setting of the same
+// timer, PutTimer writes a timer whose fire time follows from its ID (set
+// twice, it is one timer), ClearTimer removes either, and the holds follow.
+func TestTimersSetPutClear(t *testing.T) {
+	d := openTest(t, Options{})
+	id := func(key string) TimerID {
+		return TimerID{KeyGroup: 3, Domain: 1, Transform: "t", Family: "f", Key: []byte(key), Window: []byte("w")}
+	}
+	type step struct {
+		op   string // set, put, clear
+		key  string
+		fire int64
+		hold int64
+	}
+	tests := []struct {
+		name      string
+		steps     []step
+		due       map[string]int64 // key → fire time of the due timers
+		minHold   int64
+		holdFound bool
+	}{
+		{"set then reset to a later time", []step{{"set", "a", 10, 5}, {"set", "a", 20, 15}}, map[string]int64{"a": 20}, 15, true},
+		{"put twice", []step{{"put", "b", 30, 30}, {"put", "b", 30, 30}}, map[string]int64{"b": 30}, 30, true},
+		{"put then clear", []step{{"put", "c", 30, 30}, {"clear", "c", 0, 0}}, map[string]int64{}, 0, false},
+		{"set two, clear one", []step{{"set", "d", 40, 1}, {"set", "e", 50, 2}, {"clear", "d", 0, 0}}, map[string]int64{"e": 50}, 2, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := d.NewBundle()
+			defer b.Discard()
+			for _, s := range tc.steps {
+				var err error
+				switch tm := (Timer{TimerID: id(s.key), Fire: s.fire, Hold: s.hold, Encoded: []byte(s.key)}); s.op {
+				case "set":
+					err = b.SetTimer(tm)
+				case "put":
+					err = b.PutTimer(tm)
+				case "clear":
+					err = b.ClearTimer(tm.TimerID)
+				}
+				if err != nil {
+					t.Fatalf("%s %s: %v", s.op, s.key, err)
+				}
+			}
+			due, err := b.DueTimersIn(1, 0, 8, 1000, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int64{}
+			for _, tm := range due {
+				if _, dup := got[string(tm.Key)]; dup {
+					t.Errorf("timer %q is due twice", tm.Key)
+				}
+				got[string(tm.Key)] = tm.Fire
+			}
+			if len(got) != len(tc.due) {
+				t.Errorf("due timers %v, want %v", got, tc.due)
+			}
+			for k, f := range tc.due {
+				if got[k] != f {
+					t.Errorf("timer %q fires at %d, want %d", k, got[k], f)
+				}
+			}
+			h, found, err := b.MinHold(0, 8)
+			if err != nil || found != tc.holdFound || (found && h != tc.minHold) {
+				t.Errorf("MinHold = %d, %v, %v; want %d, %v", h, found, err, tc.minHold, tc.holdFound)
+			}
+		})
+	}
+}
