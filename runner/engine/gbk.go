@@ -217,8 +217,10 @@ func (t *gbkTask) fire(ctx context.Context, prev, upTo int64) error {
 	return nil
 }
 
-// outputChunk is the size at which grouped output is sent on.
-const outputChunk = 1 << 20
+// outputChunk is the size at which grouped output is sent on: below
+// maxMsgBytes, so that the element that fills a chunk seldom makes the
+// router cut the message again.
+const outputChunk = maxMsgBytes * 7 / 8
 
 // emitFull sends out once it holds outputChunk bytes, and returns what is
 // left to fill.

@@ -110,25 +110,15 @@ func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) e
 // inPieces calls fn with data cut at element boundaries into pieces of
 // about maxMsgBytes (data itself when it is no bigger).
 func (r *router) inPieces(o *output, data []byte, fn func([]byte) error) error {
-	if len(data) <= maxMsgBytes {
-		return fn(data)
-	}
-	start, end := 0, 0
-	err := o.wv.ForEach(data, func(e wire.Element) error {
-		if end-start+len(e.Raw) > maxMsgBytes && end > start {
-			if err := fn(data[start:end:end]); err != nil {
-				return err
-			}
-			start = end
+	for len(data) > 0 {
+		head, rest, err := o.wv.Cut(data, maxMsgBytes)
+		if err != nil {
+			return fmt.Errorf("cutting output of %s: %w", o.pcoll, err)
 		}
-		end += len(e.Raw)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if end > start {
-		return fn(data[start:end:end])
+		if err := fn(head); err != nil {
+			return err
+		}
+		data = rest
 	}
 	return nil
 }

@@ -253,16 +253,10 @@ func (t *sdkTask) flushAll(ctx context.Context) error {
 func (t *sdkTask) takeBundle() [][]byte {
 	n, size := len(t.pending), 0
 	if first := t.pending[0]; len(first) > t.bundleBytes() {
-		cut := 0
-		_ = t.inWV.ForEach(first, func(e wire.Element) error {
-			if cut >= t.bundleBytes() {
-				return errStop
-			}
-			cut += len(e.Raw)
-			return nil
-		})
-		if cut > 0 && cut < len(first) {
-			t.pending = append([][]byte{first[:cut:cut], first[cut:]}, t.pending[1:]...)
+		// Pending chunks are whole elements the task decoded on the way
+		// in: a decoding error here cannot happen, and leaves the chunk whole.
+		if head, rest, err := t.inWV.Cut(first, t.bundleBytes()); err == nil && len(rest) > 0 {
+			t.pending = append([][]byte{head, rest}, t.pending[1:]...)
 		}
 	}
 	for n = 0; n < len(t.pending) && (n == 0 || size+len(t.pending[n]) <= t.bundleBytes()); n++ {
@@ -875,9 +869,6 @@ func (t *sdkTask) bundleFault() error {
 	}
 	return nil
 }
-
-// errStop ends a ForEach early.
-var errStop = errors.New("stop")
 
 // fatalError fails the job instead of being retried.
 type fatalError struct{ err error }

@@ -63,6 +63,29 @@ func (w WVCoder) ForEach(b []byte, fn func(e Element) error) error {
 	return nil
 }
 
+// Cut splits b, a concatenation of windowed values, after the whole
+// elements that fit in limit bytes: head holds at least one element (more
+// than limit bytes if the first alone is bigger), rest the elements after
+// it. A b no bigger than limit is all head.
+func (w WVCoder) Cut(b []byte, limit int) (head, rest []byte, err error) {
+	if len(b) <= limit {
+		return b, nil, nil
+	}
+	end := 0
+	for end < len(b) {
+		_, next, err := w.Next(b[end:])
+		if err != nil {
+			return nil, nil, err
+		}
+		n := len(b) - end - len(next)
+		if end > 0 && end+n > limit {
+			break
+		}
+		end += n
+	}
+	return b[:end:end], b[end:], nil
+}
+
 // skipHeader steps over a windowed-value header (timestamp, windows, pane)
 // at b[p:]. If e is not nil it records the parts in e.
 func skipHeader(win *Coder, b []byte, p int, e *Element) (int, error) {
