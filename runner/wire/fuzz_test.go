@@ -62,11 +62,13 @@ func FuzzWVNext(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		wv := wvs[int(which)%len(wvs)]
 		total := 0
+		bounds := map[int]bool{0: true} // element boundaries
 		_ = wv.ForEach(data, func(e Element) error {
 			if len(e.Raw) == 0 || len(e.Raw) > len(data)-total {
 				t.Fatalf("element of %d bytes at %d of %d", len(e.Raw), total, len(data))
 			}
 			total += len(e.Raw)
+			bounds[total] = true
 			for _, w := range e.Windows {
 				_, _ = WindowMaxTimestamp(wv.Window, w)
 			}
@@ -75,5 +77,14 @@ func FuzzWVNext(f *testing.F) {
 			}
 			return nil
 		})
+		limit := int(which) * 7
+		if head, rest, err := wv.Cut(data, limit); err == nil {
+			if string(head)+string(rest) != string(data) {
+				t.Fatalf("Cut(%x, %d) = %x + %x", data, limit, head, rest)
+			}
+			if len(rest) > 0 && (len(head) == 0 || !bounds[len(head)]) {
+				t.Fatalf("Cut(%x, %d) head %x is not whole elements", data, limit, head)
+			}
+		}
 	})
 }
