@@ -184,7 +184,8 @@ type result struct {
 	runner string
 	round  int
 	wall   time.Duration
-	rss    int64 // bytes
+	rss    int64         // bytes
+	cpu    time.Duration // user + system CPU of the child
 	rep    report
 	err    error
 }
@@ -241,8 +242,8 @@ func runParent(ctx context.Context) int {
 
 	w := os.Stdout
 	fmt.Fprintf(w, "\nstatebench: %d events over %d keys in one %s window; per-key count in ValueState, event-time timer per key at the window end\n\n", *events, *keys, *span)
-	fmt.Fprintf(w, "%-8s | %5s | %10s | %9s | %7s | %9s | %11s\n", "runner", "round", "events", "keys", "wall s", "events/s", "peak RSS MB")
-	fmt.Fprintf(w, "%s-+-%s-+-%s-+-%s-+-%s-+-%s-+-%s\n", dashes(8), dashes(5), dashes(10), dashes(9), dashes(7), dashes(9), dashes(11))
+	fmt.Fprintf(w, "%-8s | %5s | %10s | %9s | %7s | %9s | %11s | %5s | %9s\n", "runner", "round", "events", "keys", "wall s", "events/s", "peak RSS MB", "cores", "CPU µs/ev")
+	fmt.Fprintf(w, "%s-+-%s-+-%s-+-%s-+-%s-+-%s-+-%s-+-%s-+-%s\n", dashes(8), dashes(5), dashes(10), dashes(9), dashes(7), dashes(9), dashes(11), dashes(5), dashes(9))
 	byRound := map[int]map[string]*result{}
 	for _, r := range results {
 		if byRound[r.round] == nil {
@@ -254,7 +255,10 @@ func runParent(ctx context.Context) int {
 			fmt.Fprintf(w, "%-8s | %5d | %10d | %9d | %7s | %9s | %11.0f   FAILED after %.0f s: %s\n", r.runner, r.round, *events, *keys, "-", "-", mb(r.rss), r.wall.Seconds(), r.err)
 			continue
 		}
-		fmt.Fprintf(w, "%-8s | %5d | %10d | %9d | %7.1f | %9.0f | %11.0f\n", r.runner, r.round, *events, *keys, r.wall.Seconds(), rate(r), mb(r.rss))
+		// cores: CPU time over wall time, both sides of the Fn API (the
+		// LOOPBACK harness runs in the child); CPU µs/ev: per event.
+		fmt.Fprintf(w, "%-8s | %5d | %10d | %9d | %7.1f | %9.0f | %11.0f | %5.2f | %9.0f\n", r.runner, r.round, *events, *keys, r.wall.Seconds(), rate(r), mb(r.rss),
+			r.cpu.Seconds()/r.wall.Seconds(), float64(r.cpu.Microseconds())/float64(*events))
 	}
 	// ratios are a/b's throughput in every round where both ran.
 	ratios := func(a, b string, of func(x, y *result) float64) []float64 {
@@ -396,6 +400,7 @@ func runOne(ctx context.Context, self, runner, logPath string) *result {
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 			res.rss = ru.Maxrss * 1024 // kilobytes on Linux
 		}
+		res.cpu = ps.UserTime() + ps.SystemTime()
 	}
 	switch {
 	case errors.Is(cctx.Err(), context.DeadlineExceeded):
