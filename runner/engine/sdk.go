@@ -48,10 +48,8 @@ type sdkTask struct {
 	// delayed are residuals the SDK asked to resume later (or now).
 	delayed []residual
 	// checkpointed are residuals of checkpoint splits of the bundle's
-	// attempts; primary is what stayed with the last attempt after its
-	// splits (nil: it was not split), the input of a retry.
+	// attempts.
 	checkpointed [][]byte
-	primary      [][]byte
 	// finalize are bundles to finalize when the next checkpoint completes.
 	finalize []finalization
 	// sideDB holds side inputs and parked input (the keyed DB if stateful);
@@ -636,13 +634,12 @@ func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Tim
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", t.name(), err)
 		}
-		t.primary = nil
-		res, err := t.attempt(ctx, w, input, fired)
+		res, primary, err := t.attempt(ctx, w, input, fired)
 		if err == nil {
 			return res, w, nil
 		}
-		if t.primary != nil {
-			input = t.primary
+		if primary != nil {
+			input = primary
 		}
 		if ctx.Err() != nil {
 			return nil, nil, context.Cause(ctx)
@@ -669,7 +666,10 @@ func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Tim
 	return nil, nil, fmt.Errorf("stage %q failed after %d attempts: %w", t.stage.Name, t.e.o.MaxAttempts, last)
 }
 
-func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]byte, fired []state.Timer) (res *sdkharness.Result, err error) {
+// attempt runs a bundle once. If the runner split it, primary is the
+// input that stayed with it (nil otherwise): what a retry must run, as
+// the residuals may already run elsewhere.
+func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]byte, fired []state.Timer) (res *sdkharness.Result, primary [][]byte, err error) {
 	desc := t.stage.ID
 	if t.draining {
 		desc = plan.DrainDescriptorID(t.stage)
@@ -702,7 +702,7 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 			// as residuals shared with siblings may already run.
 			t.checkpointed = append(t.checkpointed, sp.residuals()...)
 			if p, ok := sp.primary(); ok {
-				t.primary = p
+				primary = p
 			}
 		}()
 	}
@@ -711,7 +711,7 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 		if err == nil {
 			err = t.bundleFault()
 		}
-		return res, err
+		return res, nil, err
 	}
 	b := t.keyed.db.NewBundle()
 	committed := false
@@ -728,28 +728,28 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 			k := sdkharness.TimerKey{Transform: tm.Transform, Family: tm.Family}
 			spec.Timers[k] = append(spec.Timers[k], tm.Encoded...)
 			if err := b.ClearTimer(tm.TimerID); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
 	res, err = w.ProcessBundle(ctx, spec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(res.Timers) > 0 {
 		t.timersSet = true
 	}
 	if err := t.keyed.applyTimers(b, res.Timers); err != nil {
-		return nil, fmt.Errorf("%s: %w", t.name(), err)
+		return nil, nil, fmt.Errorf("%s: %w", t.name(), err)
 	}
 	if err := t.bundleFault(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	committed = true
 	if err := b.Commit(); err != nil {
-		return nil, fmt.Errorf("%s: %w", t.name(), err)
+		return nil, nil, fmt.Errorf("%s: %w", t.name(), err)
 	}
-	return res, nil
+	return res, nil, nil
 }
 
 // residual is work a splittable DoFn deferred: its encoded element, the

@@ -288,17 +288,18 @@ type splitter struct {
 	instID chan string
 
 	mu    sync.Mutex
-	split bool               // a split was applied
 	end   int64              // elements from end on were split off
 	prim  map[int64][][]byte // primary roots replacing a split element
 	local []splitWork        // residuals of checkpoint splits, run next by this subtask
 }
 
 // splitWork is one piece of work a split took away: a residual root
-// (elem -1) or whole input element elem.
+// (elem -1, with the watermark hold the SDK reported) or whole input
+// element elem (hold wire.MinTimestamp: unknown).
 type splitWork struct {
 	data []byte
 	elem int64
+	hold int64
 }
 
 func newSplitter(t *sdkTask, w *sdkharness.Worker, input [][]byte) *splitter {
@@ -352,15 +353,15 @@ func (s *splitter) settle(read int64) int {
 }
 
 // primary is the input that stayed with the bundle after its splits, as
-// one chunk, and false if nothing was split.
+// one chunk, and false if no split took any of its input.
 func (s *splitter) primary() ([][]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.split {
+	if s.end == int64(len(s.elems)) && len(s.prim) == 0 {
 		return nil, false
 	}
 	var c []byte
-	for i := int64(0); i < s.end && i < int64(len(s.elems)); i++ {
+	for i := int64(0); i < s.end; i++ {
 		if roots, ok := s.prim[i]; ok {
 			for _, r := range roots {
 				c = append(c, r...)
@@ -427,28 +428,26 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 // roots, and whole input elements past a channel split.
 func (s *splitter) apply(resp *fnpb.ProcessBundleSplitResponse, share bool) int {
 	s.mu.Lock()
-	work, holds, elems := s.takeLocked(resp, s.t.stage.SourceID)
+	work := s.takeLocked(resp, s.t.stage.SourceID)
 	if !share {
-		for i, w := range work {
-			s.local = append(s.local, splitWork{data: w, elem: elems[i]})
-		}
+		s.local = append(s.local, work...)
 	}
 	s.mu.Unlock()
 	if len(work) > 0 && share {
-		s.t.split.putFrom(s.t.index, work, holds)
+		chunks, holds := make([][]byte, len(work)), make([]int64, len(work))
+		for i, w := range work {
+			chunks[i], holds[i] = w.data, w.hold
+		}
+		s.t.split.putFrom(s.t.index, chunks, holds)
 	}
 	return len(work)
 }
 
 // takeLocked records a split response against the bundle's input and
-// returns the work it split off, with the watermark holds of residual roots
-// (wire.MinTimestamp for whole elements) and the input index of whole
-// elements (-1 for residual roots).
-func (s *splitter) takeLocked(resp *fnpb.ProcessBundleSplitResponse, source string) (work [][]byte, holds, elems []int64) {
+// returns the work it split off.
+func (s *splitter) takeLocked(resp *fnpb.ProcessBundleSplitResponse, source string) (work []splitWork) {
 	for _, r := range resp.GetResidualRoots() {
-		work = append(work, r.GetApplication().GetElement())
-		holds = append(holds, residualWatermark(r.GetApplication()))
-		elems = append(elems, -1)
+		work = append(work, splitWork{data: r.GetApplication().GetElement(), elem: -1, hold: residualWatermark(r.GetApplication())})
 	}
 	var roots [][]byte
 	for _, r := range resp.GetPrimaryRoots() {
@@ -460,9 +459,7 @@ func (s *splitter) takeLocked(resp *fnpb.ProcessBundleSplitResponse, source stri
 		}
 		first := max(cs.GetFirstResidualElement(), 0)
 		for i := first; i < s.end; i++ {
-			work = append(work, s.elems[i])
-			holds = append(holds, wire.MinTimestamp)
-			elems = append(elems, i)
+			work = append(work, splitWork{data: s.elems[i], elem: i, hold: wire.MinTimestamp})
 		}
 		s.end = min(s.end, first)
 		if len(roots) > 0 {
@@ -474,8 +471,5 @@ func (s *splitter) takeLocked(resp *fnpb.ProcessBundleSplitResponse, source stri
 			s.prim[first-1] = roots
 		}
 	}
-	if len(work) > 0 || len(roots) > 0 {
-		s.split = true
-	}
-	return work, holds, elems
+	return work
 }

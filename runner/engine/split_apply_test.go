@@ -90,26 +90,20 @@ func TestSplitterTakesEachElementOnce(t *testing.T) {
 			}
 			s.end = int64(len(s.elems))
 			for i, resp := range tc.splits {
-				work, holds, elems := s.takeLocked(resp, "src")
-				if len(elems) != len(work) {
-					t.Errorf("split %d: %d element indices for %d pieces of work", i, len(elems), len(work))
-				}
+				work := s.takeLocked(resp, "src")
 				var got []string
 				for _, w := range work {
-					got = append(got, string(w))
+					got = append(got, string(w.data))
 				}
 				if !reflect.DeepEqual(got, tc.work[i]) {
 					t.Errorf("split %d took %q, want %q", i, got, tc.work[i])
 				}
-				if len(holds) != len(work) {
-					t.Errorf("split %d: %d holds for %d pieces of work", i, len(holds), len(work))
-				}
-				for j, h := range holds {
-					if j < len(elems) && elems[j] >= 0 && string(work[j]) != fmt.Sprintf("e%d", elems[j]) {
-						t.Errorf("split %d: work %q said to be element %d", i, work[j], elems[j])
+				for j, w := range work {
+					if w.elem >= 0 && string(w.data) != fmt.Sprintf("e%d", w.elem) {
+						t.Errorf("split %d: work %q said to be element %d", i, w.data, w.elem)
 					}
-					if h != wire.MinTimestamp {
-						t.Errorf("split %d: hold %d = %d, want unknown", i, j, h)
+					if w.hold != wire.MinTimestamp {
+						t.Errorf("split %d: hold %d = %d, want unknown", i, j, w.hold)
 					}
 				}
 			}
@@ -141,7 +135,7 @@ func TestSplitterSettle(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &splitter{}
-			s.local = []splitWork{{[]byte("r"), -1}, {[]byte("e2"), 2}, {[]byte("e3"), 3}}
+			s.local = []splitWork{{[]byte("r"), -1, 0}, {[]byte("e2"), 2, wire.MinTimestamp}, {[]byte("e3"), 3, wire.MinTimestamp}}
 			s.settle(tc.read)
 			var got []string
 			for _, r := range s.residuals() {
