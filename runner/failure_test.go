@@ -170,10 +170,16 @@ func startWeir(t *testing.T, parallelism int) *runner.Server {
 	return startWeirWith(t, runner.Config{Parallelism: parallelism})
 }
 
+// inProcessEnv, set to 1, runs every test's LOOPBACK workers in the test
+// process (runner.Config.InProcess, as --runner=weir does) instead of over
+// the Fn API: `make test` runs this package both ways.
+const inProcessEnv = "WEIR_TEST_INPROCESS"
+
 // startWeirWith starts a weir server with cfg (its TempDir and Logger are
 // set here) and stops it when the test ends.
 func startWeirWith(t *testing.T, cfg runner.Config) *runner.Server {
 	t.Helper()
+	cfg.InProcess = cfg.InProcess || os.Getenv(inProcessEnv) == "1"
 	tl := &testLog{t: t}
 	t.Cleanup(func() { tl.mu.Lock(); tl.done = true; tl.mu.Unlock() })
 	cfg.TempDir = t.TempDir()

@@ -60,6 +60,11 @@ type Config struct {
 	OnCheckpoint func(job string, s engine.CheckpointStats)
 	// MetricsAddr, if set, serves Prometheus metrics at /metrics there.
 	MetricsAddr string
+	// InProcess runs the workers of LOOPBACK (external) environments in
+	// this process, through the Go SDK's exec package and without gRPC
+	// (sdkharness.StartInProcess). Only for a server whose pipelines are
+	// linked into this binary: the embedded runner (--runner=weir) sets it.
+	InProcess bool
 }
 
 // Server is a running weir: Job API, artifacts and Fn API on one port.
@@ -182,6 +187,9 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		id := job.ID + "-" + x.s.nonce + "-" + workerID
 		switch env.GetUrn() {
 		case plan.URNEnvExternal:
+			if x.s.cfg.InProcess {
+				return x.s.fn.StartInProcess(id), nil
+			}
 			ext := &pipepb.ExternalPayload{}
 			if err := proto.Unmarshal(env.GetPayload(), ext); err != nil {
 				return nil, fmt.Errorf("environment %q: decoding external payload: %w", envID, err)

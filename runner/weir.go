@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,6 +17,8 @@ func init() {
 	beam.RegisterRunner("weir", Execute)
 }
 
+var fnAPI = flag.Bool("weir_fn_api", false, "with --runner=weir and no --endpoint: run the SDK harness over the Fn API's gRPC services (as a weir server does) instead of in this process through the Go SDK's exec package")
+
 var (
 	embeddedOnce sync.Once
 	embedded     *Server
@@ -27,7 +30,7 @@ var (
 // the environment to LOOPBACK, so the SDK harness runs here too.
 func Execute(ctx context.Context, p *beam.Pipeline) (beam.PipelineResult, error) {
 	if *jobopts.Endpoint == "" {
-		embeddedOnce.Do(func() { embedded, embeddedErr = Start(Config{Logger: embeddedLogger()}) })
+		embeddedOnce.Do(func() { embedded, embeddedErr = Start(Config{Logger: embeddedLogger(), InProcess: !*fnAPI}) })
 		if embeddedErr != nil {
 			return nil, fmt.Errorf("starting embedded weir: %w", embeddedErr)
 		}

@@ -91,6 +91,9 @@ func (b *bundle) fail(err error) {
 // ProcessBundle runs one bundle on the harness and waits for all of its
 // outputs. An error means nothing of the bundle may be used.
 func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, error) {
+	if w.local != nil {
+		return w.processLocal(ctx, spec)
+	}
 	instID := w.newInstructionID()
 	b := &bundle{
 		id:         instID,

@@ -25,6 +25,7 @@ type Worker struct {
 	retrievalToken string
 	dependencies   []*pipepb.ArtifactInformation
 	stop           func() // stops the environment (process kill, pool StopWorker)
+	local          *local // set for an in-process worker (StartInProcess)
 
 	connected chan struct{} // closed when the control stream attaches
 	gone      chan struct{} // closed when the worker is dead
@@ -197,6 +198,10 @@ func (w *Worker) call(ctx context.Context, req *fnpb.InstructionRequest) (*fnpb.
 
 // Register registers descriptors with the harness.
 func (w *Worker) Register(ctx context.Context, descs ...*fnpb.ProcessBundleDescriptor) error {
+	if w.local != nil {
+		w.local.register(descs)
+		return nil
+	}
 	w.mu.Lock()
 	for _, d := range descs {
 		w.descriptors[d.GetId()] = d
@@ -218,6 +223,9 @@ func (w *Worker) Register(ctx context.Context, descs ...*fnpb.ProcessBundleDescr
 // Split asks the harness to split a running bundle at fraction of the
 // remainder of the input read by sourceTransform.
 func (w *Worker) Split(ctx context.Context, instID, sourceTransform string, fraction float64, estimatedElements int64) (*fnpb.ProcessBundleSplitResponse, error) {
+	if w.local != nil {
+		return w.splitLocal(ctx, instID, fraction, estimatedElements)
+	}
 	resp, err := w.call(ctx, &fnpb.InstructionRequest{
 		InstructionId: w.newInstructionID(),
 		Request: &fnpb.InstructionRequest_ProcessBundleSplit{ProcessBundleSplit: &fnpb.ProcessBundleSplitRequest{
@@ -238,6 +246,9 @@ func (w *Worker) Split(ctx context.Context, instID, sourceTransform string, frac
 
 // Finalize runs the bundle finalization callbacks of a completed bundle.
 func (w *Worker) Finalize(ctx context.Context, instID string) error {
+	if w.local != nil {
+		return w.finalizeLocal(instID)
+	}
 	resp, err := w.call(ctx, &fnpb.InstructionRequest{
 		InstructionId: w.newInstructionID(),
 		Request:       &fnpb.InstructionRequest_FinalizeBundle{FinalizeBundle: &fnpb.FinalizeBundleRequest{InstructionId: instID}},

@@ -59,6 +59,7 @@ type Engine struct {
 	o       Options
 	pool    *pool
 	metrics *metrics
+	quiet   *quiescence // in a TestStream job
 	cache   *state.Cache
 
 	drainOnce sync.Once
@@ -103,6 +104,11 @@ func New(p *plan.Plan, o Options) *Engine {
 	e := &Engine{plan: p, o: o, metrics: newMetrics(o.OnMetrics), drain: make(chan struct{})}
 	e.pool = &pool{start: o.StartWorker, workers: map[string]*sdkharness.Worker{}, log: o.Logger}
 	e.progress = newProgress(e)
+	for _, s := range p.Stages {
+		if s.Kind == plan.KindTestStream {
+			e.quiet = newQuiescence()
+		}
+	}
 	return e
 }
 
@@ -254,6 +260,9 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 				e.o.Logger.Debug("subtask finished", "subtask", t.id(), "took", time.Since(start))
 			}()
 			err := t.run(tctx)
+			if r, ok := t.(interface{ release() }); ok {
+				r.release()
+			}
 			if err == nil && e.ck != nil {
 				var fin []finalization
 				if f, ok := t.(interface{ leftFinalizations() []finalization }); ok {
@@ -376,7 +385,7 @@ func (e *Engine) ports(s *plan.Stage) func() []portState {
 }
 
 func (e *Engine) router(s *plan.Stage, i int, inboxes map[*plan.Stage][]inbox) (*router, error) {
-	r := &router{sender: fmt.Sprintf("%s/%d", s.ID, i), subtask: i, maxP: e.o.MaxParallelism, outs: map[string]*output{}}
+	r := &router{sender: fmt.Sprintf("%s/%d", s.ID, i), subtask: i, maxP: e.o.MaxParallelism, outs: map[string]*output{}, quiet: e.quiet}
 	r.onWatermark = func(wm int64) { e.setWatermark(s, i, wm) }
 	for _, pc := range s.Outputs {
 		p := e.plan.PColls[pc]
@@ -421,6 +430,7 @@ type subtask struct {
 	out     *router
 	ports   []portState
 	e       *Engine
+	held    int64 // messages taken and not yet handled (quiescence)
 }
 
 func (s *subtask) id() string { return s.name() }
@@ -429,8 +439,10 @@ func (s *subtask) name() string { return fmt.Sprintf("%s[%d] %q", s.stage.ID, s.
 
 // recv waits for the next message.
 func (s *subtask) recv(ctx context.Context) (msg, error) {
+	s.release() // the previous message has been handled
 	select {
 	case m := <-s.in:
+		s.took(m)
 		return m, nil
 	case <-ctx.Done():
 		return msg{}, context.Cause(ctx)

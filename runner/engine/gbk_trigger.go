@@ -140,8 +140,10 @@ func (t *triggeredGBK) run(ctx context.Context) error {
 			wake = tm.C
 		}
 		var err error
+		t.subtask.release()
 		select {
 		case m := <-t.subtask.in:
+			t.subtask.took(m)
 			err = t.handle(ctx, m)
 		case <-wake:
 			t.wake = 0
@@ -221,7 +223,9 @@ func (t *triggeredGBK) handle(ctx context.Context, m msg) error {
 // taken in first, at the time it arrived.
 func (t *triggeredGBK) tick(ctx context.Context, tk tsTick) error {
 	for len(t.subtask.in) > 0 {
-		if err := t.handle(ctx, <-t.subtask.in); err != nil {
+		m := <-t.subtask.in
+		t.subtask.took(m)
+		if err := t.handle(ctx, m); err != nil {
 			return err
 		}
 	}

@@ -33,6 +33,7 @@ type router struct {
 	order   []*output
 	// onWatermark is told every output watermark (and end of input).
 	onWatermark func(int64)
+	quiet       *quiescence // counts what is sent, in a TestStream job
 }
 
 func (r *router) emit(ctx context.Context, pcoll string, data []byte) error {
@@ -56,7 +57,9 @@ const maxMsgBytes = 1 << 20
 func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) error {
 	n := len(t.inboxes)
 	send := func(i int, p []byte) error {
-		return t.inboxes[i].send(ctx, msg{kind: msgData, port: t.port, sender: r.sender, data: p})
+		m := msg{kind: msgData, port: t.port, sender: r.sender, data: p}
+		r.quiet.sent(m)
+		return t.inboxes[i].send(ctx, m)
 	}
 	switch {
 	case t.part == plan.Broadcast:
@@ -146,6 +149,7 @@ func (r *router) broadcast(ctx context.Context, m msg) error {
 		for _, t := range o.targets {
 			m.port = t.port
 			for _, in := range t.inboxes {
+				r.quiet.sent(m)
 				if err := in.send(ctx, m); err != nil {
 					return err
 				}

@@ -105,6 +105,7 @@ func (t *sdkTask) run(ctx context.Context) error {
 			timer = time.NewTimer(d)
 			wake = timer.C
 		}
+		t.release() // what the last iteration took in has been handled
 		if (t.stepwise() && len(t.pending) > 0) || t.park.more {
 			wake = closedCh // runnable input: look at the inbox, don't wait on it
 		}
@@ -120,6 +121,7 @@ func (t *sdkTask) run(ctx context.Context) error {
 		select {
 		case m = <-t.in:
 			got = true
+			t.took(m)
 		case <-wake:
 		case <-t.drainCh():
 			t.startDrain()

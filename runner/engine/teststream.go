@@ -51,6 +51,10 @@ func (t *testStreamTask) run(ctx context.Context) error {
 			return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
 		default:
 		}
+		// The pipeline has done all the previous event caused.
+		if err := t.e.quiet.wait(ctx); err != nil {
+			return err
+		}
 		switch e := ev.GetEvent().(type) {
 		case *pipepb.TestStreamPayload_Event_ElementEvent:
 			var data []byte

@@ -1,0 +1,251 @@
+package sdkharness
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/exec"
+	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// StartInProcess returns worker id that runs bundles in this process,
+// through the Go SDK's own execution package (exec), without gRPC: the
+// pipeline's code is linked into this binary, as it is when a pipeline
+// runs with --runner=weir. Bundle input, output and timers are handed over
+// as byte slices and every state request is a function call into the
+// bundle's StateHandler, where the Fn API would cost each of them a gRPC
+// round trip. The engine cannot tell the difference: bundles, splits,
+// residuals, metrics and finalization have the Fn API's meaning.
+func (s *Server) StartInProcess(id string) *Worker {
+	w := newWorker(s, id, nil)
+	w.local = &local{
+		descs:      map[string]*fnpb.ProcessBundleDescriptor{},
+		idle:       map[string][]*exec.Plan{},
+		running:    map[string]*running{},
+		finalizing: map[string]finalizing{},
+	}
+	w.stop = w.local.stop
+	close(w.connected)
+	close(w.dataReady)
+	return w
+}
+
+// local runs the bundles of an in-process worker. A plan (the SDK's
+// executable form of a descriptor) runs one bundle at a time: idle plans
+// are kept per descriptor and reused, as the SDK harness does.
+type local struct {
+	mu         sync.Mutex
+	descs      map[string]*fnpb.ProcessBundleDescriptor
+	idle       map[string][]*exec.Plan
+	running    map[string]*running // by instruction ID
+	finalizing map[string]finalizing
+	stopped    bool
+}
+
+// running is a bundle in flight; mu orders a split against the end of the
+// bundle, so a split never reaches a plan that has moved on.
+type running struct {
+	mu   sync.Mutex
+	plan *exec.Plan
+	done bool
+}
+
+type finalizing struct {
+	desc    string
+	plan    *exec.Plan
+	expires time.Time
+}
+
+func (l *local) register(descs []*fnpb.ProcessBundleDescriptor) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, d := range descs {
+		l.descs[d.GetId()] = d
+	}
+}
+
+// take returns an idle plan for descriptor id, building one if none is idle.
+func (l *local) take(id string) (*exec.Plan, error) {
+	l.mu.Lock()
+	if ps := l.idle[id]; len(ps) > 0 {
+		p := ps[len(ps)-1]
+		l.idle[id] = ps[:len(ps)-1]
+		l.mu.Unlock()
+		return p, nil
+	}
+	d := l.descs[id]
+	l.mu.Unlock()
+	if d == nil {
+		return nil, fmt.Errorf("unknown process bundle descriptor %q", id)
+	}
+	p, err := exec.UnmarshalPlan(d, nil)
+	if err != nil {
+		return nil, fmt.Errorf("building the plan of descriptor %q: %w", id, err)
+	}
+	return p, nil
+}
+
+func (l *local) release(id string, p *exec.Plan) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		_ = p.Down(context.Background())
+		return
+	}
+	l.idle[id] = append(l.idle[id], p)
+}
+
+func (l *local) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	for _, ps := range l.idle {
+		for _, p := range ps {
+			_ = p.Down(context.Background())
+		}
+	}
+	l.idle = map[string][]*exec.Plan{}
+}
+
+// processLocal runs spec on this process's SDK code. The bundle runs on a
+// goroutine of its own, so that a caller whose context ends is not held by
+// user code that does not return; that goroutine ends with the bundle.
+func (w *Worker) processLocal(ctx context.Context, spec BundleSpec) (*Result, error) {
+	l := w.local
+	select {
+	case <-w.gone:
+		return nil, w.goneErr
+	default:
+	}
+	instID := w.newInstructionID()
+	p, err := l.take(spec.Descriptor)
+	if err != nil {
+		return nil, &BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()}
+	}
+	run := &running{plan: p}
+	l.mu.Lock()
+	l.running[instID] = run
+	l.mu.Unlock()
+	if spec.Started != nil {
+		spec.Started(instID)
+	}
+
+	data := newLocalData(spec)
+	st := &localState{inst: instID, h: spec.State}
+	bctx := metrics.SetBundleID(ctx, instID)
+	type outcome struct {
+		resp *fnpb.ProcessBundleResponse
+		err  error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		err := p.Execute(bctx, instID, exec.DataContext{Data: data, State: st})
+		st.end()
+		run.mu.Lock()
+		run.done = true
+		run.mu.Unlock()
+		l.mu.Lock()
+		delete(l.running, instID)
+		l.mu.Unlock()
+		if err != nil {
+			// A failed plan may be in any state; it is dropped, as the
+			// SDK harness drops it.
+			done <- outcome{err: &BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()}}
+			return
+		}
+		resp := &fnpb.ProcessBundleResponse{MonitoringInfos: monitoringInfos(p, metrics.GetStore(bctx))}
+		for _, cp := range p.Checkpoint() {
+			for _, r := range cp.SR.RS {
+				resp.ResidualRoots = append(resp.ResidualRoots, &fnpb.DelayedBundleApplication{
+					Application:        &fnpb.BundleApplication{TransformId: cp.SR.TId, InputId: cp.SR.InId, Element: r, OutputWatermarks: cp.SR.OW},
+					RequestedTimeDelay: durationpb.New(cp.Reapply),
+				})
+			}
+		}
+		if exp := p.GetExpirationTime(); time.Now().Before(exp) {
+			resp.RequiresFinalization = true
+			l.mu.Lock()
+			l.finalizing[instID] = finalizing{desc: spec.Descriptor, plan: p, expires: exp}
+			l.mu.Unlock()
+		} else {
+			l.release(spec.Descriptor, p)
+		}
+		done <- outcome{resp: resp}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			return nil, o.err
+		}
+		return &Result{InstructionID: instID, Outputs: data.outputs(), Timers: data.timerOutputs(), Response: o.resp}, nil
+	case <-w.gone:
+		st.end()
+		return nil, w.goneErr
+	case <-ctx.Done():
+		st.end()
+		return nil, ctx.Err()
+	}
+}
+
+// splitLocal splits a running bundle, answering as the SDK harness would.
+func (w *Worker) splitLocal(ctx context.Context, instID string, fraction float64, estimatedElements int64) (*fnpb.ProcessBundleSplitResponse, error) {
+	l := w.local
+	l.mu.Lock()
+	run := l.running[instID]
+	l.mu.Unlock()
+	if run == nil {
+		return &fnpb.ProcessBundleSplitResponse{}, nil
+	}
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	if run.done {
+		return &fnpb.ProcessBundleSplitResponse{}, nil
+	}
+	sr, err := run.plan.Split(ctx, exec.SplitPoints{Frac: fraction, BufSize: estimatedElements})
+	if err != nil {
+		return nil, fmt.Errorf("splitting bundle %s: %w", instID, err)
+	}
+	if sr.Unsuccessful {
+		return &fnpb.ProcessBundleSplitResponse{}, nil
+	}
+	resp := &fnpb.ProcessBundleSplitResponse{ChannelSplits: []*fnpb.ProcessBundleSplitResponse_ChannelSplit{{
+		TransformId:          run.plan.SourcePTransformID(),
+		LastPrimaryElement:   sr.PI,
+		FirstResidualElement: sr.RI,
+	}}}
+	if len(sr.PS) > 0 && len(sr.RS) > 0 {
+		for _, e := range sr.PS {
+			resp.PrimaryRoots = append(resp.PrimaryRoots, &fnpb.BundleApplication{TransformId: sr.TId, InputId: sr.InId, Element: e})
+		}
+		for _, e := range sr.RS {
+			resp.ResidualRoots = append(resp.ResidualRoots, &fnpb.DelayedBundleApplication{
+				Application: &fnpb.BundleApplication{TransformId: sr.TId, InputId: sr.InId, Element: e, OutputWatermarks: sr.OW},
+			})
+		}
+	}
+	return resp, nil
+}
+
+// finalizeLocal runs the finalization callbacks of a completed bundle.
+func (w *Worker) finalizeLocal(instID string) error {
+	l := w.local
+	l.mu.Lock()
+	f, ok := l.finalizing[instID]
+	delete(l.finalizing, instID)
+	l.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("finalizing bundle %s: no bundle awaits finalization", instID)
+	}
+	var err error
+	if time.Now().Before(f.expires) {
+		if err = f.plan.Finalize(); err != nil {
+			err = fmt.Errorf("finalizing bundle %s: %w", instID, err)
+		}
+	}
+	l.release(f.desc, f.plan)
+	return err
+}
