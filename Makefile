@@ -2,7 +2,8 @@
 #
 #   make build        bin/weir
 #   make run          wordcount example on the shipped sample text, embedded (--runner=weir)
-#   make test         go vet, go test, go test -race (runner, state), then conformance
+#   make test         go vet, go test (the runner's tests twice: Fn API and in-process workers),
+#                     go test -race (runner, state), then conformance
 #   make conformance  Beam's Go suites against `bin/weir serve` (conformance/cmd/conform)
 #   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench), then the
 #                     stateful benchmark on weir and prism, then weir without and with a checkpoint
@@ -54,8 +55,11 @@ test: vet unit race conformance
 vet:
 	$(GO) vet ./...
 
+# The runner's tests run twice: with LOOPBACK workers over the Fn API (as
+# under weir serve), then in the test process as --runner=weir runs them.
 unit:
 	$(GO) test ./...
+	WEIR_TEST_INPROCESS=1 $(GO) test ./runner/
 
 race:
 ifneq ($(RACE_PKGS),)

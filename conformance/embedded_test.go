@@ -38,11 +38,16 @@ func scoped(build func(beam.Scope)) func() *beam.Pipeline {
 	}
 }
 
-// TestEmbeddedPrimitives is the embedded smoke suite: pipelines from Beam's
-// own integration suite (each validates its output with passert, so a
-// wrong result fails the job) run on --runner=weir in this process. The
-// full suite runs through `weir serve` with the conformance driver; this is
-// the quick check that the in-process path works for each primitive.
+// TestEmbeddedPrimitives runs Beam's primitives suite on --runner=weir in
+// this process, where each bundle runs through the in-process SDK worker
+// (sdkharness.StartInProcess) rather than the Fn API: every pipeline of
+// Beam's own tests (each validates its output with passert, so a wrong
+// result fails the job), called as Beam's test of the same name calls it.
+// The Fn API path runs the same suite through `weir serve` with the
+// conformance driver. Left out: TestOomParDo (Dataflow only), TestDrain
+// (it waits for an operator's drain through the Job API; the streaming
+// example's test drains an embedded job) and TestParDoBundleFinalizer
+// (TestEmbeddedBundleFinalizer below).
 func TestEmbeddedPrimitives(t *testing.T) {
 	if r := ptest.DefaultRunner(); r != "weir" {
 		t.Fatalf("default runner is %q, want weir", r)
@@ -51,34 +56,68 @@ func TestEmbeddedPrimitives(t *testing.T) {
 		name     string
 		pipeline func() *beam.Pipeline
 	}{
-		// ParDo: multiple outputs, side inputs.
+		{"Checkpointing", scoped(primitives.Checkpoints)},
+		{"CoGBK", scoped(primitives.CoGBK)},
+		{"Reshuffle", scoped(primitives.Reshuffle)},
+		{"ReshuffleKV", scoped(primitives.ReshuffleKV)},
+		{"GBKShortRead", scoped(primitives.GBKShortRead)},
+		{"Flatten", scoped(primitives.Flatten)},
+		{"FlattenDup", scoped(primitives.FlattenDup)},
 		{"ParDoMultiOutput", primitives.ParDoMultiOutput},
 		{"ParDoSideInput", primitives.ParDoSideInput},
 		{"ParDoKVSideInput", primitives.ParDoKVSideInput},
 		{"ParDoMultiMapSideInput", primitives.ParDoMultiMapSideInput},
-		// GroupByKey, CoGroupByKey, Reshuffle.
-		{"CoGBK", scoped(primitives.CoGBK)},
-		{"GBKShortRead", scoped(primitives.GBKShortRead)},
-		{"Reshuffle", scoped(primitives.Reshuffle)},
-		{"ReshuffleKV", scoped(primitives.ReshuffleKV)},
-		// Flatten, with an input flattened twice.
-		{"Flatten", scoped(primitives.Flatten)},
-		{"FlattenDup", scoped(primitives.FlattenDup)},
-		// Windowing: GBK and lifted combines per window, windowed side inputs.
-		{"WindowSums_GBK", scoped(primitives.WindowSums_GBK)},
-		{"WindowSums_Lifted", scoped(primitives.WindowSums_Lifted)},
-		{"ValidateWindowedSideInputs", scoped(primitives.ValidateWindowedSideInputs)},
-		// User state.
+		{"ParDoPipelineOptions", primitives.ParDoPipelineOptions},
 		{"ValueState", scoped(primitives.ValueStateParDo)},
 		{"ValueStateWindowed", scoped(primitives.ValueStateParDoWindowed)},
 		{"ValueStateClear", scoped(primitives.ValueStateParDoClear)},
 		{"BagState", scoped(primitives.BagStateParDo)},
 		{"BagStateClear", scoped(primitives.BagStateParDoClear)},
+		{"BagStateBlindWrite", scoped(primitives.BagStateBlindWriteParDo)},
 		{"CombiningState", scoped(primitives.CombiningStateParDo)},
 		{"MapState", scoped(primitives.MapStateParDo)},
+		{"MapStateClear", scoped(primitives.MapStateParDoClear)},
+		{"SetState", scoped(primitives.SetStateParDo)},
 		{"SetStateClear", scoped(primitives.SetStateParDoClear)},
-		// Event-time timers in a bounded pipeline.
-		{"TimersEventTimeBounded", scoped(primitives.TimersEventTimeBounded)},
+		{"OrderedListState", scoped(primitives.OrderedListStateParDo)},
+		{"TestStreamStrings", scoped(primitives.TestStreamStrings)},
+		{"TestStreamByteSliceSequence", scoped(primitives.TestStreamByteSliceSequence)},
+		{"TestStreamInt64Sequence", scoped(primitives.TestStreamInt64Sequence)},
+		{"TestStreamInt16Sequence", scoped(primitives.TestStreamInt16Sequence)},
+		{"TestStreamTwoInt64Sequences", scoped(primitives.TestStreamTwoInt64Sequences)},
+		{"TestStreamFloat64Sequence", scoped(primitives.TestStreamFloat64Sequence)},
+		{"TestStreamTwoFloat64Sequences", scoped(primitives.TestStreamTwoFloat64Sequences)},
+		{"TestStreamBoolSequence", scoped(primitives.TestStreamBoolSequence)},
+		{"TestStreamTwoBoolSequences", scoped(primitives.TestStreamTwoBoolSequences)},
+		{"TestStreamTwoUserTypeSequences", scoped(primitives.TestStreamTwoUserTypeSequences)},
+		{"TestStreamSimple", scoped(primitives.TestStreamSimple)},
+		{"TestStreamSimple_InfinityDefault", scoped(primitives.TestStreamSimple_InfinityDefault)},
+		{"TestStreamToGBK", scoped(primitives.TestStreamToGBK)},
+		{"TestStreamTimersEventTime", scoped(primitives.TestStreamTimersEventTime)},
+		{"Timers_EventTime_Bounded", scoped(primitives.TimersEventTimeBounded)},
+		{"Timers_EventTime_Unbounded", scoped(primitives.TimersEventTimeUnbounded)},
+		{"Timers_EventTime_WithOutputTimestamp", scoped(primitives.TimersEventTime_WithOutputTimestamp)},
+		{"Timers_EventTime_WithNoOutputTimestamp", scoped(primitives.TimersEventTime_WithNoOutputTimestamp)},
+		{"Timers_ProcessingTime_Infinity", scoped(primitives.TimersProcessingTimeTestStream_Infinity)},
+		{"Timers_ProcessingTime_Bounded", scoped(primitives.TimersProcessingTime_Bounded)},
+		{"Timers_ProcessingTime_Unbounded", scoped(primitives.TimersProcessingTime_Unbounded)},
+		{"Panes", scoped(primitives.Panes)},
+		{"WindowSums_Lifted", scoped(primitives.WindowSums_Lifted)},
+		{"WindowSums_GBK", scoped(primitives.WindowSums_GBK)},
+		{"ValidateWindowedSideInputs", scoped(primitives.ValidateWindowedSideInputs)},
+		{"TriggerDefault", scoped(primitives.TriggerDefault)},
+		{"TriggerAlways", scoped(primitives.TriggerAlways)},
+		{"TriggerElementCount", scoped(primitives.TriggerElementCount)},
+		{"TriggerRepeat", scoped(primitives.TriggerRepeat)},
+		{"TriggerAfterEndOfWindow", scoped(primitives.TriggerAfterEndOfWindow)},
+		{"TriggerAfterAll", scoped(primitives.TriggerAfterAll)},
+		{"TriggerAfterEach", scoped(primitives.TriggerAfterEach)},
+		{"TriggerAfterAny", scoped(primitives.TriggerAfterAny)},
+		{"TriggerAfterProcessingTime", scoped(primitives.TriggerAfterProcessingTime)},
+		{"TriggerAfterProcessingTimeNotTriggered", scoped(primitives.TriggerAfterProcessingTimeNotTriggered)},
+		{"TriggerAfterSynchronizedProcessingTime", scoped(primitives.TriggerAfterSynchronizedProcessingTime)},
+		{"TriggerNever", scoped(primitives.TriggerNever)},
+		{"TriggerOrFinally", scoped(primitives.TriggerOrFinally)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -25,10 +26,15 @@ type Timer struct {
 	TimerID
 	Fire int64
 	// Hold is the timer's output timestamp: the subtask's output watermark
-	// may not pass it while the timer is set.
+	// may not pass it while the timer is set. NoHold (Beam's maximum
+	// timestamp, or later) holds nothing and is not stored as a hold.
 	Hold    int64
 	Encoded []byte
 }
+
+// NoHold is the Hold of a timer that holds no watermark: Beam's maximum
+// timestamp, which no watermark passes before the end of input.
+const NoHold int64 = math.MaxInt64 / 1000
 
 func holdKey(kg int, hold int64, id TimerID) []byte {
 	b := binary.BigEndian.AppendUint16(nil, uint16(kg))
@@ -74,8 +80,10 @@ func (b *Bundle) ClearTimer(id TimerID) error {
 	if err := b.b.Delete(indexKey(id.KeyGroup, fire, id), nil); err != nil {
 		return fmt.Errorf("clearing timer: %w", err)
 	}
-	if err := b.b.Delete(holdKey(id.KeyGroup, hold, id), nil); err != nil {
-		return fmt.Errorf("clearing timer hold: %w", err)
+	if hold < NoHold {
+		if err := b.b.Delete(holdKey(id.KeyGroup, hold, id), nil); err != nil {
+			return fmt.Errorf("clearing timer hold: %w", err)
+		}
 	}
 	if err := b.b.Delete(rk, nil); err != nil {
 		return fmt.Errorf("clearing timer: %w", err)
@@ -102,8 +110,10 @@ func (b *Bundle) PutTimer(t Timer) error {
 	if err := b.b.Set(t.revKey(), appendTimestamp(appendTimestamp(nil, t.Fire), t.Hold), nil); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
-	if err := b.b.Set(holdKey(t.KeyGroup, t.Hold, t.TimerID), nil, nil); err != nil {
-		return fmt.Errorf("setting timer hold: %w", err)
+	if t.Hold < NoHold {
+		if err := b.b.Set(holdKey(t.KeyGroup, t.Hold, t.TimerID), nil, nil); err != nil {
+			return fmt.Errorf("setting timer hold: %w", err)
+		}
 	}
 	return nil
 }

@@ -29,6 +29,11 @@ func TestTimersSetPutClear(t *testing.T) {
 		{"put twice", []step{{"put", "b", 30, 30}, {"put", "b", 30, 30}}, map[string]int64{"b": 30}, 30, true},
 		{"put then clear", []step{{"put", "c", 30, 30}, {"clear", "c", 0, 0}}, map[string]int64{}, 0, false},
 		{"set two, clear one", []step{{"set", "d", 40, 1}, {"set", "e", 50, 2}, {"clear", "d", 0, 0}}, map[string]int64{"e": 50}, 2, true},
+		{"no hold is not a hold", []step{{"put", "f", 60, NoHold}, {"set", "g", 70, NoHold}}, map[string]int64{"f": 60, "g": 70}, 0, false},
+		{"no hold beside a hold", []step{{"put", "h", 60, NoHold}, {"set", "i", 70, 65}}, map[string]int64{"h": 60, "i": 70}, 65, true},
+		{"reset from no hold to a hold", []step{{"set", "j", 60, NoHold}, {"set", "j", 80, 75}}, map[string]int64{"j": 80}, 75, true},
+		{"reset from a hold to no hold", []step{{"set", "k", 60, 55}, {"set", "k", 80, NoHold}}, map[string]int64{"k": 80}, 0, false},
+		{"clear a timer without hold", []step{{"put", "l", 60, NoHold}, {"clear", "l", 0, 0}}, map[string]int64{}, 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -237,6 +237,29 @@ type bundleState struct {
 	gc   map[string]bool // (key, window) given an expiry timer in this bundle
 }
 
+// firstWrite reports whether the bundle has yet to make sure the expiry
+// timer of c's key and window exists, and notes that it has now.
+func (h *bundleState) firstWrite(c state.Cell) bool {
+	id := string(c.Key) + "\x00" + string(c.Window)
+	if h.gc[id] {
+		return false
+	}
+	if h.gc == nil {
+		h.gc = map[string]bool{}
+	}
+	h.gc[id] = true
+	return true
+}
+
+// noteExpiryExists notes that a read found state in c: whoever wrote it
+// set the expiry timer of c's key and window (the timer clears the state
+// when it fires), so the bundle's writes there need not set it again.
+func (h *bundleState) noteExpiryExists(c state.Cell) {
+	if h.k != nil {
+		h.firstWrite(c)
+	}
+}
+
 // noteWrite makes sure the cell's window has an expiry timer.
 func (h *bundleState) noteWrite(c state.Cell) error {
 	if h.k == nil {
@@ -246,14 +269,9 @@ func (h *bundleState) noteWrite(c state.Cell) error {
 	if !ok {
 		return nil
 	}
-	id := string(c.Key) + "\x00" + string(c.Window)
-	if h.gc[id] {
+	if !h.firstWrite(c) {
 		return nil
 	}
-	if h.gc == nil {
-		h.gc = map[string]bool{}
-	}
-	h.gc[id] = true
 	// The fire time follows from the window: no earlier setting to replace.
 	return h.b.PutTimer(state.Timer{
 		TimerID: state.TimerID{KeyGroup: c.KeyGroup, Domain: gcDomain, Transform: gcTransform, Key: c.Key, Window: c.Window},
@@ -315,6 +333,9 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 		}
 		if err != nil {
 			break
+		}
+		if len(data) > 0 {
+			h.noteExpiryExists(cell)
 		}
 		return chunk(data, r.Get.GetContinuationToken())
 	case *fnpb.StateRequest_Append:

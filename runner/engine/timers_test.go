@@ -17,6 +17,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/timers"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/typex"
 	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/sdkharness"
 	"github.com/weir-runner/weir/state"
 )
@@ -407,4 +408,12 @@ func FuzzApplyTimer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNoHoldIsMaxTimestamp: the engine sets timers that hold nothing with
+// Beam's maximum timestamp, which the state package does not store as a hold.
+func TestNoHoldIsMaxTimestamp(t *testing.T) {
+	if wire.MaxTimestamp != state.NoHold {
+		t.Fatalf("wire.MaxTimestamp %d != state.NoHold %d", wire.MaxTimestamp, state.NoHold)
+	}
 }
