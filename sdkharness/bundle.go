@@ -13,6 +13,16 @@ type StateHandler interface {
 	HandleState(req *fnpb.StateRequest) *fnpb.StateResponse
 }
 
+// BagStateHandler is a StateHandler that also serves bag user state by
+// direct calls, without building protos: the in-process worker uses it for
+// the Go SDK's Value, Bag and Combining state.
+type BagStateHandler interface {
+	StateHandler
+	ReadBag(transform, stateID string, window, key []byte) ([]byte, error)
+	AppendBag(transform, stateID string, window, key, data []byte) error
+	ClearBag(transform, stateID string, window, key []byte) error
+}
+
 // TimerKey names a timer output stream of a bundle.
 type TimerKey struct{ Transform, Family string }
 

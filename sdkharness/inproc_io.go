@@ -225,15 +225,93 @@ func (s *localState) OpenIterable(_ context.Context, _ exec.StreamID, key []byte
 }
 
 func (s *localState) OpenBagUserStateReader(_ context.Context, id exec.StreamID, userStateID string, key, w []byte) (io.ReadCloser, error) {
+	if bh, ok := s.h.(BagStateHandler); ok {
+		return &bagReader{bagOp{s: s, h: bh, transform: id.PtransformID, stateID: userStateID, window: w, key: key}, nil, false}, nil
+	}
 	return s.reader(bagKey(id, userStateID, key, w)), nil
 }
 
 func (s *localState) OpenBagUserStateAppender(_ context.Context, id exec.StreamID, userStateID string, key, w []byte) (io.Writer, error) {
+	if bh, ok := s.h.(BagStateHandler); ok {
+		return &bagWriter{bagOp{s: s, h: bh, transform: id.PtransformID, stateID: userStateID, window: w, key: key}, false}, nil
+	}
 	return s.writer(bagKey(id, userStateID, key, w), false), nil
 }
 
 func (s *localState) OpenBagUserStateClearer(_ context.Context, id exec.StreamID, userStateID string, key, w []byte) (io.Writer, error) {
+	if bh, ok := s.h.(BagStateHandler); ok {
+		return &bagWriter{bagOp{s: s, h: bh, transform: id.PtransformID, stateID: userStateID, window: w, key: key}, true}, nil
+	}
 	return s.writer(bagKey(id, userStateID, key, w), true), nil
+}
+
+// bagOp is one bag state cell of an in-process bundle whose handler
+// serves bags by direct calls.
+type bagOp struct {
+	s                  *localState
+	h                  BagStateHandler
+	transform, stateID string
+	window, key        []byte
+}
+
+// do runs op unless the bundle has ended.
+func (b *bagOp) do(op func() error) error {
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	if b.s.ended {
+		return fmt.Errorf("state request for ended bundle %q", b.s.inst)
+	}
+	if err := op(); err != nil {
+		return fmt.Errorf("state %s of %s on bundle %q: %w", b.stateID, b.transform, b.s.inst, err)
+	}
+	return nil
+}
+
+// bagReader reads a whole bag on its first Read.
+type bagReader struct {
+	bagOp
+	buf  []byte
+	read bool
+}
+
+func (r *bagReader) Read(p []byte) (int, error) {
+	if !r.read {
+		err := r.do(func() (err error) {
+			r.buf, err = r.h.ReadBag(r.transform, r.stateID, r.window, r.key)
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+		r.read = true
+	}
+	if len(r.buf) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *bagReader) Close() error { return nil }
+
+// bagWriter appends each Write to the bag, or clears it on each Write.
+type bagWriter struct {
+	bagOp
+	clear bool
+}
+
+func (w *bagWriter) Write(p []byte) (int, error) {
+	err := w.do(func() error {
+		if w.clear {
+			return w.h.ClearBag(w.transform, w.stateID, w.window, w.key)
+		}
+		return w.h.AppendBag(w.transform, w.stateID, w.window, w.key, bytes.Clone(p))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func (s *localState) OpenMultimapUserStateReader(_ context.Context, id exec.StreamID, userStateID string, key, w, mk []byte) (io.ReadCloser, error) {

@@ -279,6 +279,57 @@ func (h *bundleState) noteWrite(c state.Cell) error {
 	})
 }
 
+// bagCell returns the cell of a bag state request, or an error if the
+// bundle has no keyed state.
+func (h *bundleState) bagCell(transform, stateID string, window, key []byte) (state.Cell, error) {
+	if h.b == nil {
+		return state.Cell{}, fmt.Errorf("user state request outside a stateful bundle")
+	}
+	c := state.Cell{Transform: transform, StateID: stateID, Window: window, Key: key}
+	c.KeyGroup = state.KeyGroup(key, h.maxP)
+	return c, nil
+}
+
+// ReadBag, AppendBag and ClearBag serve bag state (Value, Bag and
+// Combining state in the Go SDK) as HandleState does, without protos: the
+// in-process worker calls them (sdkharness.BagStateHandler).
+func (h *bundleState) ReadBag(transform, stateID string, window, key []byte) ([]byte, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c, err := h.bagCell(transform, stateID, window, key)
+	if err != nil {
+		return nil, err
+	}
+	data, err := h.b.ReadBag(c)
+	if err == nil && len(data) > 0 {
+		h.noteExpiryExists(c)
+	}
+	return data, err
+}
+
+func (h *bundleState) AppendBag(transform, stateID string, window, key, data []byte) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c, err := h.bagCell(transform, stateID, window, key)
+	if err != nil {
+		return err
+	}
+	if err := h.noteWrite(c); err != nil {
+		return err
+	}
+	return h.b.AppendBag(c, data)
+}
+
+func (h *bundleState) ClearBag(transform, stateID string, window, key []byte) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c, err := h.bagCell(transform, stateID, window, key)
+	if err != nil {
+		return err
+	}
+	return h.b.ClearBag(c)
+}
+
 func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 	h.mu.Lock()
 	defer h.mu.Unlock()
