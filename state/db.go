@@ -80,6 +80,9 @@ type DB struct {
 	dir    string
 	log    *pebbleLogger
 	closed atomic.Bool
+	// lastSized is the size of the batch last committed by a bundle from
+	// NewBundleSized, the size the next one starts with.
+	lastSized atomic.Int64
 }
 
 // Open opens (creating if needed) the Pebble database in o.Dir.

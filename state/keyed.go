@@ -31,6 +31,8 @@ type Cell struct {
 }
 
 func (c Cell) prefix(space byte) []byte {
+	// Room for every byte escaped, the components' terminators and a
+	// sequence suffix: built once, never grown.
 	b := make([]byte, 0, 16+len(c.Transform)+len(c.StateID)+len(c.Window)+len(c.Key))
 	b = binary.BigEndian.AppendUint16(b, uint16(c.KeyGroup))
 	b = append(b, space)
@@ -62,7 +64,8 @@ type Bundle struct {
 	// last is the keys the last whole scan found, while the batch is
 	// unchanged: a value-state write clears the cell it has just read, and
 	// the clear need not seek again.
-	last lastScan
+	last  lastScan
+	sized bool // from NewBundleSized
 }
 
 type lastScan struct {
@@ -93,11 +96,28 @@ func (d *DB) NewBundle() *Bundle {
 	return &Bundle{db: d, b: d.pdb.NewIndexedBatch()}
 }
 
+// maxSizedBatch caps the batch NewBundleSized starts with.
+const maxSizedBatch = 16 << 20
+
+// NewBundleSized starts a bundle of a series that write about as much
+// each (the bundles of one subtask): its batch starts at the size of the
+// last one committed, instead of growing from empty by doubling, which
+// allocated and copied each bundle's writes about twice over.
+func (d *DB) NewBundleSized() *Bundle {
+	if n := d.lastSized.Load(); n > 0 {
+		return &Bundle{db: d, b: d.pdb.NewIndexedBatchWithSize(int(min(n, maxSizedBatch))), sized: true}
+	}
+	return &Bundle{db: d, b: d.pdb.NewIndexedBatch(), sized: true}
+}
+
 // Commit makes the bundle's writes durable in the DB (up to the next
 // checkpoint: the WAL is off).
 func (b *Bundle) Commit() error {
 	b.closeIter()
 	defer b.b.Close()
+	if b.sized {
+		b.db.lastSized.Store(int64(b.b.Len()))
+	}
 	if err := b.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("committing bundle state: %w", err)
 	}

@@ -54,3 +54,37 @@ func TestClearAfterRead(t *testing.T) {
 		})
 	}
 }
+
+// TestSizedBundles: bundles from NewBundleSized (whose batch starts at the
+// size of the last one committed) read their own writes and commit them
+// like any bundle, and a discarded one leaves nothing.
+func TestSizedBundles(t *testing.T) {
+	d := openTest(t, Options{})
+	c := Cell{KeyGroup: 1, Transform: "t", StateID: "s", Window: []byte("w"), Key: []byte("k")}
+	for i, v := range []string{"a", "bb", "ccc"} {
+		b := d.NewBundleSized()
+		if err := b.AppendBag(c, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.ReadBag(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"a", "abb", "abbccc"}[i]; string(got) != want {
+			t.Fatalf("bundle %d reads %q, want %q", i, got, want)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := d.NewBundleSized()
+	if err := b.ClearBag(c); err != nil {
+		t.Fatal(err)
+	}
+	b.Discard()
+	r := d.NewBundle()
+	defer r.Discard()
+	if got, err := r.ReadBag(c); err != nil || string(got) != "abbccc" {
+		t.Fatalf("after a discarded clear: %q, %v", got, err)
+	}
+}

@@ -235,19 +235,20 @@ type bundleState struct {
 	maxP int
 	k    *keyed          // for window expiry; nil: no expiry timers
 	gc   map[string]bool // (key, window) given an expiry timer in this bundle
+	id   []byte          // firstWrite's buffer
 }
 
 // firstWrite reports whether the bundle has yet to make sure the expiry
 // timer of c's key and window exists, and notes that it has now.
 func (h *bundleState) firstWrite(c state.Cell) bool {
-	id := string(c.Key) + "\x00" + string(c.Window)
-	if h.gc[id] {
+	h.id = append(append(append(h.id[:0], c.Key...), 0), c.Window...)
+	if h.gc[string(h.id)] { // no allocation for the lookup
 		return false
 	}
 	if h.gc == nil {
 		h.gc = map[string]bool{}
 	}
-	h.gc[id] = true
+	h.gc[string(h.id)] = true
 	return true
 }
 

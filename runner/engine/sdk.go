@@ -715,7 +715,7 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 		}
 		return res, nil, err
 	}
-	b := t.keyed.db.NewBundle()
+	b := t.keyed.db.NewBundleSized()
 	committed := false
 	defer func() {
 		if !committed {
