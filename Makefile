@@ -3,7 +3,7 @@
 #   make build        bin/weir
 #   make run          wordcount example on the shipped sample text, embedded (--runner=weir)
 #   make test         go vet, go test (the runner's tests twice: Fn API and in-process workers),
-#                     go test -race (runner, state), then conformance
+#                     go test -race (runner and state; the runner's tests both ways), then conformance
 #   make conformance  Beam's Go suites against `bin/weir serve` (conformance/cmd/conform)
 #   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench), then the
 #                     stateful benchmark on weir and prism, then weir without and with a checkpoint
@@ -64,6 +64,7 @@ unit:
 race:
 ifneq ($(RACE_PKGS),)
 	$(GO) test -race -short $(RACE_PKGS)
+	WEIR_TEST_INPROCESS=1 $(GO) test -race -short ./runner/
 else
 	@echo "race: no runner/ or state/ packages yet"
 endif

@@ -6,6 +6,13 @@
 // and the Worker handle the engine uses to register descriptors, run
 // bundles, split them and finalize them.
 //
+// A Worker may also run in this process (StartInProcess, what
+// --runner=weir uses): the pipeline's code is linked into the binary, so
+// bundles run through the Go SDK's own execution package (exec), the same
+// code a harness runs, with input, output and timers handed over as byte
+// slices and state requests made as function calls. The engine sees the
+// same Worker either way.
+//
 // A Worker never panics on a gRPC error: when a harness goes away every
 // bundle in flight on it fails with an error naming the worker, and the
 // engine decides whether to retry on a new worker.
