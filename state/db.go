@@ -83,6 +83,9 @@ type DB struct {
 	// lastSized is the size of the batch last committed by a bundle from
 	// NewBundleSized, the size the next one starts with.
 	lastSized atomic.Int64
+	// written knows which bag cells and timers were never written; nil
+	// unless the DB was created empty (see written.go).
+	written *written
 }
 
 // Open opens (creating if needed) the Pebble database in o.Dir.
@@ -90,6 +93,7 @@ func Open(o Options) (*DB, error) {
 	if o.Dir == "" {
 		return nil, errors.New("state: open db: Options.Dir is empty")
 	}
+	fresh := !o.MustExist && emptyDir(o.Dir)
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state: open db: create dir: %w", err)
 	}
@@ -144,7 +148,11 @@ func Open(o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open pebble db %s: %w", o.Dir, err)
 	}
-	return &DB{pdb: pdb, dir: o.Dir, log: lg}, nil
+	d := &DB{pdb: pdb, dir: o.Dir, log: lg}
+	if fresh {
+		d.written = newWritten()
+	}
+	return d, nil
 }
 
 // Checkpoint writes a consistent copy of the database to dir, which must not

@@ -203,6 +203,9 @@ func seqSuffix(p []byte) []byte {
 // ReadBag returns the concatenation of everything appended to a bag cell.
 func (b *Bundle) ReadBag(c Cell) ([]byte, error) {
 	p := c.prefix(spaceBag)
+	if b.db.written.never(p) {
+		return nil, nil
+	}
 	var out []byte
 	err := b.scan(p, prefixEnd(p), func(_, v []byte) error { out = append(out, v...); return nil })
 	return out, err
@@ -210,7 +213,9 @@ func (b *Bundle) ReadBag(c Cell) ([]byte, error) {
 
 // AppendBag appends encoded values to a bag cell.
 func (b *Bundle) AppendBag(c Cell, data []byte) error {
-	if err := b.b.Set(seqSuffix(c.prefix(spaceBag)), data, nil); err != nil {
+	p := c.prefix(spaceBag)
+	b.db.written.add(p)
+	if err := b.b.Set(seqSuffix(p), data, nil); err != nil {
 		return fmt.Errorf("appending to state %s: %w", c.StateID, err)
 	}
 	return nil
@@ -219,6 +224,9 @@ func (b *Bundle) AppendBag(c Cell, data []byte) error {
 // ClearBag empties a bag cell.
 func (b *Bundle) ClearBag(c Cell) error {
 	p := c.prefix(spaceBag)
+	if b.db.written.never(p) {
+		return nil
+	}
 	if err := b.deleteRange(p, prefixEnd(p)); err != nil {
 		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
 	}

@@ -64,6 +64,9 @@ func indexKey(kg int, fire int64, id TimerID) []byte {
 // ClearTimer removes a timer if it is set.
 func (b *Bundle) ClearTimer(id TimerID) error {
 	rk := id.revKey()
+	if b.db.written.never(rk) {
+		return nil
+	}
 	v, closer, err := b.b.Get(rk)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil
@@ -91,6 +94,35 @@ func (b *Bundle) ClearTimer(id TimerID) error {
 	return nil
 }
 
+// PutFixedTimer writes a timer whose ID fixes its fire time and that
+// holds nothing (t.Hold is NoHold), such as a window's expiry timer: only
+// its index entry, since it is never replaced at another time and so
+// never looked up. Setting it twice is one timer. Clear it with
+// ClearDueTimer, never ClearTimer.
+func (b *Bundle) PutFixedTimer(t Timer) error {
+	if t.Hold < NoHold {
+		return fmt.Errorf("fixed timer %s/%s holds %d: fixed timers hold nothing", t.Transform, t.Family, t.Hold)
+	}
+	if err := b.b.Set(indexKey(t.KeyGroup, t.Fire, t.TimerID), t.Encoded, nil); err != nil {
+		return fmt.Errorf("setting timer: %w", err)
+	}
+	return nil
+}
+
+// ClearDueTimer removes a fixed timer (PutFixedTimer) that DueTimersIn
+// returned. It also deletes the lookup entry that PutTimer wrote for such
+// timers before they were fixed, which state restored from older
+// checkpoints may still hold.
+func (b *Bundle) ClearDueTimer(t Timer) error {
+	if err := b.b.Delete(indexKey(t.KeyGroup, t.Fire, t.TimerID), nil); err != nil {
+		return fmt.Errorf("clearing timer: %w", err)
+	}
+	if err := b.b.Delete(t.revKey(), nil); err != nil {
+		return fmt.Errorf("clearing timer: %w", err)
+	}
+	return nil
+}
+
 // SetTimer sets (or replaces) a timer.
 func (b *Bundle) SetTimer(t Timer) error {
 	if err := b.ClearTimer(t.TimerID); err != nil {
@@ -107,7 +139,9 @@ func (b *Bundle) PutTimer(t Timer) error {
 	if err := b.b.Set(indexKey(t.KeyGroup, t.Fire, t.TimerID), t.Encoded, nil); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
-	if err := b.b.Set(t.revKey(), appendTimestamp(appendTimestamp(nil, t.Fire), t.Hold), nil); err != nil {
+	rk := t.revKey()
+	b.db.written.add(rk)
+	if err := b.b.Set(rk, appendTimestamp(appendTimestamp(nil, t.Fire), t.Hold), nil); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
 	if t.Hold < NoHold {

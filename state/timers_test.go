@@ -79,3 +79,34 @@ func TestTimersSetPutClear(t *testing.T) {
 		})
 	}
 }
+
+// TestFixedTimers: a fixed timer (an expiry timer) is due like any timer,
+// holds nothing, is one timer however often it is put, refuses a hold,
+// and is gone once cleared as due.
+func TestFixedTimers(t *testing.T) {
+	d := openTest(t, Options{})
+	b := d.NewBundle()
+	defer b.Discard()
+	tm := Timer{TimerID: TimerID{KeyGroup: 1, Domain: 8, Transform: "gc", Key: []byte("k"), Window: []byte("w")}, Fire: 50, Hold: NoHold}
+	for range 2 {
+		if err := b.PutFixedTimer(tm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.PutFixedTimer(Timer{TimerID: tm.TimerID, Fire: 50, Hold: 40}); err == nil {
+		t.Error("a fixed timer with a hold was accepted")
+	}
+	due, err := b.DueTimersIn(8, 0, 4, 100, 10)
+	if err != nil || len(due) != 1 || due[0].Fire != 50 {
+		t.Fatalf("due %v, %v; want the one timer at 50", due, err)
+	}
+	if _, found, err := b.MinHold(0, 4); err != nil || found {
+		t.Errorf("a fixed timer holds the watermark (found %v, %v)", found, err)
+	}
+	if err := b.ClearDueTimer(due[0]); err != nil {
+		t.Fatal(err)
+	}
+	if due, err := b.DueTimersIn(8, 0, 4, 100, 10); err != nil || len(due) != 0 {
+		t.Errorf("after ClearDueTimer: due %v, %v", due, err)
+	}
+}

@@ -60,7 +60,7 @@ func (k *keyed) expire(b *state.Bundle, tm state.Timer) error {
 			}
 		}
 	}
-	return b.ClearTimer(tm.TimerID)
+	return b.ClearDueTimer(tm)
 }
 
 type timerCoder struct {
@@ -274,7 +274,7 @@ func (h *bundleState) noteWrite(c state.Cell) error {
 		return nil
 	}
 	// The fire time follows from the window: no earlier setting to replace.
-	return h.b.PutTimer(state.Timer{
+	return h.b.PutFixedTimer(state.Timer{
 		TimerID: state.TimerID{KeyGroup: c.KeyGroup, Domain: gcDomain, Transform: gcTransform, Key: c.Key, Window: c.Window},
 		Fire:    at, Hold: wire.MaxTimestamp,
 	})
