@@ -182,6 +182,32 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, e
 	return &Result{InstructionID: instID, Outputs: b.outputs, Timers: b.timers, Response: b.resp}, nil
 }
 
+// OutputBytes returns how many bytes of data output bundle instID has
+// produced so far (0 once it has ended), so that a caller can end a
+// bundle whose output grows large.
+func (w *Worker) OutputBytes(instID string) int64 {
+	if w.local != nil {
+		w.local.mu.Lock()
+		run := w.local.running[instID]
+		w.local.mu.Unlock()
+		if run == nil {
+			return 0
+		}
+		return run.data.written.Load()
+	}
+	b := w.bundle(instID)
+	if b == nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n int64
+	for _, o := range b.outputs {
+		n += int64(len(o))
+	}
+	return n
+}
+
 // BundleError is a failure reported by the SDK (user code or harness).
 type BundleError struct {
 	Worker, Instruction, Message string

@@ -51,6 +51,7 @@ type local struct {
 type running struct {
 	mu   sync.Mutex
 	plan *exec.Plan
+	data *localData
 	done bool
 }
 
@@ -126,7 +127,8 @@ func (w *Worker) processLocal(ctx context.Context, spec BundleSpec) (*Result, er
 	if err != nil {
 		return nil, &BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()}
 	}
-	run := &running{plan: p}
+	data := newLocalData(spec)
+	run := &running{plan: p, data: data}
 	l.mu.Lock()
 	l.running[instID] = run
 	l.mu.Unlock()
@@ -134,7 +136,6 @@ func (w *Worker) processLocal(ctx context.Context, spec BundleSpec) (*Result, er
 		spec.Started(instID)
 	}
 
-	data := newLocalData(spec)
 	st := &localState{inst: instID, h: spec.State}
 	bctx := metrics.SetBundleID(ctx, instID)
 	type outcome struct {

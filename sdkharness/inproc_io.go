@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
@@ -20,7 +21,8 @@ import (
 // localData is an in-process bundle's data channel: its input is the
 // spec's, and what the plan writes is kept per sink and timer stream.
 type localData struct {
-	spec BundleSpec
+	spec    BundleSpec
+	written atomic.Int64 // bytes written to data sinks so far
 
 	mu      sync.Mutex
 	sent    map[TimerKey]bool
@@ -65,7 +67,7 @@ func (d *localData) OpenWrite(_ context.Context, id exec.StreamID) (io.WriteClos
 		b = &bytes.Buffer{}
 		d.sinks[id.PtransformID] = b
 	}
-	return nopCloser{b}, nil
+	return countingWriter{b, &d.written}, nil
 }
 
 func (d *localData) OpenTimerWrite(_ context.Context, id exec.StreamID, family string) (io.WriteCloser, error) {
@@ -98,6 +100,19 @@ func written[K comparable](bufs map[K]*bytes.Buffer) map[K][]byte {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// countingWriter counts what it writes, for OutputBytes.
+type countingWriter struct {
+	w *bytes.Buffer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return c.w.Write(p)
+}
+
+func (countingWriter) Close() error { return nil }
 
 // localState is an in-process bundle's state channel: each read, append
 // and clear is a StateRequest handed straight to the bundle's handler.

@@ -320,6 +320,11 @@ const (
 	// checkpointed (split at fraction 0), so its outputs flow downstream
 	// and retries stay small.
 	bundleTime = 500 * time.Millisecond
+	// maxBundleOutput ends a splittable bundle earlier, once its output
+	// reaches this many bytes: a bundle's output is held in memory until
+	// it ends, and a fast source (a generator run in process) emits
+	// hundreds of megabytes in bundleTime.
+	maxBundleOutput = 4 << 20
 )
 
 func (s *splitter) residuals() [][]byte {
@@ -405,7 +410,7 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 		}
 		if draining {
 			share = false
-		} else if !share && time.Since(start) < bundleTime {
+		} else if !share && time.Since(start) < bundleTime && s.w.OutputBytes(inst) < maxBundleOutput {
 			continue
 		}
 		fraction := 0.5
