@@ -193,7 +193,9 @@ func (d *DB) Err() error {
 }
 
 // Pebble returns the underlying database: the escape hatch for checkpoint,
-// restore and rescale code.
+// restore and rescale code. Bag cells and timers written through it
+// bypass the filter of written keys (written.go): they may be read back
+// as absent from a DB created empty.
 func (d *DB) Pebble() *pebble.DB { return d.pdb }
 
 // Dir returns the directory of the database.

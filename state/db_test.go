@@ -188,3 +188,34 @@ func TestOpenMustExist(t *testing.T) {
 	}
 	d.Close()
 }
+
+// TestForeignFileInDBDir: Pebble opens a directory that also holds a file
+// of its own (a restored checkpoint's pending input sits beside the DB's
+// files until the subtask reads it).
+func TestForeignFileInDBDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	d := openTest(t, Options{Dir: dir})
+	b := d.NewBundle()
+	c := Cell{KeyGroup: 1, Transform: "t", StateID: "s", Window: []byte("w"), Key: []byte("k")}
+	if err := b.AppendBag(c, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Pebble().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "weir-pending-input"), []byte{1, 'x'}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d2 := openTest(t, Options{Dir: dir, MustExist: true})
+	r := d2.NewBundle()
+	defer r.Discard()
+	if got, err := r.ReadBag(c); err != nil || string(got) != "v" {
+		t.Fatalf("read %q, %v; want v", got, err)
+	}
+}

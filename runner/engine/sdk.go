@@ -368,6 +368,17 @@ func (t *sdkTask) leftFinalizations() []finalization { return t.finalize }
 func (t *sdkTask) restore(st *taskState) error {
 	now := t.e.now()
 	t.addPending(st.Pending...)
+	if st.PendingFile != "" {
+		db := t.stateDB()
+		if db == nil {
+			return fmt.Errorf("%s: the checkpoint has a pending input file, the stage no state", t.name())
+		}
+		chunks, err := readPending(db.Dir(), st.PendingFile)
+		if err != nil {
+			return fmt.Errorf("%s: restoring pending input: %w", t.name(), err)
+		}
+		t.addPending(chunks...)
+	}
 	for _, d := range st.Delayed {
 		t.delayed = append(t.delayed, residual{data: d.Data, wm: d.WM, readyAt: now.Add(time.Duration(d.DelayMS) * time.Millisecond)})
 	}

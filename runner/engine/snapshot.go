@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -16,12 +18,15 @@ import (
 // state: what it holds in memory. For a splittable stage, Pending and
 // Delayed are the source's position: its residual restrictions.
 type taskState struct {
-	Pending [][]byte       `json:"pending,omitempty"` // input not run yet
-	Delayed []delayedState `json:"delayed,omitempty"` // deferred residuals
-	Sides   [][][]byte     `json:"sides,omitempty"`   // side inputs as received (read from older checkpoints only: they live in Pebble now)
-	InWM    int64          `json:"in_wm,omitempty"`   // input watermark acted on
-	Fired   int64          `json:"fired,omitempty"`   // GroupByKey: windows fired up to
-	Dropped int64          `json:"dropped,omitempty"` // late or expired input dropped
+	Pending [][]byte `json:"pending,omitempty"` // input not run yet
+	// PendingFile names the file of the subtask's checkpoint directory
+	// that holds its pending input instead (when it has a state DB).
+	PendingFile string         `json:"pending_file,omitempty"`
+	Delayed     []delayedState `json:"delayed,omitempty"` // deferred residuals
+	Sides       [][][]byte     `json:"sides,omitempty"`   // side inputs as received (read from older checkpoints only: they live in Pebble now)
+	InWM        int64          `json:"in_wm,omitempty"`   // input watermark acted on
+	Fired       int64          `json:"fired,omitempty"`   // GroupByKey: windows fired up to
+	Dropped     int64          `json:"dropped,omitempty"` // late or expired input dropped
 }
 
 type delayedState struct {
@@ -64,16 +69,26 @@ func (s *subtask) snapshot(ctx context.Context, chk int64, db *state.DB, st *tas
 	if err := c.fault(FaultSnapshot, chk); err != nil {
 		return fmt.Errorf("%s: snapshot for checkpoint %d: %w", s.name(), chk, err)
 	}
-	blob, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("%s: encoding state for checkpoint %d: %w", s.name(), chk, err)
-	}
 	dir := ""
 	if db != nil {
 		dir = filepath.Join(s.e.ckDir, fmt.Sprintf("%d-%s-%d", chk, s.stage.ID, s.index))
 		if err := db.Checkpoint(dir); err != nil {
 			return fmt.Errorf("%s: checkpoint %d: %w", s.name(), chk, err)
 		}
+		if len(st.Pending) > 0 {
+			// Input the barrier overtook can be tens of MB: a file of
+			// the upload, not base64 in the metadata.
+			if err := writePending(filepath.Join(dir, pendingFile), st.Pending); err != nil {
+				return fmt.Errorf("%s: checkpoint %d: %w", s.name(), chk, err)
+			}
+			cp := *st
+			cp.Pending, cp.PendingFile = nil, pendingFile
+			st = &cp
+		}
+	}
+	blob, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("%s: encoding state for checkpoint %d: %w", s.name(), chk, err)
 	}
 	s.snapped = chk
 	c.snapshot(chk, s.ckID(), blob, dir, fin)
@@ -116,4 +131,56 @@ func (t *finishedTask) run(ctx context.Context) error {
 		t.ports[m.port].observe(m)
 	}
 	return t.out.control(ctx, msgEOI, wire.MaxTimestamp)
+}
+
+// pendingFile holds, in a stateful subtask's checkpoint directory, the
+// input it had taken in but not run: each chunk as a uvarint length and
+// its bytes.
+const pendingFile = "weir-pending-input"
+
+func writePending(path string, chunks [][]byte) error {
+	var b []byte
+	for _, c := range chunks {
+		b = binary.AppendUvarint(b, uint64(len(c)))
+		b = append(b, c...)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("writing pending input: %w", err)
+	}
+	return nil
+}
+
+// decodePending reads the chunks writePending wrote.
+func decodePending(b []byte) ([][]byte, error) {
+	var out [][]byte
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return nil, fmt.Errorf("malformed pending input: chunk %d has a bad length", len(out))
+		}
+		out = append(out, b[k:k+int(n)])
+		b = b[k+int(n):]
+	}
+	return out, nil
+}
+
+// readPending reads the pending input file a restored subtask's state
+// directory holds, and removes it (the DB does not need it).
+func readPending(dir, name string) ([][]byte, error) {
+	if name != pendingFile {
+		return nil, fmt.Errorf("checkpoint names pending input file %q; want %q", name, pendingFile)
+	}
+	path := filepath.Join(dir, name)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading pending input: %w", err)
+	}
+	chunks, err := decodePending(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return nil, fmt.Errorf("removing %s: %w", path, err)
+	}
+	return chunks, nil
 }
