@@ -183,12 +183,15 @@ func init() { register.Function1x0(collectLine) }
 // two subtasks per stage: one source subtask has the shard, the other
 // none. Windows and event-time timers must fire while the job runs, not
 // only when it is drained (the idle source subtask forwards its busy
-// sibling's watermark).
+// sibling's watermark). The server runs the SDK code in this process, as
+// --runner=weir does, so the drain (SDF truncation) goes through the
+// in-process worker; `weir serve` drains over the Fn API in Beam's
+// TestDrain.
 func TestFiresBeforeDrain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a streaming job for seconds")
 	}
-	srv, err := weir.Start(weir.Config{Parallelism: 2, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	srv, err := weir.Start(weir.Config{Parallelism: 2, InProcess: true, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
