@@ -31,8 +31,6 @@ type Cell struct {
 }
 
 func (c Cell) prefix(space byte) []byte {
-	// Room for every byte escaped, the components' terminators and a
-	// sequence suffix: built once, never grown.
 	b := make([]byte, 0, 16+len(c.Transform)+len(c.StateID)+len(c.Window)+len(c.Key))
 	b = binary.BigEndian.AppendUint16(b, uint16(c.KeyGroup))
 	b = append(b, space)
