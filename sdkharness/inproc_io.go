@@ -62,24 +62,23 @@ func (d *localData) OpenElementChan(_ context.Context, id exec.StreamID, expecte
 func (d *localData) OpenWrite(_ context.Context, id exec.StreamID) (io.WriteCloser, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	b := d.sinks[id.PtransformID]
-	if b == nil {
-		b = &bytes.Buffer{}
-		d.sinks[id.PtransformID] = b
-	}
-	return countingWriter{b, &d.written}, nil
+	return countingWriter{bufferFor(d.sinks, id.PtransformID), &d.written}, nil
 }
 
 func (d *localData) OpenTimerWrite(_ context.Context, id exec.StreamID, family string) (io.WriteCloser, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	k := TimerKey{Transform: id.PtransformID, Family: family}
-	b := d.timerWs[k]
+	return nopCloser{bufferFor(d.timerWs, TimerKey{Transform: id.PtransformID, Family: family})}, nil
+}
+
+// bufferFor returns bufs[k], adding an empty buffer if there is none.
+func bufferFor[K comparable](bufs map[K]*bytes.Buffer, k K) *bytes.Buffer {
+	b := bufs[k]
 	if b == nil {
 		b = &bytes.Buffer{}
-		d.timerWs[k] = b
+		bufs[k] = b
 	}
-	return nopCloser{b}, nil
+	return b
 }
 
 func (d *localData) outputs() map[string][]byte { return written(d.sinks) }
@@ -132,21 +131,33 @@ func (s *localState) end() {
 	s.mu.Unlock()
 }
 
-var errNoState = errors.New("bundle has no state")
-
-func (s *localState) call(req *fnpb.StateRequest) (*fnpb.StateResponse, error) {
+// do runs op unless the bundle has ended; requests are served one at a
+// time, and none after end.
+func (s *localState) do(op func() error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
-		return nil, fmt.Errorf("state request for ended bundle %q", s.inst)
+		return fmt.Errorf("state request for ended bundle %q", s.inst)
 	}
-	if s.h == nil {
-		return nil, fmt.Errorf("bundle %q: %w", s.inst, errNoState)
-	}
-	req.InstructionId = s.inst
-	resp := s.h.HandleState(req)
-	if msg := resp.GetError(); msg != "" {
-		return nil, fmt.Errorf("state request on bundle %q: %s", s.inst, msg)
+	return op()
+}
+
+var errNoState = errors.New("bundle has no state")
+
+func (s *localState) call(req *fnpb.StateRequest) (resp *fnpb.StateResponse, err error) {
+	err = s.do(func() error {
+		if s.h == nil {
+			return fmt.Errorf("bundle %q: %w", s.inst, errNoState)
+		}
+		req.InstructionId = s.inst
+		resp = s.h.HandleState(req)
+		if msg := resp.GetError(); msg != "" {
+			return fmt.Errorf("state request on bundle %q: %s", s.inst, msg)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return resp, nil
 }
@@ -240,24 +251,31 @@ func (s *localState) OpenIterable(_ context.Context, _ exec.StreamID, key []byte
 }
 
 func (s *localState) OpenBagUserStateReader(_ context.Context, id exec.StreamID, userStateID string, key, w []byte) (io.ReadCloser, error) {
-	if bh, ok := s.h.(BagStateHandler); ok {
-		return &bagReader{bagOp{s: s, h: bh, transform: id.PtransformID, stateID: userStateID, window: w, key: key}, nil, false}, nil
+	if op, ok := s.bag(id, userStateID, key, w); ok {
+		return &bagReader{bagOp: op}, nil
 	}
 	return s.reader(bagKey(id, userStateID, key, w)), nil
 }
 
 func (s *localState) OpenBagUserStateAppender(_ context.Context, id exec.StreamID, userStateID string, key, w []byte) (io.Writer, error) {
-	if bh, ok := s.h.(BagStateHandler); ok {
-		return &bagWriter{bagOp{s: s, h: bh, transform: id.PtransformID, stateID: userStateID, window: w, key: key}, false}, nil
+	if op, ok := s.bag(id, userStateID, key, w); ok {
+		return &bagWriter{bagOp: op}, nil
 	}
 	return s.writer(bagKey(id, userStateID, key, w), false), nil
 }
 
 func (s *localState) OpenBagUserStateClearer(_ context.Context, id exec.StreamID, userStateID string, key, w []byte) (io.Writer, error) {
-	if bh, ok := s.h.(BagStateHandler); ok {
-		return &bagWriter{bagOp{s: s, h: bh, transform: id.PtransformID, stateID: userStateID, window: w, key: key}, true}, nil
+	if op, ok := s.bag(id, userStateID, key, w); ok {
+		return &bagWriter{bagOp: op, clear: true}, nil
 	}
 	return s.writer(bagKey(id, userStateID, key, w), true), nil
+}
+
+// bag returns the bag cell's direct-call operations, if the bundle's
+// handler serves bags by direct calls.
+func (s *localState) bag(id exec.StreamID, userStateID string, key, w []byte) (bagOp, bool) {
+	bh, ok := s.h.(BagStateHandler)
+	return bagOp{s: s, h: bh, transform: id.PtransformID, stateID: userStateID, window: w, key: key}, ok
 }
 
 // bagOp is one bag state cell of an in-process bundle whose handler
@@ -269,17 +287,14 @@ type bagOp struct {
 	window, key        []byte
 }
 
-// do runs op unless the bundle has ended.
+// do runs op unless the bundle has ended, naming the cell in its error.
 func (b *bagOp) do(op func() error) error {
-	b.s.mu.Lock()
-	defer b.s.mu.Unlock()
-	if b.s.ended {
-		return fmt.Errorf("state request for ended bundle %q", b.s.inst)
-	}
-	if err := op(); err != nil {
-		return fmt.Errorf("state %s of %s on bundle %q: %w", b.stateID, b.transform, b.s.inst, err)
-	}
-	return nil
+	return b.s.do(func() error {
+		if err := op(); err != nil {
+			return fmt.Errorf("state %s of %s on bundle %q: %w", b.stateID, b.transform, b.s.inst, err)
+		}
+		return nil
+	})
 }
 
 // bagReader reads a whole bag on its first Read.
