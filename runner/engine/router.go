@@ -57,9 +57,7 @@ const maxMsgBytes = 1 << 20
 func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) error {
 	n := len(t.inboxes)
 	send := func(i int, p []byte) error {
-		m := msg{kind: msgData, port: t.port, sender: r.sender, data: p}
-		r.quiet.sent(m)
-		return t.inboxes[i].send(ctx, m)
+		return r.send(ctx, t.inboxes[i], msg{kind: msgData, port: t.port, sender: r.sender, data: p})
 	}
 	switch {
 	case t.part == plan.Broadcast:
@@ -149,12 +147,17 @@ func (r *router) broadcast(ctx context.Context, m msg) error {
 		for _, t := range o.targets {
 			m.port = t.port
 			for _, in := range t.inboxes {
-				r.quiet.sent(m)
-				if err := in.send(ctx, m); err != nil {
+				if err := r.send(ctx, in, m); err != nil {
 					return err
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// send puts m in a consumer's inbox, counting it in a TestStream job.
+func (r *router) send(ctx context.Context, in inbox, m msg) error {
+	r.quiet.sent(m)
+	return in.send(ctx, m)
 }
