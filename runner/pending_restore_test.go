@@ -32,6 +32,22 @@ func init() { register.Function2x0(slowKey) }
 // the last one, and the counts must be exact: the overtaken input ran
 // once, after the restore.
 func TestRestoreOvertakenInput(t *testing.T) {
+	// Whether a checkpoint completes before the job ends depends on the
+	// machine's load (the keyed stage's bundles are long); a run where none
+	// did tests no restore, so the job runs again, up to three times.
+	for attempt := 1; attempt <= 3; attempt++ {
+		if restoreOvertakenInput(t) {
+			return
+		}
+		t.Logf("attempt %d: no checkpoint completed before the job ended; running it again", attempt)
+	}
+	t.Skip("no run completed a checkpoint before it ended (a loaded machine): no restore was tested")
+}
+
+// restoreOvertakenInput runs the job once; it reports whether the fault
+// fired (and so a restore was tested), and fails t if the job failed or
+// did not restart after the fault.
+func restoreOvertakenInput(t *testing.T) bool {
 	const n, keys = 8000, 20
 	var completed, restarts atomic.Int64
 	var fired atomic.Bool
@@ -73,8 +89,12 @@ func TestRestoreOvertakenInput(t *testing.T) {
 	if err := runOn(t, srv, p, "loopback"); err != nil {
 		t.Fatalf("job failed: %v", err)
 	}
-	if !fired.Load() || restarts.Load() == 0 {
-		t.Fatalf("the fault fired %v and the job restarted %d times (%d checkpoints completed): the test did not test a restore", fired.Load(), restarts.Load(), completed.Load())
+	if !fired.Load() {
+		return false
+	}
+	if restarts.Load() == 0 {
+		t.Fatalf("the fault fired but the job did not restart (%d checkpoints completed)", completed.Load())
 	}
 	t.Logf("%d checkpoints completed, %d restarts", completed.Load(), restarts.Load())
+	return true
 }
