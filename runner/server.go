@@ -65,6 +65,9 @@ type Config struct {
 	// (sdkharness.StartInProcess). Only for a server whose pipelines are
 	// linked into this binary: the embedded runner (--runner=weir) sets it.
 	InProcess bool
+	// Limits are the engine's internal bounds (zero fields: defaults);
+	// tests set them small and at random.
+	Limits engine.Limits
 }
 
 // Server is a running weir: Job API, artifacts and Fn API on one port.
@@ -236,6 +239,7 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		OnMetrics:     job.UpdateMetrics,
 		ProgressEvery: x.s.cfg.ProgressEvery,
 		Checkpoint:    ck,
+		Limits:        x.s.cfg.Limits,
 	})
 	job.OnDrain(e.Drain)
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))

@@ -37,7 +37,7 @@ type portSender struct {
 }
 
 func newAligner(raw inbox, ports []portState, onEnded func(), onAlign func(int64, time.Duration)) *aligner {
-	a := &aligner{raw: raw, out: make(inbox, inboxSize), onEnded: onEnded, onAlign: onAlign, blocked: map[portSender]bool{}}
+	a := &aligner{raw: raw, out: make(inbox, cap(raw)), onEnded: onEnded, onAlign: onAlign, blocked: map[portSender]bool{}}
 	for _, p := range ports {
 		a.senders = append(a.senders, p.senders)
 	}

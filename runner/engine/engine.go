@@ -41,6 +41,8 @@ type Options struct {
 	Clock Clock
 	// Checkpoint turns on checkpoints, restores and restarts (nil: off).
 	Checkpoint *CheckpointOptions
+	// Limits are the engine's internal bounds (zero fields: defaults).
+	Limits Limits
 }
 
 // Clock tells processing time.
@@ -101,6 +103,7 @@ func New(p *plan.Plan, o Options) *Engine {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.Limits = o.Limits.withDefaults()
 	e := &Engine{plan: p, o: o, metrics: newMetrics(o.OnMetrics), drain: make(chan struct{})}
 	e.pool = &pool{start: o.StartWorker, workers: map[string]*sdkharness.Worker{}, log: o.Logger}
 	e.progress = newProgress(e)
@@ -191,7 +194,7 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 	for _, s := range e.plan.Stages {
 		n := e.parallelism(s)
 		for i := 0; i < n; i++ {
-			inboxes[s] = append(inboxes[s], make(inbox, inboxSize))
+			inboxes[s] = append(inboxes[s], make(inbox, e.o.Limits.InboxSize))
 		}
 	}
 	var tasks []task
@@ -385,7 +388,7 @@ func (e *Engine) ports(s *plan.Stage) func() []portState {
 }
 
 func (e *Engine) router(s *plan.Stage, i int, inboxes map[*plan.Stage][]inbox) (*router, error) {
-	r := &router{sender: fmt.Sprintf("%s/%d", s.ID, i), subtask: i, maxP: e.o.MaxParallelism, outs: map[string]*output{}, quiet: e.quiet}
+	r := &router{sender: fmt.Sprintf("%s/%d", s.ID, i), subtask: i, maxP: e.o.MaxParallelism, msgBytes: e.o.Limits.MessageBytes, outs: map[string]*output{}, quiet: e.quiet}
 	r.onWatermark = func(wm int64) { e.setWatermark(s, i, wm) }
 	for _, pc := range s.Outputs {
 		p := e.plan.PColls[pc]

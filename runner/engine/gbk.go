@@ -217,15 +217,11 @@ func (t *gbkTask) fire(ctx context.Context, prev, upTo int64) error {
 	return nil
 }
 
-// outputChunk is the size at which grouped output is sent on: below
-// maxMsgBytes, so that the element that fills a chunk seldom makes the
-// router cut the message again.
-const outputChunk = maxMsgBytes * 7 / 8
-
-// emitFull sends out once it holds outputChunk bytes, and returns what is
-// left to fill.
+// emitFull sends out once it holds 7/8 of the message bound, and returns
+// what is left to fill: below the bound, so that the element that fills a
+// chunk seldom makes the router cut the message again.
 func (t *gbkTask) emitFull(ctx context.Context, pc string, out []byte) ([]byte, error) {
-	if len(out) < outputChunk {
+	if len(out) < t.out.maxMsgBytes()*7/8 {
 		return out, nil
 	}
 	return nil, t.out.emit(ctx, pc, out)

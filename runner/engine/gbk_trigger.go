@@ -267,9 +267,9 @@ func (t *triggeredGBK) restore(st *taskState) error {
 }
 
 // rearm sets the wall-clock wake-up to the earliest processing-time timer
-// left (of the first maxFiringTimers in key-group order).
+// left (of the first Limits.TimersPerFiring in key-group order).
 func (t *triggeredGBK) rearm(b *state.Bundle) error {
-	left, err := b.DueTimersIn(processingTime, t.kgStart, t.kgEnd, math.MaxInt64, maxFiringTimers)
+	left, err := b.DueTimersIn(processingTime, t.kgStart, t.kgEnd, math.MaxInt64, t.e.o.Limits.TimersPerFiring)
 	if err != nil {
 		return err
 	}
@@ -487,7 +487,7 @@ func (t *triggeredGBK) onProcessingTime(b *state.Bundle, wm, now int64) error {
 // dueTimers clears and visits every timer of a domain due by upTo.
 func (t *triggeredGBK) dueTimers(b *state.Bundle, domain int, upTo int64, fn func(tm state.Timer, end int64, st *trigger.State, meta paneMeta) error) error {
 	for {
-		due, err := b.DueTimersIn(domain, t.kgStart, t.kgEnd, upTo, maxFiringTimers)
+		due, err := b.DueTimersIn(domain, t.kgStart, t.kgEnd, upTo, t.e.o.Limits.TimersPerFiring)
 		if err != nil || len(due) == 0 {
 			return err
 		}

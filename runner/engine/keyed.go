@@ -389,7 +389,7 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 		if len(data) > 0 {
 			h.noteExpiryExists(cell)
 		}
-		return chunk(data, r.Get.GetContinuationToken())
+		return chunk(data, r.Get.GetContinuationToken(), h.side.chunkBytes())
 	case *fnpb.StateRequest_Append:
 		if err = h.noteWrite(cell); err != nil {
 			break
@@ -429,7 +429,7 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 }
 
 // chunk returns the part of data a continuation token asks for.
-func chunk(data, token []byte) *fnpb.StateResponse {
+func chunk(data, token []byte, size int) *fnpb.StateResponse {
 	off := 0
 	if len(token) > 0 {
 		n, err := strconv.Atoi(string(token))
@@ -438,7 +438,7 @@ func chunk(data, token []byte) *fnpb.StateResponse {
 		}
 		off = n
 	}
-	end := min(len(data), off+stateChunk)
+	end := min(len(data), off+size)
 	var next []byte
 	if end < len(data) {
 		next = []byte(strconv.Itoa(end))

@@ -316,7 +316,7 @@ func TestBundleStateLargeBag(t *testing.T) {
 	}
 	data, pieces := getAll(t, h, defaultCell.bag())
 	if pieces < 3 {
-		t.Errorf("%d bytes came in %d pieces, want several of at most %d", len(data), pieces, stateChunk)
+		t.Errorf("%d bytes came in %d pieces, want several of at most %d", len(data), pieces, DefaultLimits.StateChunkBytes)
 	}
 	checkStrs(t, "large bag", readStrs(t, data), want...)
 }

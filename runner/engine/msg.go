@@ -28,8 +28,6 @@ type msg struct {
 	chk    int64 // checkpoint ID of a barrier
 }
 
-const inboxSize = 16
-
 // inbox is a subtask's bounded queue.
 type inbox chan msg
 

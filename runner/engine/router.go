@@ -29,8 +29,10 @@ type router struct {
 	sender  string
 	subtask int
 	maxP    int
-	outs    map[string]*output
-	order   []*output
+	// msgBytes bounds the data of one message (0: DefaultLimits').
+	msgBytes int
+	outs     map[string]*output
+	order    []*output
 	// onWatermark is told every output watermark (and end of input).
 	onWatermark func(int64)
 	quiet       *quiescence // counts what is sent, in a TestStream job
@@ -49,10 +51,15 @@ func (r *router) emit(ctx context.Context, pcoll string, data []byte) error {
 	return nil
 }
 
-// maxMsgBytes bounds the data of one inbox message: a bundle's output is
-// sent on in pieces of about this size, so a full inbox holds a bounded
-// amount however large the bundle that filled it.
-const maxMsgBytes = 1 << 20
+// maxMsgBytes bounds the data of one inbox message (Limits.MessageBytes):
+// a bundle's output is sent on in pieces of about this size, so a full
+// inbox holds a bounded amount however large the bundle that filled it.
+func (r *router) maxMsgBytes() int {
+	if r.msgBytes > 0 {
+		return r.msgBytes
+	}
+	return DefaultLimits.MessageBytes
+}
 
 func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) error {
 	n := len(t.inboxes)
@@ -85,7 +92,7 @@ func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) e
 			i = o.rr % n
 			o.rr++
 		}
-		if len(parts[i])+len(e.Raw) > maxMsgBytes && len(parts[i]) > 0 {
+		if len(parts[i])+len(e.Raw) > r.maxMsgBytes() && len(parts[i]) > 0 {
 			if err := send(i, parts[i]); err != nil {
 				return err
 			}
@@ -109,10 +116,10 @@ func (r *router) emitTo(ctx context.Context, o *output, t target, data []byte) e
 }
 
 // inPieces calls fn with data cut at element boundaries into pieces of
-// about maxMsgBytes (data itself when it is no bigger).
+// about maxMsgBytes() (data itself when it is no bigger).
 func (r *router) inPieces(o *output, data []byte, fn func([]byte) error) error {
 	for len(data) > 0 {
-		head, rest, err := o.wv.Cut(data, maxMsgBytes)
+		head, rest, err := o.wv.Cut(data, r.maxMsgBytes())
 		if err != nil {
 			return fmt.Errorf("cutting output of %s: %w", o.pcoll, err)
 		}

@@ -16,7 +16,7 @@ import (
 func newInboxes(n int) []inbox {
 	out := make([]inbox, n)
 	for i := range out {
-		out[i] = make(inbox, inboxSize)
+		out[i] = make(inbox, DefaultLimits.InboxSize)
 	}
 	return out
 }
@@ -323,8 +323,8 @@ func TestRouterEmitCutsBigOutput(t *testing.T) {
 			var all int
 			for i, in := range ins {
 				for _, m := range drain(in) {
-					if len(m.data) > maxMsgBytes {
-						t.Errorf("consumer %d: a message of %d bytes, more than %d", i, len(m.data), maxMsgBytes)
+					if len(m.data) > DefaultLimits.MessageBytes {
+						t.Errorf("consumer %d: a message of %d bytes, more than %d", i, len(m.data), DefaultLimits.MessageBytes)
 					}
 					n := 0
 					if err := o.wv.ForEach(m.data, func(wire.Element) error { n++; return nil }); err != nil {

@@ -14,16 +14,6 @@ import (
 	"github.com/weir-runner/weir/state"
 )
 
-const (
-	maxBundleBytes = 4 << 20
-	// maxStatefulBundleBytes is smaller: every input element of a stateful
-	// bundle becomes several state reads and writes held in one Pebble
-	// batch until the bundle commits.
-	maxStatefulBundleBytes = 512 << 10
-	// maxFiringTimers bounds the timers fired in one bundle.
-	maxFiringTimers = 10000
-)
-
 // sdkTask runs a fused stage's bundles on a harness worker.
 type sdkTask struct {
 	subtask
@@ -59,7 +49,7 @@ type sdkTask struct {
 }
 
 func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cache, split *splitPool) (*sdkTask, error) {
-	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}}, sinkTo: map[string]string{}, split: split}
+	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}, chunk: base.e.o.Limits.StateChunkBytes}, sinkTo: map[string]string{}, split: split}
 	p := base.e.plan
 	in, err := wire.Build(p.Components.GetCoders(), p.PColls[base.stage.Input].WireCoder)
 	if err != nil {
@@ -399,9 +389,9 @@ func (t *sdkTask) restore(st *taskState) error {
 // bundleBytes is how much input makes a full bundle.
 func (t *sdkTask) bundleBytes() int {
 	if t.keyed != nil {
-		return maxStatefulBundleBytes
+		return t.e.o.Limits.StatefulBundleBytes
 	}
-	return maxBundleBytes
+	return t.e.o.Limits.BundleBytes
 }
 
 // drainSplits runs work split off siblings' bundles until the whole
@@ -519,9 +509,9 @@ func (t *sdkTask) fireTimersIn(ctx context.Context, domain int, upTo int64) erro
 		var due []state.Timer
 		var err error
 		if domain == anyDomain {
-			due, err = peek.DueTimers(t.keyed.kgStart, t.keyed.kgEnd, upTo, maxFiringTimers)
+			due, err = peek.DueTimers(t.keyed.kgStart, t.keyed.kgEnd, upTo, t.e.o.Limits.TimersPerFiring)
 		} else {
-			due, err = peek.DueTimersIn(domain, t.keyed.kgStart, t.keyed.kgEnd, upTo, maxFiringTimers)
+			due, err = peek.DueTimersIn(domain, t.keyed.kgStart, t.keyed.kgEnd, upTo, t.e.o.Limits.TimersPerFiring)
 		}
 		peek.Discard()
 		if err != nil {
@@ -578,7 +568,7 @@ func (t *sdkTask) expireState(wm int64) error {
 	}
 	for {
 		b := t.keyed.db.NewBundle()
-		due, err := b.DueTimersIn(gcDomain, t.keyed.kgStart, t.keyed.kgEnd, wm, maxFiringTimers)
+		due, err := b.DueTimersIn(gcDomain, t.keyed.kgStart, t.keyed.kgEnd, wm, t.e.o.Limits.TimersPerFiring)
 		if err == nil {
 			for _, tm := range due {
 				if err = t.keyed.expire(b, tm); err != nil {

@@ -80,10 +80,18 @@ func (s *sideInput) add(data []byte) error {
 // sideState answers a bundle's side input state requests from Pebble.
 type sideState struct {
 	inputs map[[2]string]*sideInput // (transform, local) → side input
+	// chunk bounds the data of one state response (Limits.StateChunkBytes;
+	// 0: the default).
+	chunk int
 }
 
-// stateChunk bounds the data of one state response.
-const stateChunk = 2 << 20
+// chunkBytes is the bound of one state response's data.
+func (h *sideState) chunkBytes() int {
+	if h != nil && h.chunk > 0 {
+		return h.chunk
+	}
+	return DefaultLimits.StateChunkBytes
+}
 
 func (h *sideState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 	get := req.GetGet()
@@ -97,7 +105,7 @@ func (h *sideState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 	return &fnpb.StateResponse{Response: &fnpb.StateResponse_Get{Get: &fnpb.StateGetResponse{Data: data, ContinuationToken: next}}}
 }
 
-// lookup reads up to stateChunk bytes of a side input state key from
+// lookup reads up to chunkBytes() of a side input state key from
 // where token says, and returns the token of the rest.
 func (h *sideState) lookup(key *fnpb.StateKey, token []byte) ([]byte, []byte, error) {
 	find := func(t, l string) (*sideInput, error) {
@@ -114,17 +122,17 @@ func (h *sideState) lookup(key *fnpb.StateKey, token []byte) ([]byte, []byte, er
 	case *fnpb.StateKey_IterableSideInput_:
 		r := k.IterableSideInput
 		if s, err = find(r.GetTransformId(), r.GetSideInputId()); err == nil {
-			data, next, err = s.db.ReadSideValues(s.id, r.GetWindow(), token, stateChunk)
+			data, next, err = s.db.ReadSideValues(s.id, r.GetWindow(), token, h.chunkBytes())
 		}
 	case *fnpb.StateKey_MultimapSideInput_:
 		r := k.MultimapSideInput
 		if s, err = find(r.GetTransformId(), r.GetSideInputId()); err == nil {
-			data, next, err = s.db.ReadSideMulti(s.id, r.GetWindow(), r.GetKey(), token, stateChunk)
+			data, next, err = s.db.ReadSideMulti(s.id, r.GetWindow(), r.GetKey(), token, h.chunkBytes())
 		}
 	case *fnpb.StateKey_MultimapKeysSideInput_:
 		r := k.MultimapKeysSideInput
 		if s, err = find(r.GetTransformId(), r.GetSideInputId()); err == nil {
-			data, next, err = s.db.ReadSideKeys(s.id, r.GetWindow(), token, stateChunk)
+			data, next, err = s.db.ReadSideKeys(s.id, r.GetWindow(), token, h.chunkBytes())
 		}
 	default:
 		return nil, nil, fmt.Errorf("state key %T is not supported by weir yet", key.GetType())

@@ -19,7 +19,7 @@ func newReadyTask(t *testing.T, windows ...sideWindowFn) *sdkTask {
 	t.Helper()
 	coders := testCoders()
 	st := &plan.Stage{ID: "s", Name: "ReadSide"}
-	task := &sdkTask{subtask: subtask{stage: st}, side: &sideState{inputs: map[[2]string]*sideInput{}}}
+	task := &sdkTask{subtask: subtask{stage: st, e: &Engine{o: Options{Limits: DefaultLimits}}}, side: &sideState{inputs: map[[2]string]*sideInput{}}}
 	task.inWV = mustWV(t, coders, wire.AddWindowedValue(coders, "str", "iw"))
 	task.sideDB = openDB(t)
 	task.ports = make([]portState, 1+len(windows))
@@ -171,14 +171,14 @@ func TestSideReadinessReleaseInBundles(t *testing.T) {
 	// there is more), in arrival order.
 	task := newReadyTask(t, fixedFn(10))
 	val := strings.Repeat("v", 64<<10)
-	n := 2 * maxBundleBytes / len(val)
+	n := 2 * DefaultLimits.BundleBytes / len(val)
 	for i := range n {
 		admitAll(t, task, mainElem(int64(i%10), fmt.Sprint(i, val), 0, 10))
 	}
 	send(t, task, 1, msgWatermark, 10)
 	var got int
 	for rounds := 1; ; rounds++ {
-		if task.pendingBytes > maxBundleBytes+len(val)+64 {
+		if task.pendingBytes > DefaultLimits.BundleBytes+len(val)+64 {
 			t.Fatalf("round %d: %d bytes pending, more than a bundle", rounds, task.pendingBytes)
 		}
 		for _, s := range takePending(t, task) {

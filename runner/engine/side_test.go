@@ -206,7 +206,7 @@ func TestSideStateErrors(t *testing.T) {
 
 func TestSideInputContinuation(t *testing.T) {
 	// ~5 MiB of values in one window comes back in pieces of at most
-	// stateChunk bytes whose concatenation is the whole.
+	// DefaultLimits.StateChunkBytes bytes whose concatenation is the whole.
 	w := iwin(0, 100)
 	val := strings.Repeat("v", 999)
 	var chunks [][]byte
@@ -229,7 +229,7 @@ func TestSideInputContinuation(t *testing.T) {
 		chunks = append(chunks, chunk)
 	}
 	h := newTestSides(t, chunks...)
-	if len(want) <= 2*stateChunk {
+	if len(want) <= 2*DefaultLimits.StateChunkBytes {
 		t.Fatalf("test data of %d bytes does not need three pieces", len(want))
 	}
 	for _, tc := range []struct {
@@ -250,8 +250,8 @@ func TestSideInputContinuation(t *testing.T) {
 					t.Fatal(r.GetError())
 				}
 				d := r.GetGet().GetData()
-				if len(d) > stateChunk {
-					t.Fatalf("piece of %d bytes, more than %d", len(d), stateChunk)
+				if len(d) > DefaultLimits.StateChunkBytes {
+					t.Fatalf("piece of %d bytes, more than %d", len(d), DefaultLimits.StateChunkBytes)
 				}
 				if peeked != nil && !bytes.Equal(d, peeked) {
 					t.Errorf("piece %d differs from an earlier read with the same token", pieces)
@@ -272,7 +272,7 @@ func TestSideInputContinuation(t *testing.T) {
 					t.Fatal("continuation never ends")
 				}
 			}
-			wantPieces := (len(tc.want) + stateChunk - 1) / stateChunk
+			wantPieces := (len(tc.want) + DefaultLimits.StateChunkBytes - 1) / DefaultLimits.StateChunkBytes
 			if pieces != wantPieces {
 				t.Errorf("%d bytes came in %d pieces, want %d", len(tc.want), pieces, wantPieces)
 			}
@@ -284,7 +284,7 @@ func TestSideInputContinuation(t *testing.T) {
 }
 
 func TestChunk(t *testing.T) {
-	data := bytes.Repeat([]byte("0123456789"), stateChunk/5+3) // 2 chunks + 30 bytes
+	data := bytes.Repeat([]byte("0123456789"), DefaultLimits.StateChunkBytes/5+3) // 2 chunks + 30 bytes
 	tests := []struct {
 		name      string
 		data      []byte
@@ -296,11 +296,11 @@ func TestChunk(t *testing.T) {
 	}{
 		{"empty", nil, "", 0, 0, "", false},
 		{"small", data[:10], "", 0, 10, "", false},
-		{"exactly one chunk", data[:stateChunk], "", 0, stateChunk, "", false},
-		{"first of three", data, "", 0, stateChunk, fmt.Sprint(stateChunk), false},
-		{"second", data, fmt.Sprint(stateChunk), stateChunk, 2 * stateChunk, fmt.Sprint(2 * stateChunk), false},
-		{"last", data, fmt.Sprint(2 * stateChunk), 2 * stateChunk, len(data), "", false},
-		{"odd offset", data, "7", 7, 7 + stateChunk, fmt.Sprint(7 + stateChunk), false},
+		{"exactly one chunk", data[:DefaultLimits.StateChunkBytes], "", 0, DefaultLimits.StateChunkBytes, "", false},
+		{"first of three", data, "", 0, DefaultLimits.StateChunkBytes, fmt.Sprint(DefaultLimits.StateChunkBytes), false},
+		{"second", data, fmt.Sprint(DefaultLimits.StateChunkBytes), DefaultLimits.StateChunkBytes, 2 * DefaultLimits.StateChunkBytes, fmt.Sprint(2 * DefaultLimits.StateChunkBytes), false},
+		{"last", data, fmt.Sprint(2 * DefaultLimits.StateChunkBytes), 2 * DefaultLimits.StateChunkBytes, len(data), "", false},
+		{"odd offset", data, "7", 7, 7 + DefaultLimits.StateChunkBytes, fmt.Sprint(7 + DefaultLimits.StateChunkBytes), false},
 		{"token at the end", data, fmt.Sprint(len(data)), len(data), len(data), "", false},
 		{"token past the end", data, fmt.Sprint(len(data) + 1), 0, 0, "", true},
 		{"negative", data, "-5", 0, 0, "", true},
@@ -309,7 +309,7 @@ func TestChunk(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := chunk(tc.data, []byte(tc.token))
+			r := chunk(tc.data, []byte(tc.token), DefaultLimits.StateChunkBytes)
 			if tc.wantErr {
 				if r.GetError() == "" {
 					t.Errorf("no error for token %q", tc.token)

@@ -314,18 +314,12 @@ func newSplitter(t *sdkTask, w *sdkharness.Worker, input [][]byte) *splitter {
 	return s
 }
 
-const (
-	splitCheck = 20 * time.Millisecond
-	// bundleTime is how long a splittable bundle runs before it is
-	// checkpointed (split at fraction 0), so its outputs flow downstream
-	// and retries stay small.
-	bundleTime = 500 * time.Millisecond
-	// maxBundleOutput ends a splittable bundle earlier, once its output
-	// reaches this many bytes: a bundle's output is held in memory until
-	// it ends, and a fast source (a generator run in process) emits
-	// hundreds of megabytes in bundleTime.
-	maxBundleOutput = 4 << 20
-)
+// A running splittable bundle is looked at every Limits.SplitCheck. It
+// is checkpointed (split at fraction 0), so its outputs flow downstream
+// and retries stay small, once it has run Limits.BundleTime, or earlier,
+// once its output reaches Limits.BundleOutputBytes: a bundle's output is
+// held in memory until it ends, and a fast source (a generator run in
+// process) emits hundreds of megabytes in BundleTime.
 
 func (s *splitter) residuals() [][]byte {
 	s.mu.Lock()
@@ -390,7 +384,8 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 	case <-ctx.Done():
 		return
 	}
-	tick := time.NewTicker(splitCheck)
+	lim := s.t.e.o.Limits
+	tick := time.NewTicker(lim.SplitCheck)
 	defer tick.Stop()
 	start := time.Now()
 	for {
@@ -410,7 +405,7 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 		}
 		if draining {
 			share = false
-		} else if !share && time.Since(start) < bundleTime && s.w.OutputBytes(inst) < maxBundleOutput {
+		} else if !share && time.Since(start) < lim.BundleTime && s.w.OutputBytes(inst) < int64(lim.BundleOutputBytes) {
 			continue
 		}
 		fraction := 0.5

@@ -114,7 +114,7 @@ func startTSPipeline(t *testing.T, ws *pipepb.WindowingStrategy, via bool, event
 	ctx := testCtx(t)
 
 	h := &tsPipeline{t: t, e: e, out: make(inbox, 1024), outWV: mustWV(t, coders, outWV), done: make(chan error, 1)}
-	gIn := make(inbox, inboxSize)
+	gIn := make(inbox, DefaultLimits.InboxSize)
 	oOut := &output{pcoll: "out", wv: h.outWV, targets: []target{{port: 0, part: plan.Forward, inboxes: []inbox{h.out}}}}
 	gRouter := &router{sender: "gbk/0", maxP: testMaxP, outs: map[string]*output{"out": oOut}, order: []*output{oOut}}
 	base := subtask{stage: g, in: gIn, out: gRouter, ports: []portState{{senders: 1}}, e: e}
@@ -129,7 +129,7 @@ func startTSPipeline(t *testing.T, ws *pipepb.WindowingStrategy, via bool, event
 
 	tsTarget := gIn
 	if via {
-		viaIn := make(inbox, inboxSize)
+		viaIn := make(inbox, DefaultLimits.InboxSize)
 		tsTarget = viaIn
 		wv := mustWV(t, coders, inWV)
 		go func() {

@@ -1,0 +1,69 @@
+package engine
+
+import "time"
+
+// Limits are the engine's internal bounds. Each has a default that suits
+// real jobs; tests set them small and at random, so that the path a limit
+// takes when it is reached runs at thirty elements rather than first in a
+// user's job at ten thousand. A zero field takes its default.
+type Limits struct {
+	// TimersPerFiring bounds the timers fired in one bundle (10,000).
+	TimersPerFiring int
+	// BundleBytes is how much input makes a full bundle of a stateless
+	// stage (4 MiB), StatefulBundleBytes of a stateful one (512 KiB: every
+	// input element becomes state reads and writes held in one Pebble
+	// batch until the bundle commits).
+	BundleBytes, StatefulBundleBytes int
+	// BundleOutputBytes ends a splittable bundle once its output reaches
+	// it (4 MiB): a bundle's output is held in memory until it ends.
+	BundleOutputBytes int
+	// MessageBytes bounds the data of one message between subtasks
+	// (1 MiB).
+	MessageBytes int
+	// InboxSize is how many messages a subtask's inbox holds (16).
+	InboxSize int
+	// StateChunkBytes bounds the data of one state response; larger values
+	// continue with a continuation token (2 MiB).
+	StateChunkBytes int
+	// SplitCheck is how often a running splittable bundle is looked at
+	// (20 ms); BundleTime is how long it runs before it is checkpointed
+	// (split at fraction 0) so its output flows on (500 ms).
+	SplitCheck, BundleTime time.Duration
+}
+
+// DefaultLimits are the limits a zero Limits field takes.
+var DefaultLimits = Limits{
+	TimersPerFiring:     10000,
+	BundleBytes:         4 << 20,
+	StatefulBundleBytes: 512 << 10,
+	BundleOutputBytes:   4 << 20,
+	MessageBytes:        1 << 20,
+	InboxSize:           16,
+	StateChunkBytes:     2 << 20,
+	SplitCheck:          20 * time.Millisecond,
+	BundleTime:          500 * time.Millisecond,
+}
+
+// withDefaults returns l with every zero field set to its default.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	def := func(v *int, dv int) {
+		if *v <= 0 {
+			*v = dv
+		}
+	}
+	def(&l.TimersPerFiring, d.TimersPerFiring)
+	def(&l.BundleBytes, d.BundleBytes)
+	def(&l.StatefulBundleBytes, d.StatefulBundleBytes)
+	def(&l.BundleOutputBytes, d.BundleOutputBytes)
+	def(&l.MessageBytes, d.MessageBytes)
+	def(&l.InboxSize, d.InboxSize)
+	def(&l.StateChunkBytes, d.StateChunkBytes)
+	if l.SplitCheck <= 0 {
+		l.SplitCheck = d.SplitCheck
+	}
+	if l.BundleTime <= 0 {
+		l.BundleTime = d.BundleTime
+	}
+	return l
+}
