@@ -45,6 +45,9 @@ func testMain(m *testing.M) int {
 	if os.Getenv(childServeEnv) != "" {
 		return childServe() // a `weir serve` for TestKill9Resume, until killed
 	}
+	if os.Getenv(childPipelineEnv) != "" {
+		return childPipeline() // a program for TestKill9ResumeEmbedded
+	}
 	// runnerlib leaves a placeholder file in os.TempDir() for every
 	// LOOPBACK job: keep them in a directory removed at exit.
 	if dir, err := os.MkdirTemp("", "weir-runner-test-"); err == nil {

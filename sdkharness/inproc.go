@@ -53,6 +53,19 @@ type running struct {
 	plan *exec.Plan
 	data *localData
 	done bool
+	// failed carries an error that fails the bundle while its plan still
+	// runs (a split the SDK refused); aborted says it was sent.
+	failed  chan error
+	aborted bool
+}
+
+// failLocked fails the running bundle with err at once; its plan runs on
+// to its end and is then dropped. r.mu is held.
+func (r *running) failLocked(err error) {
+	if !r.aborted {
+		r.aborted = true
+		r.failed <- err
+	}
 }
 
 type finalizing struct {
@@ -128,7 +141,7 @@ func (w *Worker) processLocal(ctx context.Context, spec BundleSpec) (*Result, er
 		return nil, &BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()}
 	}
 	data := newLocalData(spec)
-	run := &running{plan: p, data: data}
+	run := &running{plan: p, data: data, failed: make(chan error, 1)}
 	l.mu.Lock()
 	l.running[instID] = run
 	l.mu.Unlock()
@@ -148,10 +161,14 @@ func (w *Worker) processLocal(ctx context.Context, spec BundleSpec) (*Result, er
 		st.end()
 		run.mu.Lock()
 		run.done = true
+		aborted := run.aborted
 		run.mu.Unlock()
 		l.mu.Lock()
 		delete(l.running, instID)
 		l.mu.Unlock()
+		if aborted {
+			return // failed already (run.failed); the plan is dropped
+		}
 		if err != nil {
 			// A failed plan may be in any state; it is dropped, as the
 			// SDK harness drops it.
@@ -183,6 +200,9 @@ func (w *Worker) processLocal(ctx context.Context, spec BundleSpec) (*Result, er
 			return nil, o.err
 		}
 		return &Result{InstructionID: instID, Outputs: data.outputs(), Timers: data.timerOutputs(), Response: o.resp}, nil
+	case err := <-run.failed:
+		st.end()
+		return nil, &BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()}
 	case <-w.gone:
 		st.end()
 		return nil, w.goneErr
@@ -208,7 +228,12 @@ func (w *Worker) splitLocal(ctx context.Context, instID string, fraction float64
 	}
 	sr, err := run.plan.Split(ctx, exec.SplitPoints{Frac: fraction, BufSize: estimatedElements})
 	if err != nil {
-		return nil, fmt.Errorf("splitting bundle %s: %w", instID, err)
+		// The SDK refused to split a bundle that still runs (its
+		// restriction tracker failed): the bundle fails with that error,
+		// as the SDK harness would fail it.
+		err = fmt.Errorf("splitting bundle %s: %w", instID, err)
+		run.failLocked(err)
+		return nil, err
 	}
 	if sr.Unsuccessful {
 		return &fnpb.ProcessBundleSplitResponse{}, nil

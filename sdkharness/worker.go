@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -239,7 +240,15 @@ func (w *Worker) Split(ctx context.Context, instID, sourceTransform string, frac
 		return nil, fmt.Errorf("splitting bundle %s: %w", instID, err)
 	}
 	if msg := resp.GetError(); msg != "" {
-		return nil, fmt.Errorf("splitting bundle %s: %s", instID, msg)
+		err := fmt.Errorf("splitting bundle %s: %s", instID, msg)
+		// The SDK refused to split a bundle it still runs (its restriction
+		// tracker failed): the bundle fails with that error. A bundle the
+		// SDK has finished is no longer active there, which is no failure
+		// (the Go SDK says "not active", others "not found").
+		if b := w.bundle(instID); b != nil && !strings.Contains(msg, "not active") && !strings.Contains(msg, "not found") {
+			b.fail(&BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()})
+		}
+		return nil, err
 	}
 	return resp.GetProcessBundleSplit(), nil
 }

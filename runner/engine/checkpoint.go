@@ -464,7 +464,7 @@ func (e *Engine) setUpCheckpoints(ctx context.Context, dir string, restore *chec
 	}
 	if restore != nil {
 		if err := e.fits(restore); err != nil {
-			return err
+			return &unfitError{err}
 		}
 	}
 	next, err := checkpoint.NextID(ctx, o.Storage, o.Job)
@@ -488,6 +488,13 @@ func (e *Engine) setUpCheckpoints(ctx context.Context, dir string, restore *chec
 	}
 	return nil
 }
+
+// unfitError: the checkpoint to restore was not taken of this plan. A
+// restart would find the same checkpoint, so the job fails at once.
+type unfitError struct{ err error }
+
+func (u *unfitError) Error() string { return u.err.Error() }
+func (u *unfitError) Unwrap() error { return u.err }
 
 // uncheckpointable says why this plan cannot be checkpointed yet ("" if it
 // can).

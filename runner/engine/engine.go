@@ -143,7 +143,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	for attempt := 1; ; attempt++ {
 		err := e.runOnce(ctx, restore)
-		if err == nil || ctx.Err() != nil || ck == nil || attempt > ck.RestartAttempts {
+		var unfit *unfitError
+		if err == nil || ctx.Err() != nil || ck == nil || attempt > ck.RestartAttempts || errors.As(err, &unfit) {
 			return err
 		}
 		e.o.Logger.Warn("job failed; restarting from its latest checkpoint", "attempt", attempt, "of", ck.RestartAttempts, "err", err)
@@ -366,13 +367,18 @@ func (e *Engine) registerDescriptors() error {
 }
 
 // ports returns a constructor for a stage's input port states: how many
-// senders feed each port.
+// senders feed each port. A stage that reaches a port several times (a
+// PCollection flattened twice, two of its outputs flattened) is one
+// sender of each of its subtasks: its control events reach the port once
+// (router.broadcast).
 func (e *Engine) ports(s *plan.Stage) func() []portState {
 	counts := make([]int, 1+len(s.SideInputs))
 	for _, up := range e.plan.Stages {
+		seen := map[int]bool{}
 		for _, pc := range up.Outputs {
 			for _, c := range e.plan.PColls[pc].Consumers {
-				if c.Stage == s {
+				if c.Stage == s && !seen[c.Port] {
+					seen[c.Port] = true
 					counts[c.Port] += e.parallelism(up)
 				}
 			}

@@ -33,6 +33,7 @@ type router struct {
 	msgBytes int
 	outs     map[string]*output
 	order    []*output
+	dests    []controlDest // where control events go (controlDests)
 	// onWatermark is told every output watermark (and end of input).
 	onWatermark func(int64)
 	quiet       *quiescence // counts what is sent, in a TestStream job
@@ -146,21 +147,44 @@ func (r *router) barrier(ctx context.Context, chk int64) error {
 	return r.broadcast(ctx, msg{kind: msgBarrier, chk: chk})
 }
 
-// broadcast sends m, from this sender, to every port of every subtask
-// that consumes an output.
+// broadcast sends m, from this sender, once to every port of every
+// subtask that consumes an output, however many of its outputs reach
+// that port (Engine.ports counts the sender once).
 func (r *router) broadcast(ctx context.Context, m msg) error {
 	m.sender = r.sender
-	for _, o := range r.order {
+	if r.dests == nil {
+		r.dests = controlDests(r.order)
+	}
+	for _, d := range r.dests {
+		m.port = d.port
+		if err := r.send(ctx, d.in, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// controlDest is one port of one consumer subtask.
+type controlDest struct {
+	in   inbox
+	port int
+}
+
+// controlDests lists each port of each consumer subtask of outs once.
+func controlDests(outs []*output) []controlDest {
+	seen := map[controlDest]bool{}
+	dests := []controlDest{}
+	for _, o := range outs {
 		for _, t := range o.targets {
-			m.port = t.port
 			for _, in := range t.inboxes {
-				if err := r.send(ctx, in, m); err != nil {
-					return err
+				if d := (controlDest{in, t.port}); !seen[d] {
+					seen[d] = true
+					dests = append(dests, d)
 				}
 			}
 		}
 	}
-	return nil
+	return dests
 }
 
 // send puts m in a consumer's inbox, counting it in a TestStream job.

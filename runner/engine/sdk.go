@@ -763,8 +763,11 @@ type residual struct {
 	readyAt time.Time
 }
 
-// residualWatermark is the lowest output watermark a residual reports
-// (the minimum timestamp if it reports none).
+// residualWatermark is the output watermark a residual holds: just below
+// the lowest output watermark it reports (the minimum timestamp if it
+// reports none). The SDK's estimate W means no later output before W, so
+// output at W itself may still come, and weir's watermarks say everything
+// at or before them is complete (see holdBelow).
 func residualWatermark(a *fnpb.BundleApplication) int64 {
 	wm := wire.MaxTimestamp
 	for _, ts := range a.GetOutputWatermarks() {
@@ -773,7 +776,21 @@ func residualWatermark(a *fnpb.BundleApplication) int64 {
 	if len(a.GetOutputWatermarks()) == 0 {
 		return wire.MinTimestamp
 	}
-	return wm
+	return holdBelow(wm)
+}
+
+// holdBelow is the highest watermark that output timestamped at ts may
+// still follow. A weir watermark W says that every element at or before W
+// has arrived: GroupByKeys fire windows whose max timestamp is at or
+// before W, and timers due at or before W fire. So a hold at ts (a timer's
+// output timestamp, an SDF's watermark estimate) keeps the watermark at
+// ts-1; else a window ending at ts, such as the global window for timers
+// set at its end, would fire before that output reached it.
+func holdBelow(ts int64) int64 {
+	if ts >= wire.MaxTimestamp || ts <= wire.MinTimestamp {
+		return ts
+	}
+	return ts - 1
 }
 
 // resumeAt is when a deferred residual resumes: at once while draining.
@@ -815,8 +832,9 @@ func (t *sdkTask) readyDelayed(now time.Time) {
 	t.delayed = kept
 }
 
-// timerHold is the earliest output timestamp of a set timer (the maximum
-// timestamp if none is set): the output watermark may not pass it.
+// timerHold is the watermark the set timers hold: just below the earliest
+// output timestamp of a set timer (holdBelow), or the maximum timestamp if
+// none is set.
 func (t *sdkTask) timerHold() (int64, error) {
 	if t.keyed == nil || len(t.keyed.families) == 0 {
 		return wire.MaxTimestamp, nil
@@ -830,7 +848,7 @@ func (t *sdkTask) timerHold() (int64, error) {
 	if !ok {
 		return wire.MaxTimestamp, nil
 	}
-	return h, nil
+	return holdBelow(h), nil
 }
 
 // hold is the output watermark hold of deferred residuals.

@@ -2,7 +2,9 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"google.golang.org/protobuf/proto"
@@ -150,7 +152,8 @@ func Build(p *pipepb.Pipeline, o Options) (*Plan, error) {
 }
 
 // leafTransforms returns the IDs of the transforms to execute: leaves,
-// plus composites weir executes natively.
+// plus composites weir executes natively, in an order that depends only
+// on the pipeline's graph and names.
 func leafTransforms(comps *pipepb.Components, roots []string, o Options) ([]string, error) {
 	var out []string
 	var visit func(id string) error
@@ -174,6 +177,13 @@ func leafTransforms(comps *pipepb.Components, roots []string, o Options) ([]stri
 		out = append(out, id)
 		return nil
 	}
+	// The Go SDK lists root transforms in an order that differs between
+	// two runs of one program; stage IDs, and the checkpoints keyed by
+	// them, must not. Roots are visited by unique name.
+	roots = slices.Clone(roots)
+	slices.SortStableFunc(roots, func(a, b string) int {
+		return strings.Compare(comps.GetTransforms()[a].GetUniqueName(), comps.GetTransforms()[b].GetUniqueName())
+	})
 	for _, r := range roots {
 		if err := visit(r); err != nil {
 			return nil, err
