@@ -277,6 +277,21 @@ func TestCrashRecovery(t *testing.T) {
 				sink := fmt.Sprintf("%s-%s-%d", t.Name(), kind, round)
 				replay := fmt.Sprintf("-crash.seed=%d, %s round %d, fault %v", seed, kind, round, f)
 				runCrashJob(t, kind, sink, f, replay)
+				if f == nil || f.fired.Load() {
+					continue
+				}
+				// The run reached the point fewer than n times: a drawn
+				// fault that did not fire tests nothing, so the round runs
+				// again with a fault that this run's count says will fire.
+				if f.seen.Load() == 0 {
+					t.Fatalf("fault point %s was never reached (replay: %s)", f.point, replay)
+				}
+				f = &fault{point: f.point, n: max(1, f.seen.Load()/2)}
+				replay = fmt.Sprintf("%s, again with fault %v", replay, f)
+				runCrashJob(t, kind, sink+"-again", f, replay)
+				if !f.fired.Load() {
+					t.Fatalf("fault %v did not fire (replay: %s)", f, replay)
+				}
 			}
 		})
 	}

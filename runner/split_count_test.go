@@ -40,7 +40,12 @@ func (f *splitGenFn) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker 
 	return sdf.NewLockRTracker(offsetrange.NewTracker(r))
 }
 
+// splitGenCalls counts the restrictions splitGenFn processed: more than
+// its initial splits once the runner split some at run time.
+var splitGenCalls atomic.Int64
+
 func (f *splitGenFn) ProcessElement(rt *sdf.LockRTracker, _ int64, emit func(int64)) {
+	splitGenCalls.Add(1)
 	r := rt.GetRestriction().(offsetrange.Restriction)
 	for i := r.Start; rt.TryClaim(i); i++ {
 		emit(i)
@@ -91,6 +96,7 @@ func init() {
 func TestRuntimeSplitsLoseAndRepeatNothing(t *testing.T) {
 	const n = 200_000
 	splitSeen = make([]atomic.Int32, n)
+	splitGenCalls.Store(0)
 	srv := startWeir(t, 2)
 	p, s := beam.NewPipelineWithRoot()
 	gen := beam.ParDo(s, &splitGenFn{N: n, Splits: 16}, beam.Create(s, int64(0)))
@@ -107,6 +113,18 @@ func TestRuntimeSplitsLoseAndRepeatNothing(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("%d of %d elements were not processed exactly once (element×times): %v", len(bad), n, bad[:min(len(bad), 20)])
 	}
+	assertSplit(t, 16)
+}
+
+// assertSplit fails t unless the generator processed more restrictions
+// than its initial splits: the runner split some at run time.
+func assertSplit(t *testing.T, initial int64) {
+	t.Helper()
+	if c := splitGenCalls.Load(); c <= initial {
+		t.Errorf("the generator processed %d restrictions from %d initial splits: no runtime split happened, the test did not test its subject", c, initial)
+	} else {
+		t.Logf("%d restrictions processed from %d initial splits", c, initial)
+	}
 }
 
 // TestRuntimeSplitsWithRetry: a bundle that fails after the runner split
@@ -114,6 +132,7 @@ func TestRuntimeSplitsLoseAndRepeatNothing(t *testing.T) {
 func TestRuntimeSplitsWithRetry(t *testing.T) {
 	const n = 200_000
 	splitFailed.Store(false)
+	splitGenCalls.Store(0)
 	srv := startWeir(t, 2)
 	p, s := beam.NewPipelineWithRoot()
 	gen := beam.ParDo(s, &splitGenFn{N: n, Splits: 16}, beam.Create(s, int64(0)))
@@ -126,4 +145,5 @@ func TestRuntimeSplitsWithRetry(t *testing.T) {
 	if !splitFailed.Load() {
 		t.Fatal("no bundle failed: the test did not test retries")
 	}
+	assertSplit(t, 16)
 }

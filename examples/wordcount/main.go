@@ -1,6 +1,8 @@
 // Command wordcount counts the words of a text with Beam's textio on weir.
 // By default it runs on embedded weir (--runner=weir) and reads the sample
-// text shipped beside it.
+// text shipped beside it: the first 47 lines of King Lear (public domain)
+// repeated 40 times, 1,880 lines, so its counts are 40 times those of the
+// excerpt. Pass --input for a text of your own.
 package main
 
 import (
