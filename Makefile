@@ -6,7 +6,9 @@
 #                     go test -race (runner and state; the runner's tests both ways), then conformance
 #   make conformance  Beam's Go suites against `bin/weir serve` (conformance/cmd/conform)
 #   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench), then the
-#                     stateful benchmark on weir and prism, then weir without and with a checkpoint
+#                     stateful benchmark on weir and prism (three paired rounds; the window
+#                     pipeline, then the global-window one whose timer is set on every event),
+#                     then weir without and with a checkpoint
 #                     every second, three rounds, judged by the median ratio, then weir alone at
 #                     10M events over 1M keys, its peak RSS judged against 1 GB (bench/cmd/statebench),
 #                     then incremental checkpoints of 1 GiB of state and its
@@ -74,7 +76,8 @@ conformance: build
 
 bench: build
 	$(GO) run ./bench/cmd/loadbench --weir=$(WEIR) --records=$(RECORDS) $(PAR_FLAG) $(BENCH_FLAGS)
-	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism
+	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism --rounds=3
+	$(GO) run ./bench/cmd/statebench --pipeline=global --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism --rounds=3
 	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,weir-chk --rounds=3
 	$(GO) run ./bench/cmd/statebench --events=$(STATE_BIG_EVENTS) --keys=$(STATE_BIG_KEYS) --runners=weir --max_rss_mb=1024
 	$(GO) run ./bench/cmd/chkbench

@@ -63,23 +63,38 @@ func indexKey(kg int, fire int64, id TimerID) []byte {
 
 // ClearTimer removes a timer if it is set.
 func (b *Bundle) ClearTimer(id TimerID) error {
+	fire, hold, ok, err := b.lookupTimer(id)
+	if err != nil || !ok {
+		return err
+	}
+	return b.deleteTimer(id, fire, hold)
+}
+
+// lookupTimer returns the fire time and hold of a set timer, and false if
+// it is not set.
+func (b *Bundle) lookupTimer(id TimerID) (fire, hold int64, ok bool, err error) {
 	rk := id.revKey()
 	if b.db.written.never(rk) {
-		return nil
+		return 0, 0, false, nil
 	}
 	v, closer, err := b.b.Get(rk)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil
+		return 0, 0, false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("looking up timer %s/%s: %w", id.Transform, id.Family, err)
+		return 0, 0, false, fmt.Errorf("looking up timer %s/%s: %w", id.Transform, id.Family, err)
 	}
-	fire := readTimestamp(v)
-	hold := fire
+	defer closer.Close()
+	fire = readTimestamp(v)
+	hold = fire
 	if len(v) >= 16 {
 		hold = readTimestamp(v[8:])
 	}
-	closer.Close()
+	return fire, hold, true, nil
+}
+
+// deleteTimer removes the entries of a timer set to fire at fire with hold.
+func (b *Bundle) deleteTimer(id TimerID, fire, hold int64) error {
 	if err := b.b.Delete(indexKey(id.KeyGroup, fire, id), nil); err != nil {
 		return fmt.Errorf("clearing timer: %w", err)
 	}
@@ -88,7 +103,7 @@ func (b *Bundle) ClearTimer(id TimerID) error {
 			return fmt.Errorf("clearing timer hold: %w", err)
 		}
 	}
-	if err := b.b.Delete(rk, nil); err != nil {
+	if err := b.b.Delete(id.revKey(), nil); err != nil {
 		return fmt.Errorf("clearing timer: %w", err)
 	}
 	return nil
@@ -123,10 +138,22 @@ func (b *Bundle) ClearDueTimer(t Timer) error {
 	return nil
 }
 
-// SetTimer sets (or replaces) a timer.
+// SetTimer sets (or replaces) a timer. Setting a timer again to the fire
+// time and hold it has writes nothing (a user DoFn that sets its timer at
+// the window's end on every element would otherwise delete and rewrite
+// its entries each time).
 func (b *Bundle) SetTimer(t Timer) error {
-	if err := b.ClearTimer(t.TimerID); err != nil {
+	fire, hold, ok, err := b.lookupTimer(t.TimerID)
+	if err != nil {
 		return err
+	}
+	if ok {
+		if fire == t.Fire && hold == t.Hold {
+			return nil
+		}
+		if err := b.deleteTimer(t.TimerID, fire, hold); err != nil {
+			return err
+		}
 	}
 	return b.PutTimer(t)
 }

@@ -34,6 +34,9 @@ func TestTimersSetPutClear(t *testing.T) {
 		{"reset from no hold to a hold", []step{{"set", "j", 60, NoHold}, {"set", "j", 80, 75}}, map[string]int64{"j": 80}, 75, true},
 		{"reset from a hold to no hold", []step{{"set", "k", 60, 55}, {"set", "k", 80, NoHold}}, map[string]int64{"k": 80}, 0, false},
 		{"clear a timer without hold", []step{{"put", "l", 60, NoHold}, {"clear", "l", 0, 0}}, map[string]int64{}, 0, false},
+		{"set again at the same time", []step{{"set", "m", 90, 85}, {"set", "m", 90, 85}, {"set", "m", 90, 85}}, map[string]int64{"m": 90}, 85, true},
+		{"same time, another hold", []step{{"set", "n", 90, 85}, {"set", "n", 90, 80}}, map[string]int64{"n": 90}, 80, true},
+		{"same time again, then cleared", []step{{"set", "o", 90, NoHold}, {"set", "o", 90, NoHold}, {"clear", "o", 0, 0}}, map[string]int64{}, 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

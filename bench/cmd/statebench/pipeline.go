@@ -119,3 +119,84 @@ func build(s beam.Scope, sp Spec) {
 	passert.Equals(check.Scope("SumIsEvents"), stats.Sum(check, global), sp.Events)
 	passert.Equals(check.Scope("KeysFireOnce"), stats.CountElms(check, global), int(min(sp.Keys, sp.Events)))
 }
+
+// genGlobalFn emits the events of a Spec as (int64 key, event number) in
+// the global window, without event times: the pipeline of issue 13 as a
+// user wrote it.
+type genGlobalFn struct{}
+
+func (genGlobalFn) CreateInitialRestriction(s Spec) offsetrange.Restriction {
+	return offsetrange.Restriction{Start: 0, End: s.Events}
+}
+
+func (genGlobalFn) SplitRestriction(s Spec, r offsetrange.Restriction) []offsetrange.Restriction {
+	return r.EvenSplits(max(s.Splits, 1))
+}
+
+func (genGlobalFn) RestrictionSize(_ Spec, r offsetrange.Restriction) float64 {
+	return float64(r.End - r.Start)
+}
+
+func (genGlobalFn) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker {
+	return sdf.NewLockRTracker(offsetrange.NewTracker(r))
+}
+
+func (genGlobalFn) ProcessElement(rt *sdf.LockRTracker, s Spec, emit func(int64, int64)) {
+	r := rt.GetRestriction().(offsetrange.Restriction)
+	for i := r.Start; rt.TryClaim(i); i++ {
+		emit(i%s.Keys, i)
+	}
+}
+
+// globalCountFn counts each key's events in ValueState and sets an
+// event-time timer at the end of the global window on every element, as
+// many users write it; the timers fire when the input ends.
+type globalCountFn struct {
+	Count state.Value[int64]
+	Flush timers.EventTime
+}
+
+func (fn *globalCountFn) ProcessElement(w beam.Window, sp state.Provider, tp timers.Provider, key int64, _ int64, _ func(int64, int64)) error {
+	n, _, err := fn.Count.Read(sp)
+	if err != nil {
+		return err
+	}
+	fn.Flush.Set(tp, w.MaxTimestamp().ToTime())
+	return fn.Count.Write(sp, n+1)
+}
+
+func (fn *globalCountFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Provider, key int64, _ timers.Context, emit func(int64, int64)) error {
+	n, _, err := fn.Count.Read(sp)
+	if err != nil {
+		return err
+	}
+	emit(key, n)
+	eventsCounted.Inc(ctx, n)
+	keysFired.Inc(ctx, 1)
+	return fn.Count.Clear(sp)
+}
+
+func countOfInt(_ int64, n int64) int64 { return n }
+
+func init() {
+	register.DoFn3x0[*sdf.LockRTracker, Spec, func(int64, int64)](&genGlobalFn{})
+	register.Emitter2[int64, int64]()
+	register.DoFn6x1[beam.Window, state.Provider, timers.Provider, int64, int64, func(int64, int64), error](&globalCountFn{})
+	register.Function2x1(countOfInt)
+}
+
+// buildGlobal is the pipeline of issue 13's first case: the generator in
+// the global window, a per-key count whose timer is set again on every
+// element at the window's end, and two sums (keys, events) checked by
+// passert.
+func buildGlobal(s beam.Scope, sp Spec) {
+	events := beam.ParDo(s.Scope("Generate"), &genGlobalFn{}, beam.Create(s.Scope("Spec"), sp))
+	counts := beam.ParDo(s.Scope("CountPerKey"), &globalCountFn{
+		Count: state.MakeValueState[int64]("count"),
+		Flush: timers.InEventTime("flush"),
+	}, events)
+	check := s.Scope("Check")
+	n := beam.ParDo(check, countOfInt, counts)
+	passert.Equals(check.Scope("SumIsEvents"), stats.Sum(check, n), sp.Events)
+	passert.Equals(check.Scope("KeysFireOnce"), stats.CountElms(check, n), int(min(sp.Keys, sp.Events)))
+}
