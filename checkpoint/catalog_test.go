@@ -118,7 +118,7 @@ func testLatest(t *testing.T, st storage.Storage) {
 
 	// A newer format at the top stops the search: no silent fallback.
 	body, _ := unseal(mustEncode(t, metaFor(4, &UploadResult{})))
-	put(t, st, MetadataName(job, 4), seal([]byte(strings.Replace(strings.TrimSpace(string(body)), `"version":2`, `"version":9`, 1))))
+	put(t, st, MetadataName(job, 4), seal([]byte(strings.Replace(strings.TrimSpace(string(body)), thisVersion, `"version":99`, 1))))
 	if _, _, err := Latest(ctx, st, job); !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), MetadataName(job, 4)) {
 		t.Fatalf("Latest with a newer format on top: %v", err)
 	}

@@ -18,7 +18,7 @@ import (
 // FormatVersion is the version of the metadata format this build writes and
 // the newest it reads. Bump it for any change to the encoding or to the
 // meaning of a field; Decode refuses newer versions.
-const FormatVersion = 2 // 2: subtask "finished" and checkpoint "stats"
+const FormatVersion = 3 // 2: subtask "finished" and checkpoint "stats"; 3: checkpoint "metrics"
 
 // formatName is the "format" field of every metadata file.
 const formatName = "weir-checkpoint"
@@ -58,6 +58,31 @@ type Metadata struct {
 	// Stats are figures of how the checkpoint was taken, measured up to
 	// the commit (optional; for listings).
 	Stats *Stats `json:"stats,omitempty"`
+	// Metrics are the job's user metrics when the checkpoint was committed
+	// (optional: checkpoints of weir before format version 3 have none). A
+	// job restored from the checkpoint starts its aggregates from them.
+	Metrics *Metrics `json:"metrics,omitempty"`
+}
+
+// Metrics are a job's aggregated user metrics.
+type Metrics struct {
+	// Committed aggregates the bundles whose effects the checkpoint holds.
+	Committed []Metric `json:"committed,omitempty"`
+	// Attempted aggregates every successful bundle attempt of the job up
+	// to the commit, bundles replayed after restores included.
+	Attempted []Metric `json:"attempted,omitempty"`
+}
+
+// Metric is one aggregated user metric: a Beam MonitoringInfo with its
+// payload decoded.
+type Metric struct {
+	URN    string            `json:"urn"`
+	Type   string            `json:"type"` // e.g. beam:metrics:sum_int64:v1
+	Labels map[string]string `json:"labels,omitempty"`
+	// Values are the integers of the type's encoding, in order: a sum; a
+	// distribution's count, sum, min and max; a gauge's timestamp
+	// (milliseconds) and value.
+	Values []int64 `json:"values"`
 }
 
 // Stats describe how a checkpoint was taken.
@@ -150,11 +175,36 @@ func Encode(m *Metadata) ([]byte, error) {
 		w.Subtasks[i].Files = slices.Clone(w.Subtasks[i].Files)
 		slices.SortFunc(w.Subtasks[i].Files, func(a, b File) int { return strings.Compare(a.Local, b.Local) })
 	}
+	if m.Metrics != nil {
+		w.Metrics = &Metrics{Committed: sortedMetrics(m.Metrics.Committed), Attempted: sortedMetrics(m.Metrics.Attempted)}
+	}
 	body, err := json.Marshal(&w)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: encode metadata of checkpoint %d of job %q: %w", m.CheckpointID, m.JobID, err)
 	}
 	return seal(body), nil
+}
+
+// sortedMetrics returns ms in a canonical order: by URN, then labels.
+func sortedMetrics(ms []Metric) []Metric {
+	ms = slices.Clone(ms)
+	slices.SortFunc(ms, func(a, b Metric) int { return strings.Compare(a.key(), b.key()) })
+	return ms
+}
+
+// key identifies a metric: its URN and labels.
+func (m Metric) key() string {
+	keys := make([]string, 0, len(m.Labels))
+	for k := range m.Labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString(m.URN)
+	for _, k := range keys {
+		b.WriteString("\x00" + k + "=" + m.Labels[k])
+	}
+	return b.String()
 }
 
 // seal appends a newline and the checksum line to a one-line JSON document.
@@ -295,6 +345,21 @@ func (m *Metadata) validate() error {
 			}
 			if !isSHA256Hex(f.SHA256) {
 				return fmt.Errorf("subtask %s: file %s: sha256 %q is not 64 lowercase hex digits", s.SubtaskID, f.Local, f.SHA256)
+			}
+		}
+	}
+	if m.Metrics != nil {
+		for _, ms := range [][]Metric{m.Metrics.Committed, m.Metrics.Attempted} {
+			seen := make(map[string]bool, len(ms))
+			for _, x := range ms {
+				if x.URN == "" || x.Type == "" || len(x.Values) == 0 {
+					return fmt.Errorf("metric %q of type %q with %d values: wants a URN, a type and values", x.URN, x.Type, len(x.Values))
+				}
+				k := x.key()
+				if seen[k] {
+					return fmt.Errorf("metric %q %v listed twice", x.URN, x.Labels)
+				}
+				seen[k] = true
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ func sampleMeta() *Metadata {
 		},
 	}
 }
+
+// thisVersion is the version field as this build encodes it.
+var thisVersion = fmt.Sprintf(`"version":%d`, FormatVersion)
 
 func mustEncode(t testing.TB, m *Metadata) []byte {
 	t.Helper()
@@ -68,6 +72,58 @@ func TestMetadataRoundTrip(t *testing.T) {
 	}
 }
 
+func TestMetadataMetrics(t *testing.T) {
+	sum := func(name string, v int64) Metric {
+		return Metric{URN: "beam:metric:user:sum_int64:v1", Type: "beam:metrics:sum_int64:v1",
+			Labels: map[string]string{"PTRANSFORM": "e1", "NAMESPACE": "ns", "NAME": name}, Values: []int64{v}}
+	}
+	m := sampleMeta()
+	m.Metrics = &Metrics{
+		Committed: []Metric{sum("b", 5), sum("a", 3)},
+		Attempted: []Metric{sum("b", 9), sum("a", 4), {URN: "beam:metric:user:distribution_int64:v1", Type: "beam:metrics:distribution_int64:v1",
+			Labels: map[string]string{"PTRANSFORM": "e1", "NAMESPACE": "ns", "NAME": "d"}, Values: []int64{2, 10, 3, 7}}},
+	}
+	data := mustEncode(t, m)
+	got, err := Decode("x/_metadata", data, "job-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := mustEncode(t, got); !bytes.Equal(again, data) {
+		t.Fatalf("re-encoding differs:\n%s\n%s", data, again)
+	}
+	c, a := got.Metrics.Committed, got.Metrics.Attempted
+	// Canonical order: by URN, then labels.
+	if len(c) != 2 || c[0].Labels["NAME"] != "a" || c[0].Values[0] != 3 || c[1].Values[0] != 5 {
+		t.Fatalf("committed %+v", c)
+	}
+	if len(a) != 3 || a[0].Labels["NAME"] != "d" || fmt.Sprint(a[0].Values) != "[2 10 3 7]" || a[1].Values[0] != 4 {
+		t.Fatalf("attempted %+v", a)
+	}
+	if m.Metrics.Committed[0].Labels["NAME"] != "b" {
+		t.Fatal("Encode reordered the caller's metrics")
+	}
+}
+
+// TestDecodeVersion2 decodes metadata as weir wrote it before checkpoints
+// had metrics: no "metrics" field, format version 2.
+func TestDecodeVersion2(t *testing.T) {
+	body, err := unseal(mustEncode(t, sampleMeta()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(body, []byte(`"metrics"`)) {
+		t.Fatalf("metadata without metrics encodes a metrics field: %s", body)
+	}
+	old := seal([]byte(strings.Replace(strings.TrimSpace(string(body)), thisVersion, `"version":2`, 1)))
+	got, err := Decode("x/_metadata", old, "job-1")
+	if err != nil {
+		t.Fatalf("decoding version 2 metadata: %v", err)
+	}
+	if got.Metrics != nil || len(got.Subtasks) != 3 {
+		t.Fatalf("decoded %+v", got)
+	}
+}
+
 func TestDecodeRefuses(t *testing.T) {
 	good := mustEncode(t, sampleMeta())
 	reseal := func(edit func(string) string) []byte {
@@ -90,8 +146,10 @@ func TestDecodeRefuses(t *testing.T) {
 		{"flipped byte", bytes.Replace(good, []byte(`"s2"`), []byte(`"s3"`), 1), "", ErrCorrupt, "checksum mismatch"},
 		{"short checksum", append(append([]byte{}, good[:len(good)-3]...), '\n'), "", ErrCorrupt, "malformed checksum"},
 		{"other job", good, "job-2", ErrForeign, `job "job-1", want "job-2"`},
-		{"newer version", reseal(func(s string) string { return strings.Replace(s, `"version":2`, `"version":3`, 1) }), "", ErrNewerFormat, "format version 3; this build reads versions up to 2"},
-		{"version 0", reseal(func(s string) string { return strings.Replace(s, `"version":2`, `"version":0`, 1) }), "", ErrCorrupt, "invalid format version 0"},
+		{"newer version", reseal(func(s string) string {
+			return strings.Replace(s, thisVersion, fmt.Sprintf(`"version":%d`, FormatVersion+1), 1)
+		}), "", ErrNewerFormat, fmt.Sprintf("format version %d; this build reads versions up to %d", FormatVersion+1, FormatVersion)},
+		{"version 0", reseal(func(s string) string { return strings.Replace(s, thisVersion, `"version":0`, 1) }), "", ErrCorrupt, "invalid format version 0"},
 		{"not weir", seal([]byte(`{"format":"other","version":1}`)), "", ErrCorrupt, `format "other"`},
 		{"unknown field", reseal(func(s string) string { return strings.Replace(s, `"job_id"`, `"extra":1,"job_id"`, 1) }), "", ErrCorrupt, "unknown field"},
 		{"escaping local name", reseal(func(s string) string { return strings.Replace(s, `"local":"000004.sst"`, `"local":"../000004.sst"`, 1) }), "", ErrCorrupt, "not a plain file name"},
@@ -133,6 +191,16 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		"duplicate subtask": func(m *Metadata) { m.Subtasks = append(m.Subtasks, m.Subtasks[0]) },
 		"duplicate file": func(m *Metadata) {
 			m.Subtasks[0].Files = append(m.Subtasks[0].Files, m.Subtasks[0].Files[0])
+		},
+		"metric without URN": func(m *Metadata) {
+			m.Metrics = &Metrics{Committed: []Metric{{Type: "beam:metrics:sum_int64:v1", Values: []int64{1}}}}
+		},
+		"metric without values": func(m *Metadata) {
+			m.Metrics = &Metrics{Attempted: []Metric{{URN: "u", Type: "beam:metrics:sum_int64:v1"}}}
+		},
+		"duplicate metric": func(m *Metadata) {
+			c := Metric{URN: "u", Type: "t", Labels: map[string]string{"NAME": "n"}, Values: []int64{1}}
+			m.Metrics = &Metrics{Committed: []Metric{c, c}}
 		},
 	} {
 		m := sampleMeta()

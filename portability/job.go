@@ -40,7 +40,7 @@ type Job struct {
 	state   jobpb.JobState_Enum
 	events  []*jobpb.JobMessagesResponse // every state change and message, in order; never modified
 	changed chan struct{}                // closed and replaced whenever events grows
-	metrics []*pipepb.MonitoringInfo
+	metrics *jobpb.MetricResults
 	nextMsg int
 	drain   func() // set by the executor; nil: the job cannot be drained
 }
@@ -131,18 +131,20 @@ func (j *Job) Message(importance jobpb.JobMessage_MessageImportance, text string
 	}})
 }
 
-// UpdateMetrics replaces the job's current metrics. The job keeps infos: do not modify them afterwards.
-// GetJobMetrics returns them as both the attempted and the committed metrics.
-func (j *Job) UpdateMetrics(infos []*pipepb.MonitoringInfo) {
+// UpdateMetrics replaces the job's current metrics, which GetJobMetrics returns: attempted counts every
+// successful bundle attempt, including bundles run again after a restore; committed counts only bundles
+// whose effects are final (in a completed checkpoint, or in the finished job), each once. The job keeps
+// both slices: do not modify them afterwards.
+func (j *Job) UpdateMetrics(attempted, committed []*pipepb.MonitoringInfo) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.metrics = infos
+	j.metrics = &jobpb.MetricResults{Attempted: attempted, Committed: committed}
 }
 
-func (j *Job) currentMetrics() []*pipepb.MonitoringInfo {
+func (j *Job) currentMetrics() (attempted, committed []*pipepb.MonitoringInfo) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.metrics
+	return j.metrics.GetAttempted(), j.metrics.GetCommitted()
 }
 
 // ArtifactPath returns the local file path of a staged artifact of an environment, by role URN (e.g.

@@ -122,9 +122,9 @@ func (js *jobService) GetJobMetrics(_ context.Context, req *jobpb.GetJobMetricsR
 	if err != nil {
 		return nil, grpcError("get job metrics", err)
 	}
-	m := j.currentMetrics()
+	attempted, committed := j.currentMetrics()
 	// runnerlib dereferences Metrics unconditionally: it must never be nil.
-	return &jobpb.GetJobMetricsResponse{Metrics: &jobpb.MetricResults{Attempted: m, Committed: m}}, nil
+	return &jobpb.GetJobMetricsResponse{Metrics: &jobpb.MetricResults{Attempted: attempted, Committed: committed}}, nil
 }
 
 func (js *jobService) DescribePipelineOptions(context.Context, *jobpb.DescribePipelineOptionsRequest) (*jobpb.DescribePipelineOptionsResponse, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -43,7 +44,8 @@ func TestJobDoneWithLiveAndLateSubscribers(t *testing.T) {
 			return ctx.Err()
 		}
 		j.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, "hello")
-		j.UpdateMetrics([]*pipepb.MonitoringInfo{counterInfo(t, "Impulse", "elements", 7)})
+		seven := []*pipepb.MonitoringInfo{counterInfo(t, "Impulse", "elements", 7)}
+		j.UpdateMetrics(seven, seven)
 		return nil
 	}}
 	e := startServer(t, exec, Options{})
@@ -119,6 +121,65 @@ func TestJobDoneWithLiveAndLateSubscribers(t *testing.T) {
 	}
 	if jobs := e.srv.Jobs(); len(jobs) != 1 || jobs[0] != e.srv.Job(id) || jobs[0].State() != jobpb.JobState_DONE {
 		t.Errorf("Server.Jobs() = %v, want the one DONE job", jobs)
+	}
+}
+
+// TestJobMetricsAttemptedAndCommitted: GetJobMetrics returns the attempted
+// and committed metrics the executor reported, each as it was (a restore
+// makes attempted count replayed bundles that committed counts once), and
+// an empty result before any.
+func TestJobMetricsAttemptedAndCommitted(t *testing.T) {
+	reported, release := make(chan struct{}), make(chan struct{})
+	exec := &fakeExec{run: func(ctx context.Context, j *Job) error {
+		<-reported // the test has read the metrics before any report
+		j.UpdateMetrics(
+			[]*pipepb.MonitoringInfo{counterInfo(t, "ParDo", "n", 130), counterInfo(t, "ParDo", "retried", 2)},
+			[]*pipepb.MonitoringInfo{counterInfo(t, "ParDo", "n", 100)})
+		reported <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		j.UpdateMetrics(
+			[]*pipepb.MonitoringInfo{counterInfo(t, "ParDo", "n", 160), counterInfo(t, "ParDo", "retried", 2)},
+			[]*pipepb.MonitoringInfo{counterInfo(t, "ParDo", "n", 120), counterInfo(t, "ParDo", "retried", 2)})
+		return nil
+	}}
+	e := startServer(t, exec, Options{})
+	ctx := testCtx(t)
+	p := testPipeline()
+	id := e.submit(t, "metrics", p)
+	counters := func() map[string][2]int64 {
+		t.Helper()
+		m, err := e.client.GetJobMetrics(ctx, &jobpb.GetJobMetricsRequest{JobId: id})
+		if err != nil {
+			t.Fatalf("GetJobMetrics: %v", err)
+		}
+		if m.GetMetrics() == nil {
+			t.Fatal("GetJobMetrics returned no MetricResults")
+		}
+		out := map[string][2]int64{}
+		for _, c := range metricsx.FromMonitoringInfos(p, m.GetMetrics().GetAttempted(), m.GetMetrics().GetCommitted()).AllMetrics().Counters() {
+			out[c.Key.Name] = [2]int64{c.Attempted, c.Committed}
+		}
+		return out
+	}
+	e.waitState(t, id, jobpb.JobState_RUNNING)
+	if got := counters(); len(got) != 0 {
+		t.Errorf("metrics before any report = %v, want none", got)
+	}
+	reported <- struct{}{}
+	<-reported
+	want := map[string][2]int64{"n": {130, 100}, "retried": {2, 0}}
+	if got := counters(); !maps.Equal(got, want) {
+		t.Errorf("running: counters (attempted, committed) = %v, want %v", got, want)
+	}
+	close(release)
+	e.waitState(t, id, jobpb.JobState_DONE)
+	want = map[string][2]int64{"n": {160, 120}, "retried": {2, 2}}
+	if got := counters(); !maps.Equal(got, want) {
+		t.Errorf("done: counters (attempted, committed) = %v, want %v", got, want)
 	}
 }
 

@@ -62,7 +62,7 @@ func TestRunnerlibExecute(t *testing.T) {
 				if b, err := os.ReadFile(bin); err != nil || !bytes.Equal(b, tc.wantBin) {
 					return fmt.Errorf("staged worker binary: %d bytes (err %v), want %d", len(b), err, len(tc.wantBin))
 				}
-				j.UpdateMetrics([]*pipepb.MonitoringInfo{counterInfo(t, "Impulse", "count", 3)})
+				j.UpdateMetrics([]*pipepb.MonitoringInfo{counterInfo(t, "Impulse", "count", 5)}, []*pipepb.MonitoringInfo{counterInfo(t, "Impulse", "count", 3)})
 				return tc.fail
 			}}
 			e := startServer(t, exec, Options{})
@@ -84,8 +84,8 @@ func TestRunnerlibExecute(t *testing.T) {
 				t.Errorf("job id %q does not start with the job name", j.ID)
 			}
 			cs := res.Metrics().AllMetrics().Counters()
-			if len(cs) != 1 || cs[0].Attempted != 3 || cs[0].Key.Name != "count" {
-				t.Errorf("counters = %+v, want count=3", cs)
+			if len(cs) != 1 || cs[0].Attempted != 5 || cs[0].Committed != 3 || cs[0].Key.Name != "count" {
+				t.Errorf("counters = %+v, want count attempted 5, committed 3", cs)
 			}
 		})
 	}

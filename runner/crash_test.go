@@ -45,8 +45,9 @@ type CrashSpec struct {
 	Sink                                 string // names the committed-output set
 }
 
-// generated counts the events the generator emitted (in one life of the
-// job: a resumed job generates only what its checkpoint had not).
+// generated counts the events the generator emitted. A resumed job
+// generates only what its checkpoint had not, and starts its metrics from
+// the checkpoint's: committed counts each event once over the job's lives.
 var generated = beam.NewCounter("crash", "generated")
 
 type pacedGenFn struct{}

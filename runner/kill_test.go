@@ -142,16 +142,29 @@ func TestKill9Resume(t *testing.T) {
 				t.Fatalf("resumed job failed (replay: %s): %v", replay, err)
 			}
 			checkCommitted(t, sp, replay)
-			// Resumed from its checkpoint, the job generates only the rest.
-			var gen int64
+			// Resumed from its checkpoint, the job generates only the rest:
+			// its metrics start from the checkpoint's, committed counts
+			// every event once, and attempted grows by what the checkpoint
+			// had not committed.
+			savedAtt, savedCom := savedCounter(metas[0], "generated")
+			var att, com int64
 			for _, c := range res.Metrics().AllMetrics().Counters() {
 				if c.Name() == "generated" {
-					gen += c.Result()
+					att, com = att+c.Attempted, com+c.Committed
 				}
 			}
-			t.Logf("the resumed job generated %d of %d events", gen, sp.Events)
-			if gen <= 0 || gen >= sp.Events {
-				t.Errorf("the resumed job generated %d of %d events: it did not resume from its checkpoint (replay: %s)", gen, sp.Events, replay)
+			t.Logf("checkpoint %d: generated attempted %d, committed %d; the job ended with attempted %d, committed %d, of %d events", metas[0].CheckpointID, savedAtt, savedCom, att, com, sp.Events)
+			if savedCom <= 0 || savedCom >= sp.Events {
+				t.Errorf("checkpoint %d committed %d of %d generated events: it is not in the middle of the job (replay: %s)", metas[0].CheckpointID, savedCom, sp.Events, replay)
+			}
+			if com != sp.Events {
+				t.Errorf("generated: committed %d, want exactly %d (replay: %s)", com, sp.Events, replay)
+			}
+			if gen := att - savedAtt; gen != sp.Events-savedCom {
+				t.Errorf("the resumed job generated %d events, want the %d its checkpoint had not: it did not resume from its checkpoint (replay: %s)", gen, sp.Events-savedCom, replay)
+			}
+			if savedAtt == savedCom {
+				t.Logf("the checkpoint's attempted and committed counts are equal: its metrics cannot tell a resumed job from a fresh one")
 			}
 		})
 	}

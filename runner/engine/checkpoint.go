@@ -248,6 +248,7 @@ func (c *coordinator) finished(id checkpoint.SubtaskID, fin []finalization) {
 	s := c.subtasks[id]
 	s.finished = true
 	c.leftover = append(c.leftover, fin...)
+	c.handOverMetricsLocked(id)
 	for _, down := range c.downstream[id.Stage] {
 		if !c.upstreamFinished(down) {
 			continue
@@ -298,6 +299,7 @@ func (c *coordinator) snapshot(chk int64, id checkpoint.SubtaskID, blob []byte, 
 	}
 	p.snapped[id] = true
 	p.finalize = append(p.finalize, fin...)
+	c.e.metrics.handOver(id, chk)
 	c.e.o.Logger.Debug("subtask snapshot", "checkpoint", chk, "subtask", id.String(), "after", time.Since(p.started))
 	s := c.subtasks[id]
 	c.mu.Unlock()
@@ -361,6 +363,7 @@ func (c *coordinator) maybeCommit(chk int64) {
 		return a.Stage < b.Stage || a.Stage == b.Stage && a.Subtask < b.Subtask
 	})
 	meta.Stats = &checkpoint.Stats{DurationMS: time.Since(p.started).Milliseconds(), AlignmentMS: p.alignment.Milliseconds(), UploadedBytes: p.uploaded}
+	meta.Metrics = c.e.metrics.values(chk)
 	c.mu.Unlock()
 
 	// Only one commit runs: the last acknowledgement of chk calls this.
@@ -397,6 +400,7 @@ func (c *coordinator) maybeCommit(chk int64) {
 	c.mu.Unlock()
 	c.e.o.Logger.Info("checkpoint completed", "checkpoint", chk, "took", stats.Duration, "uploaded", stats.Uploaded, "size", full)
 
+	c.e.metrics.commitUpTo(chk)
 	if err := c.fault(FaultAfterCommit, chk); err != nil {
 		c.e.fail(fmt.Errorf("after checkpoint %d: %w", chk, err))
 		return
@@ -570,5 +574,6 @@ func (c *coordinator) jobDone(ctx context.Context) {
 	fin := c.leftover
 	c.leftover = nil
 	c.mu.Unlock()
+	c.e.metrics.commitAll()
 	c.finalizeAll(ctx, fin)
 }

@@ -32,8 +32,11 @@ type Options struct {
 	API            *pipepb.ApiServiceDescriptor // Fn API server for data and state
 	// MaxAttempts bounds how often one bundle is tried (default 4).
 	MaxAttempts int
-	// OnMetrics receives the job's aggregated monitoring infos as they change.
-	OnMetrics func([]*pipepb.MonitoringInfo)
+	// OnMetrics receives the job's aggregated user metrics as they change:
+	// attempted (every successful bundle attempt, replays included) and
+	// committed (bundles whose effects are in a completed checkpoint or the
+	// finished job). See metrics.go.
+	OnMetrics func(attempted, committed []*pipepb.MonitoringInfo)
 	// ProgressEvery is how often progress is logged (0: never).
 	ProgressEvery time.Duration
 	// Clock is processing time: when processing-time timers fire and
@@ -190,6 +193,7 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 	if err := e.setUpCheckpoints(ctx, dir, restore); err != nil {
 		return err
 	}
+	e.metrics.rewind(restore, e.ck != nil)
 
 	inboxes := map[*plan.Stage][]inbox{}
 	for _, s := range e.plan.Stages {

@@ -1,15 +1,27 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/metricsx"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/checkpoint"
+	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/runner/plan"
 )
+
+// sub0 is the subtask the single-subtask tests report bundles of.
+var sub0 = checkpoint.SubtaskID{Stage: "s", Subtask: 0}
 
 func userLabels(transform, ns, name string) map[string]string {
 	return map[string]string{"PTRANSFORM": transform, "NAMESPACE": ns, "NAME": name}
@@ -75,10 +87,15 @@ func checkResults(t *testing.T, snap []*pipepb.MonitoringInfo, want ...string) {
 
 func TestMetricsAggregate(t *testing.T) {
 	var snaps [][]*pipepb.MonitoringInfo
-	m := newMetrics(func(s []*pipepb.MonitoringInfo) { snaps = append(snaps, s) })
+	m := newMetrics(func(a, c []*pipepb.MonitoringInfo) {
+		if fmt.Sprint(results(a)) != fmt.Sprint(results(c)) {
+			t.Errorf("without checkpoints, committed %q differs from attempted %q", results(c), results(a))
+		}
+		snaps = append(snaps, a)
+	})
 
 	// Bundle 1.
-	m.add([]*pipepb.MonitoringInfo{
+	m.add(sub0, []*pipepb.MonitoringInfo{
 		counterMI(t, "pardo", "elems", 3),
 		counterMI(t, "other", "elems", 100), // same name, other transform: separate
 		distMI(t, "pardo", "size", 2, 10, 3, 7),
@@ -91,7 +108,7 @@ func TestMetricsAggregate(t *testing.T) {
 		"gauge pardo ns/last = 1 at 100",
 	)
 	// Bundle 2: sums add, distributions merge, an older gauge value loses.
-	m.add([]*pipepb.MonitoringInfo{
+	m.add(sub0, []*pipepb.MonitoringInfo{
 		counterMI(t, "pardo", "elems", 4),
 		distMI(t, "pardo", "size", 1, 1, 1, 1),
 		gaugeMI(t, "pardo", "last", 50, 2),
@@ -103,7 +120,7 @@ func TestMetricsAggregate(t *testing.T) {
 		"gauge pardo ns/last = 1 at 100",
 	)
 	// Bundle 3: a newer gauge value wins; negative values and a larger max.
-	m.add([]*pipepb.MonitoringInfo{
+	m.add(sub0, []*pipepb.MonitoringInfo{
 		counterMI(t, "pardo", "elems", -2),
 		distMI(t, "pardo", "size", 2, 40, 5, 35),
 		gaugeMI(t, "pardo", "last", 200, -3),
@@ -116,7 +133,7 @@ func TestMetricsAggregate(t *testing.T) {
 		"gauge pardo ns/last = -3 at 200",
 	)
 	// An equal timestamp: the later report wins.
-	m.add([]*pipepb.MonitoringInfo{gaugeMI(t, "pardo", "last", 200, 8)})
+	m.add(sub0, []*pipepb.MonitoringInfo{gaugeMI(t, "pardo", "last", 200, 8)})
 	checkResults(t, snaps[len(snaps)-1],
 		"counter pardo ns/elems = 5",
 		"counter other ns/elems = 100",
@@ -130,10 +147,10 @@ func TestMetricsAggregate(t *testing.T) {
 
 func TestMetricsIgnoresNonUser(t *testing.T) {
 	calls := 0
-	m := newMetrics(func([]*pipepb.MonitoringInfo) { calls++ })
+	m := newMetrics(func(_, _ []*pipepb.MonitoringInfo) { calls++ })
 	p, _ := metricsx.Int64Counter(5)
 	d, _ := metricsx.Int64Distribution(1, 2, 2, 2)
-	m.add([]*pipepb.MonitoringInfo{
+	m.add(sub0, []*pipepb.MonitoringInfo{
 		// PCollection element count: no PTRANSFORM label.
 		{Urn: metricsx.UrnToString(metricsx.UrnElementCount), Type: typeSum, Labels: map[string]string{"PCOLLECTION": "pc"}, Payload: p},
 		// Execution time: a transform but no metric name.
@@ -147,37 +164,37 @@ func TestMetricsIgnoresNonUser(t *testing.T) {
 		// An empty name.
 		{Urn: metricsx.UrnToString(metricsx.UrnUserSumInt64), Type: typeSum, Labels: userLabels("pardo", "ns", ""), Payload: p},
 	})
-	m.add(nil)
-	if calls != 0 || len(m.cells) != 0 {
-		t.Errorf("non-user metrics kept %d cells and notified %d times", len(m.cells), calls)
+	m.add(sub0, nil)
+	if calls != 0 || len(m.attempted.cells) != 0 {
+		t.Errorf("non-user metrics kept %d cells and notified %d times", len(m.attempted.cells), calls)
 	}
-	m.add([]*pipepb.MonitoringInfo{counterMI(t, "pardo", "c", 1)})
-	if calls != 1 || len(m.cells) != 1 {
-		t.Errorf("one user metric: %d cells, %d notifications", len(m.cells), calls)
+	m.add(sub0, []*pipepb.MonitoringInfo{counterMI(t, "pardo", "c", 1)})
+	if calls != 1 || len(m.attempted.cells) != 1 {
+		t.Errorf("one user metric: %d cells, %d notifications", len(m.attempted.cells), calls)
 	}
 }
 
 func TestMetricsLabelsIdentifyCells(t *testing.T) {
 	var last []*pipepb.MonitoringInfo
-	m := newMetrics(func(s []*pipepb.MonitoringInfo) { last = s })
+	m := newMetrics(func(s, _ []*pipepb.MonitoringInfo) { last = s })
 	a := counterMI(t, "pardo", "c", 1)
 	b := counterMI(t, "pardo", "c", 2)
 	b.Labels = userLabels("pardo", "other-ns", "c")
-	m.add([]*pipepb.MonitoringInfo{a, b, counterMI(t, "pardo", "c", 10)})
+	m.add(sub0, []*pipepb.MonitoringInfo{a, b, counterMI(t, "pardo", "c", 10)})
 	checkResults(t, last, "counter pardo ns/c = 11", "counter pardo other-ns/c = 2")
 }
 
 func TestMetricsConcurrentBundles(t *testing.T) {
 	var mu sync.Mutex
 	var last []*pipepb.MonitoringInfo
-	m := newMetrics(func(s []*pipepb.MonitoringInfo) { mu.Lock(); last = s; mu.Unlock() })
+	m := newMetrics(func(s, _ []*pipepb.MonitoringInfo) { mu.Lock(); last = s; mu.Unlock() })
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range 100 {
-				m.add([]*pipepb.MonitoringInfo{
+				m.add(sub0, []*pipepb.MonitoringInfo{
 					counterMI(t, "pardo", "n", 1),
 					distMI(t, "pardo", "d", 1, int64(i), int64(i), int64(i)),
 					gaugeMI(t, "pardo", "g", int64(g*1000+i), int64(g)),
@@ -187,7 +204,7 @@ func TestMetricsConcurrentBundles(t *testing.T) {
 	}
 	wg.Wait()
 	m.mu.Lock()
-	snap := m.snapshotLocked()
+	snap := m.attempted.infos()
 	m.mu.Unlock()
 	checkResults(t, snap,
 		"counter pardo ns/n = 800",
@@ -199,4 +216,234 @@ func TestMetricsConcurrentBundles(t *testing.T) {
 	if len(last) != 3 {
 		t.Errorf("last notification has %d metrics", len(last))
 	}
+}
+
+// counts reads counter ns/n of a notification: attempted and committed.
+func counts(t *testing.T, attempted, committed []*pipepb.MonitoringInfo) (int64, int64) {
+	t.Helper()
+	var a, c int64
+	for _, r := range metricsx.FromMonitoringInfos(&pipepb.Pipeline{}, attempted, committed).AllMetrics().Counters() {
+		if r.Key.Name != "n" {
+			t.Fatalf("unexpected counter %+v", r.Key)
+		}
+		a, c = r.Attempted, r.Committed
+	}
+	return a, c
+}
+
+// handOverRig is a checkpointed job's metrics bookkeeping driven through
+// the coordinator: bundles of subtasks a and b, checkpoints started,
+// snapshotted, aborted and committed (to file storage), subtasks
+// finishing, restarts, and the job's end.
+type handOverRig struct {
+	t    *testing.T
+	st   storage.Storage
+	e    *Engine
+	c    *coordinator
+	cur  int64 // the checkpoint last started
+	a, b int64 // the last notification: attempted, committed
+}
+
+const rigJob = "rig"
+
+var rigSubtasks = map[string]checkpoint.SubtaskID{"a": {Stage: "s", Subtask: 0}, "b": {Stage: "s", Subtask: 1}}
+
+func newHandOverRig(t *testing.T) *handOverRig {
+	st, err := storage.NewFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r := &handOverRig{t: t, st: st}
+	r.e = &Engine{plan: &plan.Plan{}, o: Options{MaxParallelism: 128, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	r.e.metrics = newMetrics(func(a, c []*pipepb.MonitoringInfo) { r.a, r.b = counts(t, a, c) })
+	r.e.fail = func(err error) { t.Errorf("engine failed: %v", err) }
+	r.run(nil)
+	return r
+}
+
+// run starts a run of the job from restore (nil: from the start).
+func (r *handOverRig) run(restore *checkpoint.Metadata) {
+	next, err := checkpoint.NextID(context.Background(), r.st, rigJob)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.c = newCoordinator(context.Background(), r.e, CheckpointOptions{Storage: r.st, Job: rigJob, Restore: restore, Retained: 2}, next)
+	for i, name := range []string{"a", "b"} {
+		if err := r.c.add(rigSubtasks[name], make(inbox, 1), make(chan int64, 1), checkpoint.KeyGroupRange{Start: 64 * i, End: 64 * (i + 1)}); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	r.e.ck = r.c
+	r.e.metrics.rewind(restore, true)
+}
+
+// latest is the job's latest completed checkpoint (nil if none).
+func (r *handOverRig) latest() *checkpoint.Metadata {
+	m, _, err := checkpoint.Latest(context.Background(), r.st, rigJob)
+	if errors.Is(err, checkpoint.ErrNoCheckpoint) {
+		return nil
+	} else if err != nil {
+		r.t.Fatal(err)
+	}
+	return m
+}
+
+// do runs one step of a script.
+func (r *handOverRig) do(step string) {
+	f := strings.Fields(step)
+	switch f[0] {
+	case "bundle": // bundle <subtask> <n>: a bundle that counted n
+		n, _ := strconv.ParseInt(f[2], 10, 64)
+		r.e.metrics.add(rigSubtasks[f[1]], []*pipepb.MonitoringInfo{counterMI(r.t, "pardo", "n", n)})
+	case "start": // the coordinator starts a checkpoint
+		r.c.mu.Lock()
+		r.cur = r.c.nextID
+		r.c.startLocked(time.Now())
+		r.c.mu.Unlock()
+	case "snap": // snap <subtask>: its snapshot for the checkpoint last started
+		r.c.snapshot(r.cur, rigSubtasks[f[1]], nil, "", nil)
+	case "finish": // finish <subtask>
+		r.c.finished(rigSubtasks[f[1]], nil)
+	case "abort":
+		r.c.abort(r.cur, errors.New("test abort"))
+	case "restart": // the run fails and restarts in process from the latest checkpoint
+		r.run(r.latest())
+	case "restore-from": // restore-from <checkpoint>: a restart from that one
+		id, _ := strconv.ParseInt(f[1], 10, 64)
+		m, err := checkpoint.ReadMetadata(context.Background(), r.st, rigJob, id)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		r.run(m)
+	case "resume": // a new process resumes the job from its latest checkpoint
+		r.e.metrics = newMetrics(r.e.metrics.notify)
+		r.a, r.b = 0, 0
+		r.run(r.latest())
+	case "end": // every subtask has finished: the job ends
+		r.c.jobDone(context.Background())
+	default:
+		r.t.Fatalf("unknown step %q", step)
+	}
+	r.c.wg.Wait() // uploads and commits
+}
+
+// TestMetricsHandOver: committed counts the bundles a completed
+// checkpoint holds, or that the finished job ran, each once; attempted
+// counts every successful bundle.
+func TestMetricsHandOver(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// steps, and "want <attempted> <committed>" checks of the last
+		// notification, or "saved <attempted> <committed>" checks of the
+		// latest checkpoint's metadata.
+		script []string
+	}{
+		{"bundles wait for a checkpoint", []string{
+			"bundle a 3", "bundle b 4", "want 7 0",
+			"start", "snap a", "bundle a 5", "want 12 0", // a's 5 came after its barrier
+			"snap b", "want 12 7", "saved 12 7",
+			"end", "want 12 12",
+		}},
+		{"an aborted checkpoint's deltas go to the next", []string{
+			"bundle a 3", "start", "snap a", "abort", "want 3 0",
+			"bundle a 2", "bundle b 4",
+			"start", "snap a", "want 9 0", "snap b", "want 9 9", "saved 9 9",
+		}},
+		{"a snapshot for an aborted checkpoint keeps its delta", []string{
+			"start", "abort", "bundle a 3", "snap a", // checkpoint 1 is gone
+			"start", "bundle a 1", "snap a", "snap b", "want 4 4",
+		}},
+		{"a subtask finishing before its snapshot hands its delta to the pending checkpoint", []string{
+			"bundle a 3", "start", "bundle b 4", "finish b", "want 7 0",
+			"snap a", "want 7 7",
+		}},
+		{"a subtask finishing after its snapshot hands its delta to the next checkpoint", []string{
+			"bundle a 3", "bundle b 4", "start", "snap b", "bundle b 6", "finish b",
+			"snap a", "want 13 7", "saved 13 7",
+			"start", "snap a", "want 13 13", "saved 13 13",
+		}},
+		{"the job's end commits what finished subtasks left", []string{
+			"bundle a 3", "bundle b 4", "start", "snap b", "bundle b 6", "finish b",
+			"snap a", "want 13 7", "end", "want 13 13",
+		}},
+		{"the job's end commits a pending checkpoint's deltas once", []string{
+			"bundle a 3", "bundle b 2", "start", "snap a", "end", "want 5 5",
+			"snap b", "want 5 5", "saved 5 5", // checkpoint 1 commits after the end
+		}},
+		{"an aborted checkpoint of a finished subtask's delta", []string{
+			"bundle b 4", "start", "finish b", "abort", "want 4 0",
+			"start", "snap a", "want 4 4",
+		}},
+		{"a restart replays what no checkpoint holds", []string{
+			"bundle a 3", "start", "snap a", "snap b", "want 3 3",
+			"bundle a 5", "bundle b 2", "want 10 3",
+			"restart", "want 10 3",
+			"bundle a 5", "bundle b 2", "want 17 3", // replayed
+			"end", "want 17 10",
+		}},
+		{"a restart with no checkpoint starts committed from nothing", []string{
+			"bundle a 3", "start", "snap a", "abort", "restart", "want 3 0",
+			"bundle a 3", "end", "want 6 3",
+		}},
+		{"a restart from an older checkpoint rewinds committed", []string{
+			"bundle a 3", "start", "snap a", "snap b", "saved 3 3",
+			"bundle a 4", "start", "snap a", "snap b", "want 7 7", "saved 7 7",
+			"restore-from 1", "want 7 3", // checkpoint 2 was unusable
+			"bundle a 4", "end", "want 11 7",
+		}},
+		{"a resumed job starts both aggregates from its checkpoint", []string{
+			"bundle a 3", "start", "snap a", "bundle a 4", "snap b", "want 7 3", "saved 7 3",
+			"resume", "want 7 3",
+			"bundle a 4", "end", "want 11 7",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newHandOverRig(t)
+			for i, step := range tc.script {
+				f := strings.Fields(step)
+				switch f[0] {
+				case "want":
+					if got := fmt.Sprintf("want %d %d", r.a, r.b); got != step {
+						t.Fatalf("step %d: attempted %d, committed %d; %s", i, r.a, r.b, step)
+					}
+				case "saved":
+					m := r.latest()
+					if m == nil || m.Metrics == nil {
+						t.Fatalf("step %d: %s: the latest checkpoint %v has no metrics", i, step, m)
+					}
+					a, c := counts(t, aggFromCheckpoint(m.Metrics.Attempted).infos(), aggFromCheckpoint(m.Metrics.Committed).infos())
+					if got := fmt.Sprintf("saved %d %d", a, c); got != step {
+						t.Fatalf("step %d: checkpoint %d saved attempted %d, committed %d; %s", i, m.CheckpointID, a, c, step)
+					}
+				default:
+					r.do(step)
+				}
+			}
+		})
+	}
+}
+
+// TestMetricsCheckpointRoundTrip: every metric type a checkpoint records
+// reads back as it was; a type weir does not aggregate, or a value count
+// that does not fit the type, is left out.
+func TestMetricsCheckpointRoundTrip(t *testing.T) {
+	a := newAgg()
+	a.addInfos([]*pipepb.MonitoringInfo{
+		counterMI(t, "pardo", "c", 5),
+		distMI(t, "pardo", "d", 3, 12, -1, 9),
+		gaugeMI(t, "pardo", "g", 1234, -7),
+	})
+	saved := a.toCheckpoint()
+	want := []string{
+		"counter pardo ns/c = 5",
+		"dist pardo ns/d = count 3 sum 12 min -1 max 9",
+		"gauge pardo ns/g = -7 at 1234",
+	}
+	checkResults(t, aggFromCheckpoint(saved).infos(), want...)
+	bad := append(saved,
+		checkpoint.Metric{URN: "u", Type: "beam:metrics:sum_double:v1", Labels: userLabels("pardo", "ns", "f"), Values: []int64{1}},
+		checkpoint.Metric{URN: metricsx.UrnToString(metricsx.UrnUserSumInt64), Type: typeSum, Labels: userLabels("pardo", "ns", "two"), Values: []int64{1, 2}},
+	)
+	checkResults(t, aggFromCheckpoint(bad).infos(), want...)
 }

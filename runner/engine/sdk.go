@@ -604,7 +604,7 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 			return err
 		}
 	}
-	t.e.metrics.add(res.Response.GetMonitoringInfos())
+	t.e.metrics.add(t.ckID(), res.Response.GetMonitoringInfos())
 	t.e.countInput(t.stage, elementsOf(res.Response.GetMonitoringInfos(), t.stage.Input))
 	now := t.e.now()
 	for _, r := range res.Response.GetResidualRoots() {
