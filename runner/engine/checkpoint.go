@@ -91,8 +91,9 @@ type coordinator struct {
 	recent    []*checkpoint.Metadata // the last checkpoints committed, newest last: Retain need not read them back
 	stats     []CheckpointStats
 	// leftover are finalizations of subtasks that finished: they run with
-	// the next completed checkpoint, or when the job ends.
-	leftover []finalization
+	// the first completed checkpoint that records the subtask finished,
+	// or when the job ends.
+	leftover []leftoverFin
 	wg       sync.WaitGroup
 	// The stage graph: a subtask whose upstream subtasks have all finished
 	// has only ended input left (in flight), so it can be triggered.
@@ -126,6 +127,37 @@ type pendingCk struct {
 type finalization struct {
 	w    *sdkharness.Worker
 	inst string
+}
+
+// leftoverFin is a finalization of a finished subtask, due when
+// checkpoint from or a later one commits.
+type leftoverFin struct {
+	finalization
+	from int64
+}
+
+// leftoverFrom is the first checkpoint that holds the effects of the last
+// bundles of subtask id, finishing now: the pending one if it has not
+// taken the subtask's snapshot (it will record the subtask finished),
+// else the next one to start (next is its ID).
+func leftoverFrom(pending *pendingCk, id checkpoint.SubtaskID, next int64) int64 {
+	if pending != nil && !pending.snapped[id] {
+		return pending.id
+	}
+	return next
+}
+
+// dueLeftovers splits leftover into the finalizations checkpoint chk's
+// commit makes due and those that wait for a later one.
+func dueLeftovers(leftover []leftoverFin, chk int64) (due []finalization, kept []leftoverFin) {
+	for _, l := range leftover {
+		if l.from <= chk {
+			due = append(due, l.finalization)
+		} else {
+			kept = append(kept, l)
+		}
+	}
+	return due, kept
 }
 
 func newCoordinator(ctx context.Context, e *Engine, o CheckpointOptions, nextID int64) *coordinator {
@@ -247,7 +279,13 @@ func (c *coordinator) finished(id checkpoint.SubtaskID, fin []finalization) {
 	c.mu.Lock()
 	s := c.subtasks[id]
 	s.finished = true
-	c.leftover = append(c.leftover, fin...)
+	// A checkpoint that took this subtask's snapshot before it finished
+	// does not hold the effects of its last bundles: their finalization
+	// waits for the next checkpoint, which records the subtask finished.
+	from := leftoverFrom(c.pending, id, c.nextID)
+	for _, f := range fin {
+		c.leftover = append(c.leftover, leftoverFin{finalization: f, from: from})
+	}
 	c.handOverMetricsLocked(id)
 	for _, down := range c.downstream[id.Stage] {
 		if !c.upstreamFinished(down) {
@@ -382,8 +420,9 @@ func (c *coordinator) maybeCommit(chk int64) {
 	if c.pending == p {
 		c.pending = nil
 	}
-	fin := append(p.finalize, c.leftover...)
-	c.leftover = nil
+	var due []finalization
+	due, c.leftover = dueLeftovers(c.leftover, chk)
+	fin := append(p.finalize, due...)
 	c.lastEnd = time.Now()
 	c.base = meta
 	c.recent = append(c.recent, meta)
@@ -571,7 +610,10 @@ func (c *coordinator) finalizeAll(ctx context.Context, fin []finalization) {
 // ended: no restore can replay those bundles any more.
 func (c *coordinator) jobDone(ctx context.Context) {
 	c.mu.Lock()
-	fin := c.leftover
+	var fin []finalization
+	for _, l := range c.leftover {
+		fin = append(fin, l.finalization)
+	}
 	c.leftover = nil
 	c.mu.Unlock()
 	c.e.metrics.commitAll()

@@ -447,3 +447,31 @@ func TestMetricsCheckpointRoundTrip(t *testing.T) {
 	)
 	checkResults(t, aggFromCheckpoint(bad).infos(), want...)
 }
+
+// TestLeftoverFinalizations: a finished subtask's last bundles are
+// finalized by the first checkpoint that records it finished: not by a
+// pending one that took its snapshot before it finished, whose state
+// does not hold their effects.
+func TestLeftoverFinalizations(t *testing.T) {
+	a, b := checkpoint.SubtaskID{Stage: "s", Subtask: 0}, checkpoint.SubtaskID{Stage: "s", Subtask: 1}
+	pending := &pendingCk{id: 4, snapped: map[checkpoint.SubtaskID]bool{a: true}}
+	for _, tc := range []struct {
+		name    string
+		pending *pendingCk
+		id      checkpoint.SubtaskID
+		want    int64
+	}{
+		{"no checkpoint pending: the next one", nil, a, 7},
+		{"pending, snapshot taken before the finish: the next one", pending, a, 7},
+		{"pending, no snapshot yet: the pending one records it finished", pending, b, 4},
+	} {
+		if got := leftoverFrom(tc.pending, tc.id, 7); got != tc.want {
+			t.Errorf("%s: from checkpoint %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	left := []leftoverFin{{finalization{inst: "x"}, 4}, {finalization{inst: "y"}, 5}, {finalization{inst: "z"}, 3}}
+	due, kept := dueLeftovers(left, 4)
+	if len(due) != 2 || due[0].inst != "x" || due[1].inst != "z" || len(kept) != 1 || kept[0].inst != "y" {
+		t.Errorf("checkpoint 4 makes due %v and keeps %v; want x, z due and y kept", due, kept)
+	}
+}
