@@ -18,6 +18,8 @@
 //	<job>/chk-<N>/<stage>-<subtask>/_files   the subtask's file list, written
 //	                                         before its uploads
 //	<job>/chk-<N>/_metadata                  Metadata, create-only: the commit
+//	<job>/_lease                             the lease of the one job that
+//	                                         writes these (see AcquireLease)
 //
 // Naming sstables by content, not by Pebble's file number, matters: file
 // numbers are reused by a DB restored from a checkpoint. Content already in

@@ -15,6 +15,8 @@ import (
 //	<job>/chk-<N>/<stage>-<subtask>/_files   the subtask's file list, written
 //	                                         before its uploads (an intent)
 //	<job>/chk-<N>/_metadata                  written last, create-only: commit
+//	<job>/_lease                             held by the job writing these
+//	                                         (lease.go)
 //
 // File.Remote names are relative to <job>/.
 const (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -30,6 +31,11 @@ type CheckpointConfig struct {
 	// Resume starts the job from its latest completed checkpoint in Dir
 	// (found by job name), if it has one.
 	Resume bool
+	// LeaseTTL and LeaseRenewal time the lease a job holds on its
+	// checkpoints (<dir>/<job>/_lease) while it runs, which refuses a
+	// second job of the same name on the same dir (0: 30s, and a third of
+	// the TTL).
+	LeaseTTL, LeaseRenewal time.Duration
 }
 
 // DefaultStreamingInterval is the checkpoint interval of a streaming job
@@ -46,6 +52,8 @@ func (c *CheckpointConfig) Bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.RestartAttempts, "restart_attempts", c.RestartAttempts, "how often a failed job with checkpoints is restored from its latest checkpoint and restarted")
 	fs.DurationVar(&c.RestartBackoff, "restart_backoff", c.RestartBackoff, "pause before each restart")
 	fs.BoolVar(&c.Resume, "resume", c.Resume, "start the job from its latest completed checkpoint in --checkpoint_dir (found by --job_name)")
+	fs.DurationVar(&c.LeaseTTL, "checkpoint_lease_ttl", c.LeaseTTL, "how long the lease a job holds on its checkpoints outlives its last renewal: a job of the same name may take it over after that (0: 30s)")
+	fs.DurationVar(&c.LeaseRenewal, "checkpoint_lease_renewal", c.LeaseRenewal, "time between renewals of a job's checkpoint lease (0: a third of the TTL)")
 }
 
 // DefaultCheckpointConfig is the configuration a server starts with.
@@ -90,7 +98,9 @@ func goOptions(opts *structpb.Struct) map[string]string {
 
 // checkpointOptions builds the engine's checkpoint options for a job (nil
 // when it has no checkpoint dir), finding the checkpoint to resume from.
-func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, p *pipepb.Pipeline) (*engine.CheckpointOptions, storage.Storage, error) {
+// The job holds its checkpoints' lease from here: the caller closes the
+// returned storage when the job has ended, which releases it.
+func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, p *pipepb.Pipeline) (*engine.CheckpointOptions, *jobStorage, error) {
 	c, err := x.s.cfg.Checkpoints.forJob(job.Options)
 	if err != nil {
 		return nil, nil, err
@@ -111,9 +121,14 @@ func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, 
 			return storage.Open(ctx, url, x.s.cfg.StorageOptions...)
 		}
 	}
-	st, err := open(ctx, c.Dir)
+	raw, err := open(ctx, c.Dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checkpoint dir: %w", err)
+	}
+	st, err := x.leaseCheckpoints(ctx, raw, job.Name, c)
+	if err != nil {
+		raw.Close()
+		return nil, nil, err
 	}
 	interval := c.Interval
 	if interval == 0 && unbounded(p) {
@@ -147,6 +162,73 @@ func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, 
 		}
 	}
 	return o, st, nil
+}
+
+// jobStorage is a job's checkpoint storage while the job holds the lease on
+// its checkpoints (checkpoint.AcquireLease): every write fails once the
+// lease is lost, and Close releases the lease.
+type jobStorage struct {
+	storage.Storage // fenced by the lease
+	raw             storage.Storage
+	lease           *checkpoint.Lease
+	log             *slog.Logger
+}
+
+// leaseCheckpoints takes the lease on job's checkpoints in st before
+// anything reads or writes them: a second job of the same name on the same
+// dir is refused, with an error naming the holder.
+func (x *executor) leaseCheckpoints(ctx context.Context, st storage.Storage, job string, c CheckpointConfig) (*jobStorage, error) {
+	log := x.s.log.With("job", job)
+	lease, err := checkpoint.AcquireLease(ctx, st, job, checkpoint.LeaseOptions{
+		TTL:   c.LeaseTTL,
+		Renew: c.LeaseRenewal,
+		OnRenewError: func(err error) {
+			log.Warn("renewing the checkpoint lease failed; retrying", "err", err)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("not started: %w", err)
+	}
+	if prev, why := lease.TookOver(); prev != nil {
+		log.Warn("took over the checkpoint lease of a job that is gone", "dir", st.String(), "previous", prev.String(), "because", why)
+	}
+	return &jobStorage{Storage: lease.Fence(st), raw: st, lease: lease, log: log}, nil
+}
+
+// Close releases the lease (if it is still ours) and closes the storage.
+func (s *jobStorage) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.lease.Release(ctx)
+	if err != nil {
+		s.log.Warn("the checkpoint lease stays until it expires", "err", err)
+	}
+	return errors.Join(err, s.raw.Close())
+}
+
+// run runs the job with ctx cancelled if the lease is lost (taken over,
+// deleted, or expired without renewal), and then fails it saying so: it has
+// stopped writing checkpoints, which the fence already refuses.
+func (s *jobStorage) run(ctx context.Context, run func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watched := make(chan struct{})
+	go func() { // owned by run: ends before it returns
+		defer close(watched)
+		select {
+		case <-s.lease.Lost():
+			cancel(s.lease.Err())
+		case <-ctx.Done():
+		}
+	}()
+	err := run(ctx)
+	cause := context.Cause(ctx)
+	cancel(nil)
+	<-watched
+	if errors.Is(cause, checkpoint.ErrLeaseLost) {
+		return fmt.Errorf("job stopped: it may no longer write its checkpoints: %w", cause)
+	}
+	return err
 }
 
 // unbounded reports whether the pipeline has an unbounded PCollection: a

@@ -216,7 +216,7 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		return err
 	}
 	if st != nil {
-		defer st.Close()
+		defer st.Close() // releases the job's lease on its checkpoints
 		ck.OnCheckpoint = func(c engine.CheckpointStats) {
 			x.s.metrics.checkpoint(job.ID, c)
 			if x.s.cfg.OnCheckpoint != nil {
@@ -243,6 +243,9 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 	})
 	job.OnDrain(e.Drain)
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))
+	if st != nil {
+		return st.run(ctx, e.Run) // fails the job if it loses the lease
+	}
 	return e.Run(ctx)
 }
 

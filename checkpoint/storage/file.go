@@ -3,6 +3,8 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -240,12 +242,160 @@ func (s *fileStorage) Delete(ctx context.Context, name string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("storage: delete %s: %w", p, err)
 	}
-	// Remove the directories this left empty, up to the root. Failing to
-	// (not empty, or a concurrent Put) is fine.
-	for dir := filepath.Dir(p); dir != s.root && strings.HasPrefix(dir, s.root); dir = filepath.Dir(dir) {
+	s.pruneDirs(filepath.Dir(p))
+	return nil
+}
+
+// pruneDirs removes dir and its parents while they are empty, up to the
+// root. Failing to (not empty, or a concurrent Put) is fine.
+func (s *fileStorage) pruneDirs(dir string) {
+	for ; dir != s.root && strings.HasPrefix(dir, s.root); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil {
 			break
 		}
+	}
+}
+
+// fileVersion is the version of a file with content data: its digest. A
+// file is only ever replaced whole (rename), so the digest of what one read
+// returns is the version of one state of the file.
+func fileVersion(data []byte) Version {
+	sum := sha256.Sum256(data)
+	return Version("sha256:" + hex.EncodeToString(sum[:]))
+}
+
+func (s *fileStorage) GetVersion(ctx context.Context, name string) ([]byte, Version, error) {
+	p, err := s.path(name)
+	if err != nil {
+		return nil, NoVersion, err
+	}
+	data, err := readFile(p)
+	if err != nil {
+		return nil, NoVersion, fmt.Errorf("storage: get %s: %w", p, err)
+	}
+	return data, fileVersion(data), nil
+}
+
+// readFile reads the file p; the error wraps ErrNotFound if it does not
+// exist (or is a directory).
+func readFile(p string) ([]byte, error) {
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		if fi, serr := os.Stat(p); serr == nil && fi.IsDir() {
+			return nil, fmt.Errorf("is a directory: %w", ErrNotFound)
+		}
+		return nil, err
+	}
+	return data, nil
+}
+
+// PutIf and DeleteIf compare and swap under an exclusive lock of the
+// object's directory (lockDir): a process-local mutex, for goroutines of
+// this process, and flock(2) of a hidden lock file in the directory, for
+// other processes on this machine (two `--resume` runs of one program). In
+// the lock they read the current file, compare its digest with the
+// expected version, and rename a synced temporary file into place (or
+// remove the file), then sync the directory. Every conditional writer takes
+// the lock, and PutIfAbsent's link(2) cannot replace a file, so a file
+// passes the check and is replaced by one writer at a time: the check and
+// the swap are atomic with respect to each other. The lock file, like
+// temporary files, starts with '.', so no object can be named like it and
+// List skips it. flock was chosen over a lock object made with link (which
+// a crashed holder would leave behind) because the kernel releases it when
+// its holder dies.
+func (s *fileStorage) PutIf(ctx context.Context, name string, data []byte, v Version) (Version, error) {
+	if v == NoVersion {
+		if err := s.PutIfAbsent(ctx, name, data); err != nil {
+			return NoVersion, err
+		}
+		return fileVersion(data), nil
+	}
+	p, err := s.path(name)
+	if err != nil {
+		return NoVersion, err
+	}
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return NoVersion, fmt.Errorf("storage: put-if %s: it does not exist: %w", p, ErrChanged)
+	}
+	// Written before the lock is taken, so that it is held only briefly.
+	tmp, err := s.writeTemp(ctx, p, bytes.NewReader(data))
+	if err != nil {
+		return NoVersion, fmt.Errorf("storage: put-if %s: %w", p, err)
+	}
+	dir := filepath.Dir(p)
+	if err := s.swap(ctx, p, tmp, v); err != nil {
+		_ = os.Remove(tmp)
+		s.pruneDirs(dir) // if the object went away meanwhile
+		return NoVersion, fmt.Errorf("storage: put-if %s: %w", p, err)
+	}
+	return fileVersion(data), nil
+}
+
+// swap renames tmp to p if p is at version v, under the lock of p's
+// directory.
+func (s *fileStorage) swap(ctx context.Context, p, tmp string, v Version) error {
+	dir := filepath.Dir(p)
+	unlock, err := lockDir(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	err = checkVersion(p, v)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("it does not exist: %w", ErrChanged)
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+func (s *fileStorage) DeleteIf(ctx context.Context, name string, v Version) error {
+	p, err := s.path(name)
+	if err != nil {
+		return err
+	}
+	if v == NoVersion {
+		return fmt.Errorf("storage: delete-if %s: no version given", p)
+	}
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("storage: delete-if %s: %w", p, ErrNotFound)
+	}
+	dir := filepath.Dir(p)
+	unlock, err := lockDir(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("storage: delete-if %s: %w", p, err)
+	}
+	err = checkVersion(p, v)
+	if err == nil {
+		err = os.Remove(p)
+	}
+	if err == nil {
+		err = SyncDir(dir)
+	}
+	unlock()
+	if err != nil {
+		return fmt.Errorf("storage: delete-if %s: %w", p, err)
+	}
+	s.pruneDirs(dir)
+	return nil
+}
+
+// checkVersion returns nil if the file p is at version v, an error wrapping
+// ErrNotFound if it does not exist, and one wrapping ErrChanged otherwise.
+func checkVersion(p string, v Version) error {
+	data, err := readFile(p)
+	if err != nil {
+		return err
+	}
+	if got := fileVersion(data); got != v {
+		return fmt.Errorf("it is at version %s, not %s: %w", got, v, ErrChanged)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	gcs "cloud.google.com/go/storage"
@@ -81,7 +82,7 @@ func (g *GCS) Put(ctx context.Context, name string, r io.Reader) error {
 	// Overwriting with the same bytes is harmless, so retries are safe
 	// although the write carries no precondition.
 	obj = obj.Retryer(gcs.WithPolicy(gcs.RetryAlways))
-	if err := g.write(ctx, obj, r, g.chunkSize); err != nil {
+	if _, err := g.write(ctx, obj, r, g.chunkSize); err != nil {
 		return fmt.Errorf("storage: put %s: %w", url, err)
 	}
 	return nil
@@ -98,7 +99,7 @@ func (g *GCS) PutIfAbsent(ctx context.Context, name string, data []byte) error {
 	obj = obj.If(gcs.Conditions{DoesNotExist: true})
 	// One chunk larger than data: a single, retryable request.
 	chunk := (len(data)/gcsChunkUnit + 1) * gcsChunkUnit
-	err = g.write(ctx, obj, bytes.NewReader(data), chunk)
+	_, err = g.write(ctx, obj, bytes.NewReader(data), chunk)
 	if isPreconditionFailed(err) {
 		return fmt.Errorf("storage: put-if-absent %s: %w", url, ErrExists)
 	}
@@ -108,9 +109,10 @@ func (g *GCS) PutIfAbsent(ctx context.Context, name string, data []byte) error {
 	return nil
 }
 
-// write uploads r to obj. If r fails, the upload is cancelled rather than
-// closed, so no partial object is created.
-func (g *GCS) write(ctx context.Context, obj *gcs.ObjectHandle, r io.Reader, chunkSize int) error {
+// write uploads r to obj and returns the new object's attributes. If r
+// fails, the upload is cancelled rather than closed, so no partial object
+// is created.
+func (g *GCS) write(ctx context.Context, obj *gcs.ObjectHandle, r io.Reader, chunkSize int) (*gcs.ObjectAttrs, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := obj.NewWriter(wctx)
@@ -119,9 +121,116 @@ func (g *GCS) write(ctx context.Context, obj *gcs.ObjectHandle, r io.Reader, chu
 	if _, err := io.Copy(w, r); err != nil {
 		cancel()
 		_ = w.Close() // waits for the upload goroutine; the object is not created
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return w.Attrs(), nil
+}
+
+// A GCS version is the object's generation, in decimal.
+func gcsVersion(generation int64) Version { return Version(strconv.FormatInt(generation, 10)) }
+
+func parseGeneration(v Version) (int64, error) {
+	gen, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || gen <= 0 {
+		return 0, fmt.Errorf("version %q is not a GCS generation", v)
+	}
+	return gen, nil
+}
+
+func (g *GCS) GetVersion(ctx context.Context, name string) ([]byte, Version, error) {
+	obj, url, err := g.object(name)
+	if err != nil {
+		return nil, NoVersion, err
+	}
+	r, err := obj.NewReader(ctx)
+	if errors.Is(err, gcs.ErrObjectNotExist) {
+		return nil, NoVersion, fmt.Errorf("storage: get %s: %w", url, ErrNotFound)
+	}
+	if err != nil {
+		return nil, NoVersion, fmt.Errorf("storage: get %s: %w", url, err)
+	}
+	defer r.Close()
+	// The reader reads the generation it reports, even if the object is
+	// replaced meanwhile.
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, NoVersion, fmt.Errorf("storage: get %s: %w", url, err)
+	}
+	if r.Attrs.Generation <= 0 {
+		return nil, NoVersion, fmt.Errorf("storage: get %s: the server reported no generation", url)
+	}
+	return data, gcsVersion(r.Attrs.Generation), nil
+}
+
+// PutIf writes with a precondition GCS evaluates atomically: DoesNotExist
+// (ifGenerationMatch=0) or GenerationMatch. Writes with a precondition are
+// retried by the client; a retry of a write whose response was lost fails
+// the precondition although the write happened, which callers that care
+// recognise by reading the object back (a lease finds its own owner token).
+func (g *GCS) PutIf(ctx context.Context, name string, data []byte, v Version) (Version, error) {
+	obj, url, err := g.object(name)
+	if err != nil {
+		return NoVersion, err
+	}
+	cond := gcs.Conditions{DoesNotExist: true}
+	if v != NoVersion {
+		gen, err := parseGeneration(v)
+		if err != nil {
+			return NoVersion, fmt.Errorf("storage: put-if %s: %w", url, err)
+		}
+		cond = gcs.Conditions{GenerationMatch: gen}
+	}
+	chunk := (len(data)/gcsChunkUnit + 1) * gcsChunkUnit
+	attrs, err := g.write(ctx, obj.If(cond), bytes.NewReader(data), chunk)
+	switch {
+	case isPreconditionFailed(err) && v == NoVersion:
+		return NoVersion, fmt.Errorf("storage: put-if %s: %w", url, ErrExists)
+	case isPreconditionFailed(err):
+		return NoVersion, fmt.Errorf("storage: put-if %s: not at generation %s: %w", url, v, ErrChanged)
+	case err != nil:
+		return NoVersion, fmt.Errorf("storage: put-if %s: %w", url, err)
+	case attrs == nil || attrs.Generation <= 0:
+		return NoVersion, fmt.Errorf("storage: put-if %s: the server reported no generation", url)
+	}
+	return gcsVersion(attrs.Generation), nil
+}
+
+// DeleteIf deletes generation v of the object, on the condition that it is
+// the live one. GCS enforces the ifGenerationMatch precondition; naming the
+// generation as well makes the delete conditional on servers that ignore
+// preconditions on deletes (fake-gcs-server does), and on a bucket that
+// keeps versions it can only remove that generation, never a newer one.
+func (g *GCS) DeleteIf(ctx context.Context, name string, v Version) error {
+	obj, url, err := g.object(name)
+	if err != nil {
 		return err
 	}
-	return w.Close()
+	gen, err := parseGeneration(v)
+	if err != nil {
+		return fmt.Errorf("storage: delete-if %s: %w", url, err)
+	}
+	err = obj.Generation(gen).If(gcs.Conditions{GenerationMatch: gen}).Delete(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case isPreconditionFailed(err):
+		return fmt.Errorf("storage: delete-if %s: not at generation %d: %w", url, gen, ErrChanged)
+	case !errors.Is(err, gcs.ErrObjectNotExist):
+		return fmt.Errorf("storage: delete-if %s: %w", url, err)
+	}
+	// Generation gen does not exist: the object is gone, or at another
+	// generation (or a retry found our own delete done: gone).
+	attrs, aerr := obj.Attrs(ctx)
+	switch {
+	case errors.Is(aerr, gcs.ErrObjectNotExist):
+		return fmt.Errorf("storage: delete-if %s: %w", url, ErrNotFound)
+	case aerr != nil:
+		return fmt.Errorf("storage: delete-if %s: generation %d not found, and: %w", url, gen, aerr)
+	}
+	return fmt.Errorf("storage: delete-if %s: at generation %d, not %d: %w", url, attrs.Generation, gen, ErrChanged)
 }
 
 func (g *GCS) Get(ctx context.Context, name string) (io.ReadCloser, error) {

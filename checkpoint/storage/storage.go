@@ -7,6 +7,12 @@
 // The one operation checkpoints build on is PutIfAbsent: a create-only write
 // that either creates the object with all its bytes or reports ErrExists.
 // Committing a checkpoint is a PutIfAbsent of its metadata.
+//
+// A few small objects (a job's lease) are also rewritten in place by whoever
+// owns them, with compare-and-swap: GetVersion reads an object with its
+// Version, and PutIf and DeleteIf act only if the object is still at that
+// version (a GCS generation-match precondition; on file:// a check under a
+// lock, see fileStorage.PutIf).
 package storage
 
 import (
@@ -24,9 +30,24 @@ import (
 var (
 	// ErrNotFound is wrapped by Get and Stat when the object does not exist.
 	ErrNotFound = errors.New("storage: object not found")
-	// ErrExists is wrapped by PutIfAbsent when the object already exists.
+	// ErrExists is wrapped by PutIfAbsent (and PutIf with NoVersion) when
+	// the object already exists.
 	ErrExists = errors.New("storage: object already exists")
+	// ErrChanged is wrapped by PutIf and DeleteIf when the object is not at
+	// the version they were given: someone else rewrote or deleted it.
+	ErrChanged = errors.New("storage: object is not at the expected version")
 )
+
+// Version identifies one stored state of an object for PutIf and DeleteIf:
+// a GCS generation, a digest of a file's content. It is opaque and only
+// meaningful to the store that returned it. A store may return the same
+// version for identical bytes written again (file:// does), so a caller
+// that must tell its writes apart makes their bytes differ (a lease's
+// expiry changes with every renewal).
+type Version string
+
+// NoVersion stands for "no object": PutIf with it creates only.
+const NoVersion Version = ""
 
 // Storage is a flat namespace of objects, each written whole. Names are
 // slash-separated relative paths (see CheckName). Implementations are safe for
@@ -51,6 +72,22 @@ type Storage interface {
 	// Stat returns the object's size in bytes; the error wraps ErrNotFound
 	// if it does not exist.
 	Stat(ctx context.Context, name string) (size int64, err error)
+	// GetVersion reads the whole object (meant for small ones) and returns
+	// it with its version; the error wraps ErrNotFound if it does not exist.
+	GetVersion(ctx context.Context, name string) ([]byte, Version, error)
+	// PutIf writes data as the object, atomically, only if the object is
+	// at version v, and returns the new version. With NoVersion it only
+	// creates, and fails with ErrExists if the object exists; otherwise it
+	// fails with ErrChanged if the object is at another version or does
+	// not exist. Of concurrent callers with the same v at most one
+	// succeeds. PutIf, DeleteIf and PutIfAbsent are atomic with respect to
+	// each other; a plain Put or Delete of the same object is not ordered
+	// with them, so objects written with PutIf should only be written so.
+	PutIf(ctx context.Context, name string, data []byte, v Version) (Version, error)
+	// DeleteIf deletes the object only if it is at version v (not
+	// NoVersion): the error wraps ErrChanged if it is at another version
+	// and ErrNotFound if it does not exist.
+	DeleteIf(ctx context.Context, name string, v Version) error
 	// Close releases what Open acquired (a GCS client it created). It does
 	// not close a client passed in with WithGCSClient.
 	Close() error

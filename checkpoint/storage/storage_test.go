@@ -3,8 +3,13 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
@@ -89,5 +94,91 @@ func TestGCSPrefix(t *testing.T) {
 	}
 	if _, err := a.Get(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "gs://b/jobs/a/nope") {
 		t.Errorf("Get missing: %v, want ErrNotFound naming gs://b/jobs/a/nope", err)
+	}
+}
+
+// counterChildEnv makes the test binary a child of
+// TestFileConditionalAcrossProcesses: it increments the counter in the
+// file:// store it names.
+const counterChildEnv = "WEIR_STORAGE_TEST_COUNTER"
+
+// incrementCounter adds one to the decimal counter object name by
+// compare-and-swap, n times, retrying on ErrChanged.
+func incrementCounter(ctx context.Context, st storage.Storage, name string, n int) error {
+	for done := 0; done < n; {
+		data, v, err := st.GetVersion(ctx, name)
+		if err != nil {
+			return err
+		}
+		c, err := strconv.Atoi(string(data))
+		if err != nil {
+			return err
+		}
+		_, err = st.PutIf(ctx, name, []byte(strconv.Itoa(c+1)), v)
+		if errors.Is(err, storage.ErrChanged) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		done++
+	}
+	return nil
+}
+
+// TestFileConditionalAcrossProcesses: processes (and goroutines in each)
+// incrementing one counter with GetVersion and PutIf on file:// lose no
+// increment: the check and the swap are atomic between processes too.
+func TestFileConditionalAcrossProcesses(t *testing.T) {
+	const perWriter, goroutines, children = 40, 2, 3
+	ctx := context.Background()
+	if dir := os.Getenv(counterChildEnv); dir != "" {
+		st, err := storage.NewFile(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range goroutines {
+			wg.Go(func() {
+				if err := incrementCounter(ctx, st, "c/counter", perWriter); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		return
+	}
+	dir := t.TempDir()
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutIf(ctx, "c/counter", []byte("0"), storage.NoVersion); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range children {
+		cmd := exec.Command(bin, "-test.run=^TestFileConditionalAcrossProcesses$", "-test.count=1")
+		cmd.Env = append(os.Environ(), counterChildEnv+"="+dir)
+		wg.Go(func() {
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("child: %v\n%s", err, out)
+			}
+		})
+	}
+	if err := incrementCounter(ctx, st, "c/counter", perWriter); err != nil {
+		t.Error(err)
+	}
+	wg.Wait()
+	data, err := os.ReadFile(filepath.Join(dir, "c", "counter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strconv.Itoa(perWriter * (1 + children*goroutines)); string(data) != want {
+		t.Fatalf("counter = %s, want %s: increments were lost", data, want)
 	}
 }

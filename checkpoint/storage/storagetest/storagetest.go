@@ -165,6 +165,118 @@ var contract = []struct {
 			expect(t, st, name, fmt.Sprintf("writer %d", winner))
 		}
 	}},
+	{"versioned put and delete", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		const name = "j/_lease"
+		if _, _, err := st.GetVersion(ctx, name); !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), name) {
+			t.Fatalf("GetVersion of a missing object: %v, want ErrNotFound naming it", err)
+		}
+		v1, err := st.PutIf(ctx, name, []byte("one"), storage.NoVersion)
+		if err != nil || v1 == storage.NoVersion {
+			t.Fatalf("PutIf(NoVersion) = %q, %v", v1, err)
+		}
+		expectVersion(t, st, name, "one", v1)
+		if _, err := st.PutIf(ctx, name, []byte("other"), storage.NoVersion); !errors.Is(err, storage.ErrExists) || !strings.Contains(err.Error(), name) {
+			t.Fatalf("PutIf(NoVersion) of an existing object: %v, want ErrExists naming it", err)
+		}
+		v2, err := st.PutIf(ctx, name, []byte("two"), v1)
+		if err != nil || v2 == v1 || v2 == storage.NoVersion {
+			t.Fatalf("PutIf(v1) = %q, %v; want a new version", v2, err)
+		}
+		expectVersion(t, st, name, "two", v2)
+		if _, err := st.PutIf(ctx, name, []byte("stale"), v1); !errors.Is(err, storage.ErrChanged) || !strings.Contains(err.Error(), name) {
+			t.Fatalf("PutIf with a stale version: %v, want ErrChanged naming the object", err)
+		}
+		if err := st.DeleteIf(ctx, name, v1); !errors.Is(err, storage.ErrChanged) {
+			t.Fatalf("DeleteIf with a stale version: %v, want ErrChanged", err)
+		}
+		expectVersion(t, st, name, "two", v2)
+		if err := st.DeleteIf(ctx, name, v2); err != nil {
+			t.Fatalf("DeleteIf(current version): %v", err)
+		}
+		if _, err := st.Stat(ctx, name); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("Stat after DeleteIf: %v", err)
+		}
+		if err := st.DeleteIf(ctx, name, v2); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("DeleteIf of a missing object: %v, want ErrNotFound", err)
+		}
+		if _, err := st.PutIf(ctx, name, []byte("ghost"), v2); !errors.Is(err, storage.ErrChanged) {
+			t.Fatalf("PutIf(v2) of a deleted object: %v, want ErrChanged", err)
+		}
+		if got, err := st.List(ctx, ""); err != nil || len(got) != 0 {
+			t.Fatalf("List = %q, %v: a failed PutIf left something", got, err)
+		}
+		// PutIfAbsent and PutIf create alike.
+		if err := st.PutIfAbsent(ctx, name, []byte("absent")); err != nil {
+			t.Fatal(err)
+		}
+		_, v3, err := st.GetVersion(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.PutIf(ctx, name, []byte("three"), v3); err != nil {
+			t.Fatalf("PutIf over PutIfAbsent: %v", err)
+		}
+		expect(t, st, name, "three")
+	}},
+	{"concurrent put if", func(t *testing.T, ctx context.Context, st storage.Storage) {
+		const name = "race/_lease"
+		v, err := st.PutIf(ctx, name, []byte("start"), storage.NoVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for round := range 3 {
+			const n = 8
+			vs := make([]storage.Version, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					vs[i], errs[i] = st.PutIf(ctx, name, []byte(fmt.Sprintf("round %d writer %d", round, i)), v)
+				})
+			}
+			wg.Wait()
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil && winner >= 0:
+					t.Fatalf("round %d: writers %d and %d both replaced version %s", round, winner, i, v)
+				case err == nil:
+					winner = i
+				case !errors.Is(err, storage.ErrChanged):
+					t.Fatalf("round %d writer %d: %v", round, i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("round %d: nobody won", round)
+			}
+			v = vs[winner]
+			expectVersion(t, st, name, fmt.Sprintf("round %d writer %d", round, winner), v)
+		}
+		// A delete and a replace of one version: one of them.
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		wg.Go(func() { _, errs[0] = st.PutIf(ctx, name, []byte("replaced"), v) })
+		wg.Go(func() { errs[1] = st.DeleteIf(ctx, name, v) })
+		wg.Wait()
+		switch {
+		case errs[0] == nil && errs[1] == nil:
+			t.Fatal("a PutIf and a DeleteIf of one version both succeeded")
+		case errs[0] == nil:
+			if !errors.Is(errs[1], storage.ErrChanged) {
+				t.Fatalf("DeleteIf after the PutIf won: %v, want ErrChanged", errs[1])
+			}
+			expect(t, st, name, "replaced")
+		case errs[1] == nil:
+			if !errors.Is(errs[0], storage.ErrChanged) {
+				t.Fatalf("PutIf after the DeleteIf won: %v, want ErrChanged", errs[0])
+			}
+			if _, err := st.Stat(ctx, name); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("the object survived the DeleteIf that won: %v", err)
+			}
+		default:
+			t.Fatalf("neither PutIf (%v) nor DeleteIf (%v) succeeded", errs[0], errs[1])
+		}
+	}},
 	{"list", func(t *testing.T, ctx context.Context, st storage.Storage) {
 		for _, n := range []string{"j/chk-10/_metadata", "j/chk-2/_metadata", "j/chk-2/s-0/MANIFEST", "j/shared/ab.sst", "j/chk", "k/x"} {
 			mustPut(t, st, n, n)
@@ -264,6 +376,15 @@ var contract = []struct {
 			if _, err := st.Get(ctx, n); err == nil || errors.Is(err, storage.ErrNotFound) {
 				t.Errorf("Get(%q) = %v, want a bad-name error", n, err)
 			}
+			if _, _, err := st.GetVersion(ctx, n); err == nil || errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("GetVersion(%q) = %v, want a bad-name error", n, err)
+			}
+			if _, err := st.PutIf(ctx, n, nil, storage.NoVersion); err == nil || errors.Is(err, storage.ErrExists) {
+				t.Errorf("PutIf(%q) = %v, want a bad-name error", n, err)
+			}
+			if err := st.DeleteIf(ctx, n, "1"); err == nil || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrChanged) {
+				t.Errorf("DeleteIf(%q) = %v, want a bad-name error", n, err)
+			}
 		}
 		if _, err := st.List(ctx, "../"); err == nil {
 			t.Error("List(../) succeeded")
@@ -295,5 +416,17 @@ func expect(t *testing.T, st storage.Storage, name, want string) {
 	}
 	if string(got) != want {
 		t.Fatalf("%s = %.40q (%d bytes), want %.40q (%d bytes)", name, got, len(got), want, len(want))
+	}
+}
+
+// expectVersion checks that name holds want at version v.
+func expectVersion(t *testing.T, st storage.Storage, name, want string, v storage.Version) {
+	t.Helper()
+	got, gv, err := st.GetVersion(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want || gv != v {
+		t.Fatalf("GetVersion(%s) = %q at %s, want %q at %s", name, got, gv, want, v)
 	}
 }
