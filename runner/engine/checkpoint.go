@@ -68,7 +68,7 @@ const (
 	FaultSnapshot     = "snapshot"      // a subtask's synchronous snapshot
 	FaultUpload       = "upload"        // a subtask's upload, after its files
 	FaultBeforeCommit = "before-commit" // every subtask acknowledged
-	FaultAfterCommit  = "after-commit"  // _metadata written
+	FaultAfterCommit  = "after-commit"  // _metadata written, the bundles it covers finalized
 )
 
 // coordinator triggers checkpoints, collects the subtasks' parts and
@@ -440,12 +440,17 @@ func (c *coordinator) maybeCommit(chk int64) {
 	c.e.o.Logger.Info("checkpoint completed", "checkpoint", chk, "took", stats.Duration, "uploaded", stats.Uploaded, "size", full)
 
 	c.e.metrics.commitUpTo(chk)
+	// The checkpoint covers these bundles: their effects are final now.
+	// Their finalization callbacks live in the workers' memory, so they
+	// run at once, before anything else can fail the run: a restart stops
+	// the workers, and a restore from this checkpoint never replays these
+	// bundles. Only a crash of the process in between loses them (Beam's
+	// finalization is at most once).
+	c.finalizeAll(c.ctx, fin)
 	if err := c.fault(FaultAfterCommit, chk); err != nil {
 		c.e.fail(fmt.Errorf("after checkpoint %d: %w", chk, err))
 		return
 	}
-	// The checkpoint covers these bundles: their effects are final now.
-	c.finalizeAll(c.ctx, fin)
 	if _, err := checkpoint.Retain(c.ctx, c.o.Storage, c.o.Job, c.o.Retained, recent...); err != nil {
 		c.e.o.Logger.Warn("deleting old checkpoints failed", "err", err)
 	}
