@@ -2,6 +2,7 @@ package metamorphic
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -73,7 +74,17 @@ func (fn *genSDF) RestrictionSize(_ []byte, r offsetrange.Restriction) float64 {
 }
 
 func (fn *genSDF) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker {
+	if fn.SplitErr {
+		return sdf.NewLockRTracker(splitErrTracker{offsetrange.NewTracker(r)})
+	}
 	return sdf.NewLockRTracker(offsetrange.NewTracker(r))
+}
+
+// splitErrTracker refuses every split with an error.
+type splitErrTracker struct{ *offsetrange.Tracker }
+
+func (splitErrTracker) TrySplit(float64) (any, any, error) {
+	return nil, nil, errors.New(SplitErrMsg)
 }
 
 func (fn *genSDF) ProcessElement(rt *sdf.LockRTracker, _ []byte, emit func(beam.EventTime, int64, int64)) error {

@@ -41,11 +41,17 @@ func (e Events) elems() []Elem {
 // GenSource is a bounded splittable DoFn over offsets [0, N) emitting
 // Events, split into Splits initial restrictions; every SlowEvery-th event
 // sleeps SlowMicros µs so that bundles run long enough to be split at run
-// time.
+// time. With SplitErr its restriction tracker refuses every runtime split
+// with an error (SplitErrMsg): the job may then fail with that error, or
+// succeed, but not hang.
 type GenSource struct {
 	Events
 	Splits, SlowEvery, SlowMicros int64
+	SplitErr                      bool
 }
+
+// SplitErrMsg is the error of a SplitErr source's tracker.
+const SplitErrMsg = "metamorphic: injected split error"
 
 func (GenSource) Kind() string { return "GenSDF" }
 func (g GenSource) Eval(_ [][]Elem, _ []Coll) ([][]Elem, error) {

@@ -24,6 +24,30 @@ type reproCase struct {
 
 var reproCases = []reproCase{
 	{
+		name: "RestoreAfterBundleFault",
+		spec: func() *Spec {
+			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
+			return specOf([]Coll{kv},
+				[]Op{
+					{Step: GenSource{Events: Events{N: 3, KeyMul: 339, KeyAdd: 26, Keys: 400, ValMul: 29098, ValAdd: 896, Base: 217374, TsStep: 10}, Splits: 3, SlowEvery: 1, SlowMicros: 8000}, Out: []int{0}},
+				}, 0)
+		},
+		set: Settings{Parallelism: 2, FailOp: -1, InProcess: true, BundleOutputBytes: 1024, StateChunkBytes: 2048, SplitCheck: 15 * time.Millisecond, Checkpoint: 48 * time.Millisecond, Fault: "bundle", FaultN: 4},
+	},
+	{
+		name: "RestoreLosesSplitSourceOutput",
+		bug:  "knownBugRestoreLosesSplitOutput", bugOn: knownBugRestoreLosesSplitOutput,
+		spec: func() *Spec {
+			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
+			return specOf([]Coll{kv, kv},
+				[]Op{
+					{Step: GenSource{Events: Events{N: 200, Keys: 1, ValMul: 1, Base: 80721, TsStep: 2}, Splits: 3, SlowEvery: 1, SlowMicros: 3220}, Out: []int{0}},
+					{Step: GroupByKey{Mode: GroupCount}, In: []int{0}, Out: []int{1}},
+				}, 1)
+		},
+		set: Settings{Parallelism: 1, FailOp: -1, InProcess: true, Checkpoint: 92 * time.Millisecond, Fault: "after-commit", FaultN: 1},
+	},
+	{
 		name: "UnfinalizedAtJobEnd",
 		bug:  "knownBugFinalizeLost", bugOn: knownBugFinalizeLost,
 		spec: func() *Spec {
@@ -36,12 +60,11 @@ var reproCases = []reproCase{
 		set: Settings{Parallelism: 4, FailOp: -1, InProcess: true, BundleOutputBytes: 256, Checkpoint: 19 * time.Millisecond},
 	},
 	{
-		// knownBugLatePaneAtWindowEnd: the end-of-global-window timer's
-		// output reaches the GroupByKey after it fired the global window at
-		// watermark == its max timestamp: two panes, (0, 1) twice, instead
-		// of one group (0, 2).
-		name: "LatePaneAtWindowEnd",
-		bug:  "knownBugLatePaneAtWindowEnd", bugOn: knownBugLatePaneAtWindowEnd,
+		// Fixed in ad124bc (timer holds keep the watermark below their
+		// timestamp): the end-of-global-window timer's output reached the
+		// GroupByKey after it had fired the global window, in a second,
+		// late pane: (0, 1) twice instead of (0, 2).
+		name: "EndOfGlobalTimerOutputOnTime",
 		spec: func() *Spec {
 			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
 			return specOf([]Coll{kv, kv, kv, kv},
@@ -51,6 +74,26 @@ var reproCases = []reproCase{
 					{Step: Flatten{}, In: []int{0, 1}, Out: []int{2}},
 					{Step: GroupByKey{Mode: GroupCount}, In: []int{2}, Out: []int{3}},
 				}, 3)
+		},
+		set: Settings{Parallelism: 1, FailOp: -1, InProcess: true},
+	},
+	{
+		// knownBugLatePaneAtWindowEnd: the side-input ParDo's output (at the
+		// end of the global window, as the sums it reads are) reaches the
+		// GroupByKey after the GroupByKey fired the global window at
+		// watermark == its max timestamp: (0, 1) twice instead of (0, 2).
+		name: "LatePaneAtWindowEnd",
+		bug:  "knownBugLatePaneAtWindowEnd", bugOn: knownBugLatePaneAtWindowEnd,
+		spec: func() *Spec {
+			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
+			return specOf([]Coll{kv, kv, kv, kv, kv},
+				[]Op{
+					{Step: GenSource{Events: Events{N: 1, Keys: 1, ValMul: 1, Base: 100}, Splits: 1}, Out: []int{0}},
+					{Step: Combine{Fn: CombineSumPerKey}, In: []int{0}, Out: []int{1}},
+					{Step: SideInput{Side: SideMultimap}, In: []int{1, 1}, Out: []int{2}},
+					{Step: Flatten{}, In: []int{0, 2}, Out: []int{3}},
+					{Step: GroupByKey{Mode: GroupCount}, In: []int{3}, Out: []int{4}},
+				}, 4)
 		},
 		set: Settings{Parallelism: 1, FailOp: -1, InProcess: true},
 	},

@@ -108,10 +108,22 @@ func (fn *sinkNumFn) ProcessElement(w beam.Window, ts beam.EventTime, bf beam.Bu
 }
 
 // manifestFn writes the IDs of every committed sink bundle: one file per
-// pane, named by its content so that a retried bundle rewrites the same
-// file. A correct run has one pane (the global window's, when the input
-// ends); readCommitted reports more.
+// pane, named by the job's incarnation (restarts from a checkpoint so far)
+// and its content, so that a retried bundle rewrites the same file. The
+// last incarnation's files count: an earlier one may have written its
+// manifest and failed before the bundle committed. A correct run has one
+// pane (the global window's, when the input ends); readCommitted reports
+// more.
 type manifestFn struct{ Dir string }
+
+// incarnations counts, per run dir, the restarts of the run's job (the
+// test's OnRestart hook), for manifestFn, which runs in the test process.
+var incarnations sync.Map // dir -> *atomic.Int64
+
+func incarnation(dir string) *atomic.Int64 {
+	v, _ := incarnations.LoadOrStore(dir, &atomic.Int64{})
+	return v.(*atomic.Int64)
+}
 
 func (fn *manifestFn) ProcessElement(_ int64, ids func(*string) bool) error {
 	var all []string
@@ -122,7 +134,7 @@ func (fn *manifestFn) ProcessElement(_ int64, ids func(*string) bool) error {
 	sort.Strings(all)
 	content := strings.Join(all, "\n") + "\n"
 	sum := sha256.Sum256([]byte(content))
-	return writeFileAtomic(filepath.Join(fn.Dir, fmt.Sprintf("manifest-%x", sum[:8])), content)
+	return writeFileAtomic(filepath.Join(fn.Dir, fmt.Sprintf("manifest-%03d-%x", incarnation(fn.Dir).Load(), sum[:8])), content)
 }
 
 // writeFileAtomic writes name through a temporary file and a rename, so a
@@ -193,9 +205,18 @@ func readCommitted(dir string, spec *Spec) (*Committed, error) {
 	for _, sk := range spec.Sinks {
 		c.Records[sk.Name] = map[string]int{}
 	}
-	panes, err := filepath.Glob(filepath.Join(dir, "manifest-*"))
+	all, err := filepath.Glob(filepath.Join(dir, "manifest-*"))
 	if err != nil {
 		return nil, err
+	}
+	sort.Strings(all)
+	var panes []string // the last incarnation's
+	for _, p := range all {
+		inc := strings.SplitN(filepath.Base(p), "-", 3)[1]
+		if len(panes) > 0 && strings.SplitN(filepath.Base(panes[0]), "-", 3)[1] != inc {
+			panes = panes[:0]
+		}
+		panes = append(panes, p)
 	}
 	c.ManifestPanes = len(panes)
 	if len(panes) == 0 {
@@ -267,8 +288,10 @@ func readRecords(name string) (recs []string, stale bool, err error) {
 	return recs, stale, sc.Err()
 }
 
-// forgetFinalizers drops a finished run's finalizer records.
+// forgetFinalizers drops a finished run's finalizer and incarnation
+// records.
 func forgetFinalizers(dir string) {
+	incarnations.Delete(dir)
 	finalizers.Range(func(k, _ any) bool {
 		if k.(finalizerKey).dir == dir {
 			finalizers.Delete(k)

@@ -36,8 +36,9 @@ type Coll struct {
 	Multi bool
 	// Bounded: every value is in [0, Mod) (not a raw sum).
 	Bounded bool
-	// TimerOut: may hold the output of event-time timers that fire only
-	// when the input ends (see knownBugLatePaneAtWindowEnd).
+	// TimerOut: may hold elements emitted after the watermark reached
+	// their time: output of event-time timers or of a side-input ParDo
+	// (see knownBugLatePaneAtWindowEnd).
 	TimerOut bool
 }
 
