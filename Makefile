@@ -14,6 +14,9 @@
 #                     then incremental checkpoints of 1 GiB of state and its
 #                     recovery (bench/cmd/chkbench)
 #   make streaming    the streaming example, embedded, until Ctrl-C (which drains it)
+#   make soak         the differential harness (conformance/metamorphic) on SEEDS random
+#                     pipelines from SEED_BASE (make test runs its default 60); BIG=1 allows
+#                     up to a million elements and keys
 #
 # Knobs: RUN_FLAGS (extra wordcount flags), CONFORM_FLAGS (e.g. --suites=primitives -v), BENCH_FLAGS (e.g. --tests=group_by_key),
 # RECORDS (load test size), PARALLELISM (weir serve --parallelism; empty: weir's default).
@@ -29,6 +32,10 @@ STATE_KEYS   ?= 100000
 STATE_BIG_EVENTS ?= 10000000
 STATE_BIG_KEYS   ?= 1000000
 PARALLELISM ?=
+# make soak: how many seeds of the differential harness, from which.
+SEEDS     ?= 500
+SEED_BASE ?= 1000
+BIG       ?=
 CONFORM_FLAGS ?=
 BENCH_FLAGS   ?=
 
@@ -41,7 +48,7 @@ RACE_PKGS := $(foreach d,runner state,$(if $(wildcard $(d)),./$(d)/...))
 
 PAR_FLAG := $(if $(PARALLELISM),--parallelism=$(PARALLELISM))
 
-.PHONY: build run streaming test vet unit race conformance bench clean
+.PHONY: build run streaming test vet unit race conformance bench soak clean
 
 build:
 	$(GO) build -o $(WEIR) ./cmd/weir
@@ -81,6 +88,9 @@ bench: build
 	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,weir-chk --rounds=3
 	$(GO) run ./bench/cmd/statebench --events=$(STATE_BIG_EVENTS) --keys=$(STATE_BIG_KEYS) --runners=weir --max_rss_mb=1024
 	$(GO) run ./bench/cmd/chkbench
+
+soak:
+	$(GO) test ./conformance/metamorphic -run 'TestMetamorphic$$' -count=1 -timeout 0 -seeds=$(SEEDS) -seed_base=$(SEED_BASE) $(if $(BIG),-big)
 
 clean:
 	rm -rf bin out
