@@ -122,24 +122,8 @@ func build(s beam.Scope, sp Spec) {
 
 // genGlobalFn emits the events of a Spec as (int64 key, event number) in
 // the global window, without event times: the pipeline of issue 13 as a
-// user wrote it.
-type genGlobalFn struct{}
-
-func (genGlobalFn) CreateInitialRestriction(s Spec) offsetrange.Restriction {
-	return offsetrange.Restriction{Start: 0, End: s.Events}
-}
-
-func (genGlobalFn) SplitRestriction(s Spec, r offsetrange.Restriction) []offsetrange.Restriction {
-	return r.EvenSplits(max(s.Splits, 1))
-}
-
-func (genGlobalFn) RestrictionSize(_ Spec, r offsetrange.Restriction) float64 {
-	return float64(r.End - r.Start)
-}
-
-func (genGlobalFn) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker {
-	return sdf.NewLockRTracker(offsetrange.NewTracker(r))
-}
+// user wrote it. Its restrictions are genFn's.
+type genGlobalFn struct{ genFn }
 
 func (genGlobalFn) ProcessElement(rt *sdf.LockRTracker, s Spec, emit func(int64, int64)) {
 	r := rt.GetRestriction().(offsetrange.Restriction)
