@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,8 +117,13 @@ func (j *Job) State() jobpb.JobState_Enum {
 	return j.state
 }
 
-// Message appends a message to the job's message stream.
+// Message appends a message to the job's message stream. Text that is
+// not valid UTF-8 (an error quoting a user's bytes) has the bad bytes
+// replaced: a protobuf string must be UTF-8, and a message that cannot be
+// marshalled would break the client's stream instead of reporting the
+// failure.
 func (j *Job) Message(importance jobpb.JobMessage_MessageImportance, text string) {
+	text = strings.ToValidUTF8(text, "\uFFFD")
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.nextMsg++

@@ -400,3 +400,19 @@ func TestSetStateRules(t *testing.T) {
 		t.Errorf("state = %v, want CANCELLED", got)
 	}
 }
+
+// TestMessageInvalidUTF8: a job message quoting bytes that are not UTF-8
+// (a user's timer tag in an error) still marshals: the bad bytes are
+// replaced instead of breaking the message stream.
+func TestMessageInvalidUTF8(t *testing.T) {
+	j := newJob("j", "n", nil, nil, nil, t.TempDir(), slog.New(slog.DiscardHandler))
+	j.Message(jobpb.JobMessage_JOB_MESSAGE_ERROR, "unexpected timer {Tag:\xff\xfe}")
+	j.mu.Lock()
+	events := j.events
+	j.mu.Unlock()
+	for _, e := range events {
+		if _, err := proto.Marshal(e); err != nil {
+			t.Fatalf("marshalling %v: %v", e, err)
+		}
+	}
+}
