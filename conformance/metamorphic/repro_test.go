@@ -24,6 +24,8 @@ type reproCase struct {
 
 var reproCases = []reproCase{
 	{
+		// A harness regression: the manifest DoFn of a job that failed
+		// after it ran (fault "bundle" at the last stage) must not count.
 		name: "RestoreAfterBundleFault",
 		spec: func() *Spec {
 			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
