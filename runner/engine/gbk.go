@@ -86,6 +86,11 @@ func (t *gbkTask) run(ctx context.Context) error {
 			return err
 		}
 		if m.kind == msgBarrier {
+			// What the buffer holds in its batch is part of the
+			// checkpoint: it goes into Pebble before the snapshot.
+			if err := t.buf.Flush(); err != nil {
+				return fmt.Errorf("%s: checkpoint %d: %w", t.name(), m.chk, err)
+			}
 			st := &taskState{InWM: in, Fired: fired, Dropped: int64(t.dropped)}
 			if err := t.snapshot(ctx, m.chk, t.db, st, nil); err != nil {
 				return err
