@@ -44,6 +44,8 @@ func testMain(m *testing.M) int {
 		defer os.RemoveAll(dir)
 	}
 	beamlog.SetLogger(quietLogger{})
+	// The Go SDK's harness also logs through slog's default logger.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	return ptest.MainRetWithDefault(m, "weir")
 }
 

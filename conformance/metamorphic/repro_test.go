@@ -37,8 +37,11 @@ var reproCases = []reproCase{
 		set: Settings{Parallelism: 2, FailOp: -1, InProcess: true, BundleOutputBytes: 1024, StateChunkBytes: 2048, SplitCheck: 15 * time.Millisecond, Checkpoint: 48 * time.Millisecond, Fault: "bundle", FaultN: 4},
 	},
 	{
-		name: "RestoreLosesSplitSourceOutput",
-		bug:  "knownBugRestoreLosesSplitOutput", bugOn: knownBugRestoreLosesSplitOutput,
+		// knownBugGBKCheckpointUnflushed: restored from checkpoint 1, the
+		// GroupByKey has lost the events it buffered before it: (0, ~70)
+		// instead of (0, 200). A stateful DoFn in its place counts right.
+		name: "RestoreLosesGroupByKeyInput",
+		bug:  "knownBugGBKCheckpointUnflushed", bugOn: knownBugGBKCheckpointUnflushed,
 		spec: func() *Spec {
 			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
 			return specOf([]Coll{kv, kv},
