@@ -36,11 +36,13 @@ type BundleSpec struct {
 	// Timers maps timer streams to concatenated encoded timers sent to the harness.
 	Timers map[TimerKey][]byte
 	// EndTimers are the timer streams (every family of every stateful
-	// transform) to end with is_last. The Go harness opens a writer for each
-	// stream the runner ends, so it answers with is_last on each of them
-	// when the bundle ends, whether or not it set timers: the bundle waits
-	// for all of them, which is the only thing that orders its timers
-	// before its completion when the stage has no data sink.
+	// transform) to end with is_last; for a Go environment only the first
+	// family of each transform is ended (timerStreamsToEnd). The Go harness
+	// opens a writer for each stream the runner ends, and for each it sets
+	// timers on, so it answers with is_last on each of them when the
+	// bundle ends: the bundle waits for all of them, which is the only
+	// thing that orders its timers before its completion when the stage
+	// has no data sink.
 	EndTimers []TimerKey
 	// Outputs are the data sink transform IDs the harness will end with is_last.
 	Outputs []string
@@ -118,6 +120,7 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, e
 	for _, o := range spec.Outputs {
 		b.waitData[o] = true
 	}
+	spec.EndTimers = timerStreamsToEnd(w.descriptor(spec.Descriptor), spec.EndTimers)
 	for _, k := range spec.EndTimers {
 		b.waitTimer[k] = true
 	}

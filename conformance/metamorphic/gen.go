@@ -9,45 +9,33 @@ import (
 
 // Known weir bugs the generator can steer around, each behind a named
 // switch so that the rest of the harness keeps running while one is being
-// fixed. All false: every shape is generated.
+// fixed. All false: every shape is generated. While a switch is true the
+// shapes it names are not generated (or their symptom is a note).
 const (
 	// knownBugFlattenBranches: one DoFn applied twice to the same Impulse,
-	// the two outputs flattened, delivers only one branch.
+	// the two outputs flattened, delivers only one branch (never seen).
 	knownBugFlattenBranches = false
-	// knownBugEndOfGlobalTimers: event-time timers at the end of the
-	// global window beyond the first TimersPerFiring are lost.
+	// knownBugEndOfGlobalTimers (fixed in ad124bc): event-time timers at
+	// the end of the global window let the watermark reach it.
 	knownBugEndOfGlobalTimers = false
-	// knownBugTimerFamiliesFnAPI: a stateful DoFn with more than one timer
-	// family can hang over the Fn API: weir (like prism) ends every family's
-	// timer stream with is_last, the Go SDK expects one is_last per
-	// transform, and when they all arrive before the bundle's instruction
-	// opens its reader the count never matches (harness/datamgr.go
-	// makeChannel). While true, such DoFns run only with in-process workers.
-	knownBugTimerFamiliesFnAPI = true
-	// knownBugLatePaneAtWindowEnd: a GroupByKey fires a window when its
-	// input watermark reaches the window's max timestamp (it should wait
-	// until the watermark passes it), so an element at exactly that time
-	// that a hold rightly let through lands in a second, late pane. Timer
-	// holds no longer show it (ad124bc keeps them below their timestamp);
-	// a side-input ParDo's parked main input does: sums at the end of the
-	// global window, read with a side input, then grouped again. While
-	// true, the sinks' manifest tolerates the extra pane and no grouping
-	// consumes the output of a side-input ParDo or of event-time timers.
-	knownBugLatePaneAtWindowEnd = true
-	// knownBugFinalizeLost: the bundles a subtask hands to a checkpoint
-	// that never completes (aborted, or still pending when the job ends)
-	// are never finalized. While true, a checkpointed run's unfinalized
-	// bundles are a note, not a failure.
-	knownBugFinalizeLost = true
-	// knownBugGBKCheckpointUnflushed: a GroupByKey's checkpoint lacks
-	// the records still pending in its state.GroupBuffer (gbkTask takes
-	// the snapshot on the barrier without GroupBuffer.Flush, and the
-	// buffer commits only every ~4 MiB), so a job restored from a
-	// completed checkpoint (faults "after-commit" #1, "before-commit" #2)
-	// loses what its GroupByKeys had received before it. While true, the
-	// faults drawn are those that restore from no completed checkpoint:
-	// "snapshot" #1, "upload" #1 (checkpoint 1 aborts) and "bundle" #1-#3.
-	knownBugGBKCheckpointUnflushed = true
+	// knownBugTimerFamiliesFnAPI (fixed): a stateful DoFn with more than
+	// one timer family hung over the Fn API: the Go SDK counts one is_last
+	// per transform (sdkharness.timerStreamsToEnd).
+	knownBugTimerFamiliesFnAPI = false
+	// knownBugLatePaneAtWindowEnd (fixed): a side-input ParDo's parked
+	// main input held its watermark at the element's timestamp, not just
+	// below it, so a GroupByKey downstream fired a window ending there
+	// before the element reached it (sdkTask.mainWatermark).
+	knownBugLatePaneAtWindowEnd = false
+	// knownBugFinalizeLost (fixed): bundles handed to a checkpoint that
+	// never completed (aborted, or pending when the job ended) were never
+	// finalized (coordinator.rollForwardLocked, jobDone).
+	knownBugFinalizeLost = false
+	// knownBugGBKCheckpointUnflushed (fixed in b992621): a GroupByKey's
+	// checkpoint lacked the records still pending in its
+	// state.GroupBuffer. While true, only faults that restore from no
+	// completed checkpoint are drawn.
+	knownBugGBKCheckpointUnflushed = false
 )
 
 // Settings are the engine settings of one run.
@@ -130,7 +118,7 @@ func Generate(seed uint64, o Options) (*Spec, Settings) {
 		if i == 0 && set.Checkpoint > 0 {
 			// Parallel subtasks split the source's time between them, and a
 			// checkpoint takes a few hundred ms whatever its interval.
-			d := max(800*time.Millisecond, time.Duration(4+3*set.FaultN)*set.Checkpoint)
+			d := max(time.Duration(max(set.FaultN, 1))*900*time.Millisecond, time.Duration(4+3*set.FaultN)*set.Checkpoint)
 			g.pacedSource(n, d*time.Duration(set.Parallelism))
 			continue
 		}

@@ -116,6 +116,9 @@ func (fn *sinkNumFn) ProcessElement(w beam.Window, ts beam.EventTime, bf beam.Bu
 // more.
 type manifestFn struct{ Dir string }
 
+// manifestMarker is the manifest's input that is no sink's bundle.
+const manifestMarker = "-"
+
 // incarnations counts, per run dir, the restarts of the run's job (the
 // test's OnRestart hook), for manifestFn, which runs in the test process.
 var incarnations sync.Map // dir -> *atomic.Int64
@@ -129,7 +132,9 @@ func (fn *manifestFn) ProcessElement(_ int64, ids func(*string) bool) error {
 	var all []string
 	var id string
 	for ids(&id) {
-		all = append(all, id)
+		if id != manifestMarker {
+			all = append(all, id)
+		}
 	}
 	sort.Strings(all)
 	content := strings.Join(all, "\n") + "\n"
@@ -177,10 +182,10 @@ func addSinks(s beam.Scope, spec *Spec, colls map[int]beam.PCollection, dir stri
 		return errors.New("pipeline has no sinks")
 	}
 	s = s.Scope("manifest")
-	all := ids[0]
-	if len(ids) > 1 {
-		all = beam.Flatten(s, ids...)
-	}
+	// A marker makes the manifest run when no sink has a record, so a run
+	// whose sinks rightly stay empty is told from one that never ended.
+	ids = append(ids, beam.Create(s, manifestMarker))
+	all := beam.Flatten(s, ids...)
 	beam.ParDo0(s, &manifestFn{Dir: dir}, beam.GroupByKey(s, beam.ParDo(s, fixedKey, all)))
 	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/weir-runner/weir/checkpoint"
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/runner/plan"
-	"github.com/weir-runner/weir/sdkharness"
 	"github.com/weir-runner/weir/state"
 )
 
@@ -125,8 +124,14 @@ type pendingCk struct {
 
 // finalization is a bundle whose finalization waits for a checkpoint.
 type finalization struct {
-	w    *sdkharness.Worker
+	w    finalizer
 	inst string
+}
+
+// finalizer is the harness that ran a bundle and holds its finalization
+// callbacks (*sdkharness.Worker).
+type finalizer interface {
+	Finalize(ctx context.Context, instID string) error
 }
 
 // leftoverFin is a finalization of a finished subtask, due when
@@ -329,11 +334,14 @@ func (c *coordinator) snapshot(chk int64, id checkpoint.SubtaskID, blob []byte, 
 	c.mu.Lock()
 	p := c.pending
 	if p == nil || p.id != chk {
+		// Aborted: nothing waits for the snapshot, but its bundles' effects
+		// are in the subtask's state and so in the next checkpoint.
+		c.rollForwardLocked(fin, chk)
 		c.mu.Unlock()
 		if dir != "" {
 			os.RemoveAll(dir)
 		}
-		return // aborted: nothing waits for it
+		return
 	}
 	p.snapped[id] = true
 	p.finalize = append(p.finalize, fin...)
@@ -469,6 +477,7 @@ func (c *coordinator) abort(chk int64, why error) {
 func (c *coordinator) abortLocked(chk int64, why error) {
 	p := c.pending
 	c.pending = nil
+	c.rollForwardLocked(p.finalize, chk)
 	c.lastEnd = time.Now()
 	c.record(CheckpointStats{ID: chk, Started: p.started, Duration: c.lastEnd.Sub(p.started), Alignment: p.alignment, Uploaded: p.uploaded, Failed: why.Error()})
 	if errors.Is(why, context.Canceled) || c.ctx.Err() != nil {
@@ -482,6 +491,15 @@ func (c *coordinator) abortLocked(chk int64, why error) {
 			c.e.o.Logger.Warn("cleaning up an aborted checkpoint failed", "checkpoint", chk, "err", err)
 		}
 	}()
+}
+
+// rollForwardLocked hands the finalizations of checkpoint chk, which will
+// not complete, to the next checkpoint that does: every later checkpoint
+// holds those bundles' effects (or the job's end does). c.mu is held.
+func (c *coordinator) rollForwardLocked(fin []finalization, chk int64) {
+	for _, f := range fin {
+		c.leftover = append(c.leftover, leftoverFin{finalization: f, from: chk + 1})
+	}
 }
 
 // record keeps stats (the last 100) and reports them; c.mu is held.
@@ -611,11 +629,16 @@ func (c *coordinator) finalizeAll(ctx context.Context, fin []finalization) {
 	}
 }
 
-// jobDone finalizes what finished subtasks left when the whole job has
-// ended: no restore can replay those bundles any more.
+// jobDone finalizes what finished subtasks and checkpoints that did not
+// complete left when the whole job has ended: no restore can replay those
+// bundles any more.
 func (c *coordinator) jobDone(ctx context.Context) {
 	c.mu.Lock()
 	var fin []finalization
+	if p := c.pending; p != nil {
+		fin = append(fin, p.finalize...)
+		p.finalize = nil
+	}
 	for _, l := range c.leftover {
 		fin = append(fin, l.finalization)
 	}

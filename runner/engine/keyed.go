@@ -23,6 +23,9 @@ type keyed struct {
 	maxP           int
 	families       map[sdkharness.TimerKey]timerCoder
 	endTimers      []sdkharness.TimerKey // every timer family
+	// oneFamily: transforms whose due timers go to the SDK one family per
+	// key and window in a bundle (firable).
+	oneFamily map[string]bool
 
 	// Window expiry: state of a window is cleared once the watermark passes
 	// its end plus the allowed lateness.
@@ -86,7 +89,66 @@ func newKeyed(db *state.DB, s *plan.Stage, comps *pipepb.Components, start, end,
 		k.families[key] = timerCoder{key: c.Components[0], window: c.Components[1], domain: int(f.Domain)}
 		k.endTimers = append(k.endTimers, key)
 	}
+	if sdkharness.GoEnvironment(comps.GetEnvironments()[s.EnvID]) {
+		k.oneFamily = sharedDomains(s.Timers)
+	}
 	return k, nil
+}
+
+// sharedDomains returns the transforms that have two timer families in
+// one time domain.
+func sharedDomains(fams []plan.TimerFamily) map[string]bool {
+	type td struct {
+		transform string
+		domain    pipepb.TimeDomain_Enum
+	}
+	n := map[td]int{}
+	out := map[string]bool{}
+	for _, f := range fams {
+		k := td{f.Transform, f.Domain}
+		if n[k]++; n[k] == 2 {
+			out[f.Transform] = true
+		}
+	}
+	return out
+}
+
+// firable returns the due timers (earliest first per key group) that go
+// to the SDK in one bundle: all of them, except for a transform in
+// oneFamily, where a key and window get only the timers of the family of
+// its earliest due timer; the others stay set and go in a later bundle.
+//
+// The Go SDK fires a timer that user code sets in a bundle inline when it
+// is earlier than a timer the runner sent for the same key and window,
+// but it calls OnTimer with the family of the runner's timer
+// (exec.ParDo.ProcessTimers passes its timerFamilyID): a timer set in
+// family "tag" while "end" timers of the key are due reaches OnTimer as
+// family "end". Timer bundles hold no input elements, so with one family
+// per key and window only an OnTimer that sets an earlier timer of
+// another family while more of its own family's timers of the key are due
+// still meets that bug.
+func (k *keyed) firable(due []state.Timer) []state.Timer {
+	if len(k.oneFamily) == 0 {
+		return due
+	}
+	type kw struct{ transform, key, window string }
+	first := map[kw]string{}
+	out := due[:0:0]
+	for _, tm := range due {
+		if !k.oneFamily[tm.Transform] {
+			out = append(out, tm)
+			continue
+		}
+		id := kw{tm.Transform, string(tm.Key), string(tm.Window)}
+		f, ok := first[id]
+		if !ok {
+			first[id], f = tm.Family, tm.Family
+		}
+		if f == tm.Family {
+			out = append(out, tm)
+		}
+	}
+	return out
 }
 
 // initExpiry finds the stage's window coder, allowed lateness and state IDs.

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/state"
 )
@@ -378,5 +381,41 @@ func TestOrderedListState(t *testing.T) {
 
 	if r := h.HandleState(appendReq(defaultCell.ordered(nil), []byte{0x80})); !strings.Contains(r.GetError(), "sort key") {
 		t.Errorf("malformed entry: error %q", r.GetError())
+	}
+}
+
+// TestFirable: for a transform with two timer families in one domain (on
+// the Go SDK), a timer bundle holds, per key and window, only the family
+// of its earliest due timer; other transforms get every due timer.
+func TestFirable(t *testing.T) {
+	fams := []plan.TimerFamily{
+		{Transform: "two", Family: "end", Domain: pipepb.TimeDomain_EVENT_TIME},
+		{Transform: "two", Family: "tag", Domain: pipepb.TimeDomain_EVENT_TIME},
+		{Transform: "one", Family: "ev", Domain: pipepb.TimeDomain_EVENT_TIME},
+		{Transform: "one", Family: "proc", Domain: pipepb.TimeDomain_PROCESSING_TIME},
+	}
+	k := &keyed{oneFamily: sharedDomains(fams)}
+	if want := map[string]bool{"two": true}; !reflect.DeepEqual(k.oneFamily, want) {
+		t.Fatalf("sharedDomains = %v, want %v", k.oneFamily, want)
+	}
+	tm := func(tr, fam, key, win, tag string) state.Timer {
+		return state.Timer{TimerID: state.TimerID{Transform: tr, Family: fam, Key: []byte(key), Window: []byte(win), Tag: []byte(tag)}}
+	}
+	due := []state.Timer{
+		tm("two", "tag", "k1", "w", "a"), tm("two", "end", "k1", "w", ""), tm("two", "tag", "k1", "w", "b"),
+		tm("two", "end", "k2", "w", ""), tm("two", "tag", "k2", "w", "a"),
+		tm("two", "tag", "k1", "v", "a"),
+		tm("one", "ev", "k1", "w", "a"), tm("one", "ev", "k1", "w", "b"), tm("one", "proc", "k1", "w", ""),
+	}
+	var got []string
+	for _, x := range k.firable(due) {
+		got = append(got, x.Transform+"/"+x.Family+"/"+string(x.Key)+"/"+string(x.Window)+"/"+string(x.Tag))
+	}
+	want := []string{"two/tag/k1/w/a", "two/tag/k1/w/b", "two/end/k2/w/", "two/tag/k1/v/a", "one/ev/k1/w/a", "one/ev/k1/w/b", "one/proc/k1/w/"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("firable =\n%v\nwant\n%v", got, want)
+	}
+	if got := (&keyed{}).firable(due); len(got) != len(due) {
+		t.Errorf("without oneFamily firable kept %d of %d", len(got), len(due))
 	}
 }

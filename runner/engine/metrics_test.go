@@ -242,6 +242,25 @@ type handOverRig struct {
 	c    *coordinator
 	cur  int64 // the checkpoint last started
 	a, b int64 // the last notification: attempted, committed
+	// Each bundle leaves a finalization with its subtask until a snapshot
+	// or the subtask's finish hands it to the coordinator; finalized counts
+	// those the coordinator ran.
+	fin       map[string][]finalization
+	bundles   int
+	finalized map[string]int
+}
+
+// Finalize records a finalization (the rig is the harness of its bundles).
+func (r *handOverRig) Finalize(_ context.Context, inst string) error {
+	r.finalized[inst]++
+	return nil
+}
+
+// take hands over subtask name's bundles waiting for finalization.
+func (r *handOverRig) take(name string) []finalization {
+	f := r.fin[name]
+	r.fin[name] = nil
+	return f
 }
 
 const rigJob = "rig"
@@ -254,7 +273,7 @@ func newHandOverRig(t *testing.T) *handOverRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	r := &handOverRig{t: t, st: st}
+	r := &handOverRig{t: t, st: st, fin: map[string][]finalization{}, finalized: map[string]int{}}
 	r.e = &Engine{plan: &plan.Plan{}, o: Options{MaxParallelism: 128, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	r.e.metrics = newMetrics(func(a, c []*pipepb.MonitoringInfo) { r.a, r.b = counts(t, a, c) })
 	r.e.fail = func(err error) { t.Errorf("engine failed: %v", err) }
@@ -296,18 +315,21 @@ func (r *handOverRig) do(step string) {
 	case "bundle": // bundle <subtask> <n>: a bundle that counted n
 		n, _ := strconv.ParseInt(f[2], 10, 64)
 		r.e.metrics.add(rigSubtasks[f[1]], []*pipepb.MonitoringInfo{counterMI(r.t, "pardo", "n", n)})
+		r.bundles++
+		r.fin[f[1]] = append(r.fin[f[1]], finalization{w: r, inst: strconv.Itoa(r.bundles)})
 	case "start": // the coordinator starts a checkpoint
 		r.c.mu.Lock()
 		r.cur = r.c.nextID
 		r.c.startLocked(time.Now())
 		r.c.mu.Unlock()
 	case "snap": // snap <subtask>: its snapshot for the checkpoint last started
-		r.c.snapshot(r.cur, rigSubtasks[f[1]], nil, "", nil)
+		r.c.snapshot(r.cur, rigSubtasks[f[1]], nil, "", r.take(f[1]))
 	case "finish": // finish <subtask>
-		r.c.finished(rigSubtasks[f[1]], nil)
+		r.c.finished(rigSubtasks[f[1]], r.take(f[1]))
 	case "abort":
 		r.c.abort(r.cur, errors.New("test abort"))
 	case "restart": // the run fails and restarts in process from the latest checkpoint
+		r.fin = map[string][]finalization{} // the workers stop: their callbacks are gone
 		r.run(r.latest())
 	case "restore-from": // restore-from <checkpoint>: a restart from that one
 		id, _ := strconv.ParseInt(f[1], 10, 64)
@@ -317,6 +339,7 @@ func (r *handOverRig) do(step string) {
 		}
 		r.run(m)
 	case "resume": // a new process resumes the job from its latest checkpoint
+		r.fin = map[string][]finalization{}
 		r.e.metrics = newMetrics(r.e.metrics.notify)
 		r.a, r.b = 0, 0
 		r.run(r.latest())
@@ -418,6 +441,62 @@ func TestMetricsHandOver(t *testing.T) {
 					}
 				default:
 					r.do(step)
+				}
+			}
+		})
+	}
+}
+
+// TestFinalizationsHandOver: a bundle is finalized exactly once, when the
+// first completed checkpoint holding its effects commits or the job ends,
+// whether the checkpoint it was handed to completes, aborts, or is still
+// pending at the end (scripts as TestMetricsHandOver's; "finalized N"
+// checks how many bundles have been finalized, each at most once).
+func TestFinalizationsHandOver(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script []string
+	}{
+		{"a completed checkpoint finalizes what it holds", []string{
+			"bundle a 1", "bundle b 1", "start", "snap a", "bundle a 1", "finalized 0",
+			"snap b", "finalized 2", "end", "finalized 2", // a's second bundle is with a
+		}},
+		{"an aborted checkpoint's bundles wait for the next", []string{
+			"bundle a 1", "bundle b 1", "start", "snap a", "snap b", "finalized 2",
+			"bundle a 1", "bundle b 1", "start", "snap a", "abort", "finalized 2",
+			"start", "snap a", "snap b", "finalized 4",
+		}},
+		{"a snapshot arriving after its checkpoint aborted hands its bundles on", []string{
+			"bundle a 1", "start", "abort", "snap a", "finalized 0",
+			"start", "snap a", "snap b", "finalized 1",
+		}},
+		{"a checkpoint pending at the job's end: finalized at the end, once", []string{
+			"bundle a 1", "start", "snap a", "end", "finalized 1",
+			"snap b", "finalized 1", // checkpoint 1 commits after the end
+		}},
+		{"an aborted checkpoint's bundles at the job's end", []string{
+			"bundle a 1", "start", "snap a", "abort", "finish a", "finish b", "end", "finalized 1",
+		}},
+		{"a restart loses what no completed checkpoint held", []string{
+			"bundle a 1", "start", "snap a", "snap b", "finalized 1",
+			"bundle a 1", "start", "snap a", "restart", "end", "finalized 1",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newHandOverRig(t)
+			for i, step := range tc.script {
+				f := strings.Fields(step)
+				if f[0] != "finalized" {
+					r.do(step)
+					continue
+				}
+				for inst, n := range r.finalized {
+					if n != 1 {
+						t.Fatalf("step %d: bundle %s finalized %d times", i, inst, n)
+					}
+				}
+				if got := fmt.Sprintf("finalized %d", len(r.finalized)); got != step {
+					t.Fatalf("step %d: %s; want %s", i, got, step)
 				}
 			}
 		})

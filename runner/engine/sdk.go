@@ -520,7 +520,7 @@ func (t *sdkTask) fireTimersIn(ctx context.Context, domain int, upTo int64) erro
 		if len(due) == 0 {
 			return nil
 		}
-		if err := t.bundle(ctx, nil, due); err != nil {
+		if err := t.bundle(ctx, nil, t.keyed.firable(due)); err != nil {
 			return err
 		}
 	}

@@ -76,9 +76,11 @@ func (t *sdkTask) sideBound() int64 {
 }
 
 // mainWatermark is the main input watermark the subtask acts on: its
-// port's, held back by parked input.
+// port's, held back just below parked input (holdBelow: an element parked
+// at ts is input at ts still to come, so neither a timer due at ts nor a
+// downstream window ending at ts may fire before it runs).
 func (t *sdkTask) mainWatermark() int64 {
-	return min(t.ports[0].watermark(), t.park.hold())
+	return min(t.ports[0].watermark(), holdBelow(t.park.hold()))
 }
 
 // windowNeed is the need of a main input window: the latest max timestamp
