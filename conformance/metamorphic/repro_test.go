@@ -118,6 +118,36 @@ var reproCases = []reproCase{
 		set: Settings{Parallelism: 1, FailOp: -1},
 	},
 	{
+		// Seed 121: the Go SDK fires a chained "tag" timer that OnTimer set
+		// inline, before the key's due "end" timer, under family "end"
+		// ("unexpected timer {Family:end Tag:...}"), unless weir sends one
+		// family per key and window in a timer bundle (keyed.firable).
+		name: "TimerFamiliesInline",
+		spec: func() *Spec {
+			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
+			return specOf([]Coll{kv, kv},
+				[]Op{
+					{Step: GenSource{Events: Events{N: 3, KeyMul: 628, KeyAdd: 341, Keys: 1936, ValMul: 23915, ValAdd: 975, Base: 47892, TsStep: 1}, Splits: 4}, Out: []int{0}},
+					{Step: Stateful{State: StateMap, End: EndOnce, Tags: true, SplitFamilies: true, Delta: 7, Chain: 2, ClearMod: 4, KeyMod: 15}, In: []int{0}, Out: []int{1}},
+				}, 1)
+		},
+		set: Settings{Parallelism: 1, FailOp: -1, InProcess: true, TimersPerFiring: 3, BundleTime: 449 * time.Millisecond},
+	},
+	{
+		// Seed 71: a sink that rightly stays empty (filters drop the one
+		// element) has no bundles, so the manifest had no input and never ran.
+		name: "EmptySink",
+		spec: func() *Spec {
+			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
+			return specOf([]Coll{kv, kv},
+				[]Op{
+					{Step: ImpulseSource{Events{N: 1, Keys: 1, ValMul: 1, Base: 100}}, Out: []int{0}},
+					{Step: Filter{M: 2, Rem: 1, Salt: 2}, In: []int{0}, Out: []int{1}},
+				}, 1)
+		},
+		set: Settings{Parallelism: 1, FailOp: -1, InProcess: true},
+	},
+	{
 		name: "EndOfGlobalTimerOrderedList",
 		spec: func() *Spec {
 			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
