@@ -64,6 +64,37 @@ type Bundle struct {
 	// the clear need not seek again.
 	last  lastScan
 	sized bool // from NewBundleSized
+	// emptied are the bag and multimap-value prefixes this bundle cleared
+	// and has not appended to since: their next append goes to slot zero.
+	emptied map[string]bool
+	succ    []byte // step's buffer
+}
+
+// slotZero is the suffix of the first value appended to a bag (or a
+// multimap key) that the same bundle has just cleared. A value state is
+// a bag written as a clear and an append, so a hot key's value is
+// rewritten again and again: with a fresh suffix every time, every read
+// of it stepped over all the deleted ones still in the memtable (a count
+// per key over 3 keys ran at 850 events/s); at slot zero it is one key,
+// which scan steps past with one seek instead of through its versions.
+// Fresh suffixes (appendSeq) are never zero, so later appends sort after.
+var slotZero = make([]byte, 8)
+
+// appendKey is the key of the next value appended under prefix p.
+func (b *Bundle) appendKey(p []byte) []byte {
+	if b.emptied[string(p)] {
+		delete(b.emptied, string(p))
+		return append(p, slotZero...)
+	}
+	return seqSuffix(p)
+}
+
+// emptied notes that prefix p holds nothing now.
+func (b *Bundle) emptiedNow(p []byte) {
+	if b.emptied == nil {
+		b.emptied = map[string]bool{}
+	}
+	b.emptied[string(p)] = true
 }
 
 type lastScan struct {
@@ -145,7 +176,7 @@ func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	it := b.it
 	b.last.ok = false
 	keys, all := b.last.keys[:0], true
-	for it.First(); it.Valid(); it.Next() {
+	for valid := it.First(); valid; valid = b.step(it) {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("reading state: %w", err)
@@ -162,6 +193,18 @@ func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	}
 	b.last = lastScan{lo: append(b.last.lo[:0], lo...), hi: append(b.last.hi[:0], hi...), ops: b.b.Count(), keys: keys, ok: all}
 	return nil
+}
+
+// step moves it to the next key: past a slot-zero key with a seek to its
+// successor, which skips the key's older versions (a rewritten value's)
+// that Next would step through one by one.
+func (b *Bundle) step(it *pebble.Iterator) bool {
+	k := it.Key()
+	if len(k) >= len(slotZero) && bytes.Equal(k[len(k)-len(slotZero):], slotZero) {
+		b.succ = append(append(b.succ[:0], k...), 0)
+		return it.SeekGE(b.succ)
+	}
+	return it.Next()
 }
 
 // maxLastScanKeys bounds the keys a scan remembers for a clear that follows.
@@ -213,7 +256,7 @@ func (b *Bundle) ReadBag(c Cell) ([]byte, error) {
 func (b *Bundle) AppendBag(c Cell, data []byte) error {
 	p := c.prefix(spaceBag)
 	b.db.written.add(p)
-	if err := b.b.Set(seqSuffix(p), data, nil); err != nil {
+	if err := b.b.Set(b.appendKey(p), data, nil); err != nil {
 		return fmt.Errorf("appending to state %s: %w", c.StateID, err)
 	}
 	return nil
@@ -228,6 +271,7 @@ func (b *Bundle) ClearBag(c Cell) error {
 	if err := b.deleteRange(p, prefixEnd(p)); err != nil {
 		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
 	}
+	b.emptiedNow(p)
 	return nil
 }
 
@@ -241,7 +285,7 @@ func (b *Bundle) ReadMap(c Cell, mapKey []byte) ([]byte, error) {
 
 // AppendMap appends encoded values under one map key of a multimap cell.
 func (b *Bundle) AppendMap(c Cell, mapKey, data []byte) error {
-	if err := b.b.Set(seqSuffix(AppendComponent(c.prefix(spaceMap), mapKey)), data, nil); err != nil {
+	if err := b.b.Set(b.appendKey(AppendComponent(c.prefix(spaceMap), mapKey)), data, nil); err != nil {
 		return fmt.Errorf("appending to state %s: %w", c.StateID, err)
 	}
 	return nil
@@ -253,6 +297,7 @@ func (b *Bundle) ClearMapKey(c Cell, mapKey []byte) error {
 	if err := b.deleteRange(p, prefixEnd(p)); err != nil {
 		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
 	}
+	b.emptiedNow(p)
 	return nil
 }
 

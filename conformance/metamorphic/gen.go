@@ -55,6 +55,10 @@ type Settings struct {
 	// FailAt-th element: the bundle is retried.
 	FailOp int
 	FailAt int64
+	// Kill, with checkpoints and no Fault, runs the job in a child process,
+	// kills it with SIGKILL once a checkpoint has completed, and resumes it
+	// in a new one (--resume), as a user restarts a crashed program.
+	Kill bool
 }
 
 func (s Settings) String() string {
@@ -77,6 +81,7 @@ func (s Settings) String() string {
 	add("checkpoint", s.Checkpoint, s.Checkpoint > 0)
 	add("fault", fmt.Sprintf("%s#%d", s.Fault, s.FaultN), s.Fault != "")
 	add("fail", fmt.Sprintf("op%d@%d", s.FailOp, s.FailAt), s.FailOp >= 0)
+	add("kill", "-9+resume", s.Kill)
 	return strings.Join(parts, " ")
 }
 
@@ -110,6 +115,11 @@ func Generate(seed uint64, o Options) (*Spec, Settings) {
 		used:  map[int]bool{},
 	}
 	set := g.settings()
+	// Drawn apart from g.r, so that seeds keep the pipelines they had
+	// before kills were drawn.
+	if set.Checkpoint > 0 && set.Fault == "" && rand.New(rand.NewPCG(seed, 0x6b696c6c)).IntN(2) == 0 {
+		set.Kill = true
+	}
 	g.set = set
 	total := g.size()
 	nsrc := 1 + g.r.IntN(3)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -74,6 +75,9 @@ func TestMetamorphic(t *testing.T) {
 			spec, set := Generate(seed, Options{Big: *flagBig})
 			o := run(t, spec, set)
 			t.Logf("seed %d: %s in %v (%d source elements, %d ops, %d sinks; %s)", seed, o.verdict(), time.Since(start).Round(time.Millisecond), spec.Size(), len(spec.Ops), len(spec.Sinks), set)
+			if len(o.notes) > 0 {
+				t.Logf("notes: %s", strings.Join(o.notes, "; "))
+			}
 			if !o.failed() {
 				return
 			}
@@ -241,6 +245,14 @@ func run(t *testing.T, spec *Spec, set Settings) *outcome {
 		t.Fatal(err)
 	}
 	defer forgetFinalizers(dir)
+	job := fmt.Sprintf("metamorphic-%d-%d", spec.Seed, n)
+	if set.Kill {
+		if generated(spec) {
+			return runKilled(t, spec, set, dir, job, want, o)
+		}
+		o.notes = append(o.notes, "a variant its seed does not generate: run without the kill")
+		set.Kill = false
+	}
 	token := fmt.Sprintf("seed%d-run%d", spec.Seed, n)
 	p, failable, err := Build(spec, dir, set.FailOp, set.FailAt, token)
 	if err != nil {
@@ -248,15 +260,61 @@ func run(t *testing.T, spec *Spec, set Settings) *outcome {
 	}
 	defer failFired(token)
 
-	var f *fault
 	var restarts atomic.Int64
 	tl := &testLog{t: t}
 	defer tl.close()
-	cfg := runner.Config{
+	cfg, f := weirConfig(set, dir, tl, &restarts)
+	if err := os.MkdirAll(cfg.TempDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := runner.Start(cfg)
+	if err != nil {
+		t.Fatalf("runner.Start: %v", err)
+	}
+	stop := sync.OnceFunc(srv.Stop)
+	t.Cleanup(stop)
+	defer stop()
+
+	o.jobErr, o.hung = runJob(srv, p, job)
+	if o.jobErr != nil && !o.hung && spec.splitErr() && strings.Contains(o.jobErr.Error(), SplitErrMsg) {
+		o.notes = append(o.notes, "the job failed with the injected split error, as it may")
+		o.jobErr = nil
+		return o
+	}
+	if o.jobErr != nil {
+		return o
+	}
+	o.restarts = restarts.Load()
+	o.check(t, spec, set, dir, want)
+	if f != nil {
+		switch fired := f.fired.Load(); {
+		case !fired:
+			o.problem("fault", "fault %s #%d was drawn but did not fire (reached %d times)", f.point, f.n, f.seen.Load())
+		case o.restarts == 0:
+			// A fault that fires as the job ends fails nothing left to run.
+			o.notes = append(o.notes, fmt.Sprintf("fault %s #%d fired but the job never restarted", f.point, f.n))
+		}
+	}
+	if failable {
+		calls, sure := opCalls(spec, set.FailOp)
+		if fired := failFired(token); !fired && sure && calls >= set.FailAt {
+			o.problem("fail", "injected failure of op %d at element %d did not fire (the op sees %d elements)", set.FailOp, set.FailAt, calls)
+		} else if fired {
+			o.notes = append(o.notes, fmt.Sprintf("injected bundle failure of op %d fired", set.FailOp))
+		}
+	}
+	return o
+}
+
+// weirConfig is the embedded weir of a run of set in dir, logging to log;
+// restarts counts the job's restarts, and f is the checkpoint fault drawn
+// (nil if none).
+func weirConfig(set Settings, dir string, log io.Writer, restarts *atomic.Int64) (cfg runner.Config, f *fault) {
+	cfg = runner.Config{
 		Parallelism: set.Parallelism,
 		InProcess:   set.InProcess,
 		TempDir:     filepath.Join(dir, "weir"),
-		Logger:      slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: logLevel()})),
+		Logger:      slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: logLevel()})),
 		Limits: engine.Limits{
 			TimersPerFiring:     set.TimersPerFiring,
 			BundleBytes:         set.BundleBytes,
@@ -283,27 +341,13 @@ func run(t *testing.T, spec *Spec, set Settings) *outcome {
 			cfg.CheckpointFault = f.inject
 		}
 	}
-	if err := os.MkdirAll(cfg.TempDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := runner.Start(cfg)
-	if err != nil {
-		t.Fatalf("runner.Start: %v", err)
-	}
-	stop := sync.OnceFunc(srv.Stop)
-	t.Cleanup(stop)
-	defer stop()
+	return cfg, f
+}
 
-	o.jobErr, o.hung = runJob(srv, p, fmt.Sprintf("metamorphic-%d-%d", spec.Seed, n))
-	if o.jobErr != nil && !o.hung && spec.splitErr() && strings.Contains(o.jobErr.Error(), SplitErrMsg) {
-		o.notes = append(o.notes, "the job failed with the injected split error, as it may")
-		o.jobErr = nil
-		return o
-	}
-	if o.jobErr != nil {
-		return o
-	}
-	o.restarts = restarts.Load()
+// check reads what the sinks of the run in dir committed and compares it
+// with want and the manifest's and finalizations' rules.
+func (o *outcome) check(t *testing.T, spec *Spec, set Settings, dir string, want map[string]map[string]int) {
+	t.Helper()
 	c, err := readCommitted(dir, spec)
 	if err != nil {
 		t.Fatalf("reading the sinks: %v", err)
@@ -338,24 +382,6 @@ func run(t *testing.T, spec *Spec, set Settings) *outcome {
 	if c.Stale > 0 {
 		o.notes = append(o.notes, fmt.Sprintf("%d committed bundles ran on an SDK plan whose finalizer had already run (their callbacks are lost in the Go SDK)", c.Stale))
 	}
-	if f != nil {
-		switch fired := f.fired.Load(); {
-		case !fired:
-			o.problem("fault", "fault %s #%d was drawn but did not fire (reached %d times)", f.point, f.n, f.seen.Load())
-		case o.restarts == 0:
-			// A fault that fires as the job ends fails nothing left to run.
-			o.notes = append(o.notes, fmt.Sprintf("fault %s #%d fired but the job never restarted", f.point, f.n))
-		}
-	}
-	if failable {
-		calls, sure := opCalls(spec, set.FailOp)
-		if fired := failFired(token); !fired && sure && calls >= set.FailAt {
-			o.problem("fail", "injected failure of op %d at element %d did not fire (the op sees %d elements)", set.FailOp, set.FailAt, calls)
-		} else if fired {
-			o.notes = append(o.notes, fmt.Sprintf("injected bundle failure of op %d fired", set.FailOp))
-		}
-	}
-	return o
 }
 
 // splitErr reports whether a source of s refuses splits with an error.
@@ -366,6 +392,17 @@ func (s *Spec) splitErr() bool {
 		}
 	}
 	return false
+}
+
+// jobTimeout is how long a job may run before it counts as hung.
+func jobTimeout() time.Duration {
+	if *flagTimeout != 0 {
+		return *flagTimeout
+	}
+	if *flagBig {
+		return 20 * time.Minute
+	}
+	return time.Minute
 }
 
 // runJob runs p against srv as a user would: --runner=weir with srv's
@@ -382,13 +419,7 @@ func runJob(srv *runner.Server, p *beam.Pipeline, name string) (err error, hung 
 		}
 	}()
 	*jobopts.Endpoint, *jobopts.EnvironmentType, *jobopts.JobName = srv.Endpoint(), "loopback", name
-	timeout := *flagTimeout
-	if timeout == 0 {
-		timeout = time.Minute
-		if *flagBig {
-			timeout = 20 * time.Minute
-		}
-	}
+	timeout := jobTimeout()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	_, err = beam.Run(ctx, "weir", p)

@@ -633,6 +633,10 @@ func (c *coordinator) finalizeAll(ctx context.Context, fin []finalization) {
 // complete left when the whole job has ended: no restore can replay those
 // bundles any more.
 func (c *coordinator) jobDone(ctx context.Context) {
+	// Uploads and commits under way end first, while the run's context is
+	// live: a commit racing the job's end would finalize with a cancelled
+	// one and lose its finalizations. No subtask runs to start new ones.
+	c.wg.Wait()
 	c.mu.Lock()
 	var fin []finalization
 	if p := c.pending; p != nil {

@@ -298,6 +298,16 @@ type bundleState struct {
 	k    *keyed          // for window expiry; nil: no expiry timers
 	gc   map[string]bool // (key, window) given an expiry timer in this bundle
 	id   []byte          // firstWrite's buffer
+	// paged is the last Get answered in more than one page: the later
+	// pages come from it, so a bag read in n pages costs one read of the
+	// bag, not n. Any write drops it (a later page then reads again).
+	paged *pagedRead
+}
+
+// pagedRead is a read whose pages are being fetched.
+type pagedRead struct {
+	key  string // the request's state key, marshalled
+	data []byte
 }
 
 // firstWrite reports whether the bundle has yet to make sure the expiry
@@ -380,6 +390,7 @@ func (h *bundleState) AppendBag(transform, stateID string, window, key, data []b
 	if err := h.noteWrite(c); err != nil {
 		return err
 	}
+	h.paged = nil
 	return h.b.AppendBag(c, data)
 }
 
@@ -390,6 +401,7 @@ func (h *bundleState) ClearBag(transform, stateID string, window, key []byte) er
 	if err != nil {
 		return err
 	}
+	h.paged = nil
 	return h.b.ClearBag(c)
 }
 
@@ -434,6 +446,11 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 	var err error
 	switch r := req.GetRequest().(type) {
 	case *fnpb.StateRequest_Get:
+		token := r.Get.GetContinuationToken()
+		id, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req.GetStateKey())
+		if p := h.paged; len(token) > 0 && p != nil && p.key == string(id) {
+			return chunk(p.data, token, h.side.chunkBytes())
+		}
 		var data []byte
 		switch kind {
 		case "bag":
@@ -451,8 +468,13 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 		if len(data) > 0 {
 			h.noteExpiryExists(cell)
 		}
-		return chunk(data, r.Get.GetContinuationToken(), h.side.chunkBytes())
+		h.paged = nil
+		if len(data) > h.side.chunkBytes() {
+			h.paged = &pagedRead{key: string(id), data: data}
+		}
+		return chunk(data, token, h.side.chunkBytes())
 	case *fnpb.StateRequest_Append:
+		h.paged = nil
 		if err = h.noteWrite(cell); err != nil {
 			break
 		}
@@ -471,6 +493,7 @@ func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
 			return &fnpb.StateResponse{Response: &fnpb.StateResponse_Append{Append: &fnpb.StateAppendResponse{}}}
 		}
 	case *fnpb.StateRequest_Clear:
+		h.paged = nil
 		switch kind {
 		case "bag":
 			err = h.b.ClearBag(cell)

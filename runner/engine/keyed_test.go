@@ -419,3 +419,44 @@ func TestFirable(t *testing.T) {
 		t.Errorf("without oneFamily firable kept %d of %d", len(got), len(due))
 	}
 }
+
+// TestPagedBagRead: the pages of a bag read after the first come from
+// that first read (a bag in n pages is read once), and a write through
+// the handler between pages makes the next page read the bag again.
+func TestPagedBagRead(t *testing.T) {
+	db := openDB(t)
+	h := &bundleState{side: &sideState{chunk: 8}, b: db.NewBundle(), maxP: testMaxP}
+	defer h.b.Discard()
+	var vals []string
+	for i := range 20 {
+		vals = append(vals, fmt.Sprintf("v%02d", i))
+	}
+	appendStrs(t, h, defaultCell.bag(), vals...)
+	c := state.Cell{Transform: defaultCell.transform, StateID: defaultCell.id, Window: defaultCell.window, Key: defaultCell.key}
+	c.KeyGroup = state.KeyGroup(c.Key, testMaxP)
+
+	// pages reads the bag from its second page on, after first.
+	pages := func(first *fnpb.StateResponse) []string {
+		data := first.GetGet().GetData()
+		for token := first.GetGet().GetContinuationToken(); len(token) > 0; {
+			r := must(t, h, getReq(defaultCell.bag(), token))
+			data = append(data, r.GetGet().GetData()...)
+			token = r.GetGet().GetContinuationToken()
+		}
+		return readStrs(t, data)
+	}
+
+	first := must(t, h, getReq(defaultCell.bag(), nil))
+	if len(first.GetGet().GetContinuationToken()) == 0 {
+		t.Fatal("a 100-byte bag fit one 8-byte page")
+	}
+	// Written behind the handler's back: not in the pages of this read.
+	if err := h.b.AppendBag(c, str("behind")); err != nil {
+		t.Fatal(err)
+	}
+	checkStrs(t, "pages of one read", pages(first), vals...)
+
+	first = must(t, h, getReq(defaultCell.bag(), nil))
+	appendStrs(t, h, defaultCell.bag(), "after") // drops the paged read
+	checkStrs(t, "pages after a write", pages(first), append(append([]string(nil), vals...), "behind", "after")...)
+}
