@@ -15,6 +15,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/weir-runner/weir/checkpoint"
 	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/internal/testlog"
 )
 
 // childPipelineEnv makes the test binary a program that runs the
@@ -104,18 +105,12 @@ func TestKill9ResumeEmbedded(t *testing.T) {
 	select {
 	case err := <-werr:
 		if err != nil {
-			t.Fatalf("the resumed program failed: %v\n%s", err, tail(logs.String(), 40))
+			t.Fatalf("the resumed program failed: %v\n%s", err, testlog.Tail(logs.String(), 40))
 		}
 	case <-time.After(3 * time.Minute):
-		t.Fatalf("the resumed program did not end\n%s", tail(logs.String(), 40))
+		t.Fatalf("the resumed program did not end\n%s", testlog.Tail(logs.String(), 40))
 	}
 	if !strings.Contains(logs.String(), "resuming from checkpoint") {
-		t.Errorf("the second run did not resume from a checkpoint:\n%s", tail(logs.String(), 40))
+		t.Errorf("the second run did not resume from a checkpoint:\n%s", testlog.Tail(logs.String(), 40))
 	}
-}
-
-// tail is the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -1,7 +1,6 @@
 package metamorphic
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -10,12 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/weir-runner/weir/internal/testlog"
 	"github.com/weir-runner/weir/runner"
 )
 
@@ -87,14 +86,14 @@ func killDelay(seed uint64) time.Duration {
 func runKilled(t *testing.T, spec *Spec, set Settings, dir, job string, want map[string]map[string]int, o *outcome) *outcome {
 	t.Helper()
 	timeout := jobTimeout() + 30*time.Second
-	start := func(resume bool, inc int64) (*exec.Cmd, *syncBuffer, <-chan error) {
+	start := func(resume bool, inc int64) (*exec.Cmd, *testlog.Buffer, <-chan error) {
 		a, err := json.Marshal(childArgs{Seed: spec.Seed, Big: *flagBig, Set: set, Dir: dir, Job: job, Resume: resume, Incarnation: inc})
 		if err != nil {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.v", fmt.Sprintf("-big=%v", *flagBig), fmt.Sprintf("-job_timeout=%v", jobTimeout()))
 		cmd.Env = append(os.Environ(), childEnv+"="+string(a))
-		out := &syncBuffer{}
+		out := &testlog.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("starting the child: %v", err)
@@ -122,7 +121,7 @@ wait:
 		case <-deadline:
 			first.Process.Kill()
 			<-done
-			o.jobErr, o.hung = fmt.Errorf("the first process did not end or checkpoint within %v\n%s", timeout, tail(log1.String(), 30)), true
+			o.jobErr, o.hung = fmt.Errorf("the first process did not end or checkpoint within %v\n%s", timeout, testlog.Tail(log1.String(), 30)), true
 			return o
 		case <-tick.C:
 			if m, _ := filepath.Glob(metas); len(m) > 0 {
@@ -147,7 +146,7 @@ wait:
 		case <-time.After(timeout):
 			second.Process.Kill()
 			<-done
-			o.jobErr, o.hung = fmt.Errorf("the resumed process did not end within %v\n%s", timeout, tail(log2.String(), 30)), true
+			o.jobErr, o.hung = fmt.Errorf("the resumed process did not end within %v\n%s", timeout, testlog.Tail(log2.String(), 30)), true
 		}
 		if o.jobErr != nil {
 			return o
@@ -170,7 +169,7 @@ func (o *outcome) childFailed(spec *Spec, which string, err error, log string) {
 		o.notes = append(o.notes, which+" failed with the injected split error, as it may")
 		return
 	}
-	o.jobErr = fmt.Errorf("%s failed: %v\n%s", which, err, tail(log, 30))
+	o.jobErr = fmt.Errorf("%s failed: %v\n%s", which, err, testlog.Tail(log, 30))
 }
 
 // generated reports whether spec is the pipeline its seed generates (a
@@ -178,28 +177,4 @@ func (o *outcome) childFailed(spec *Spec, which string, err error, log string) {
 func generated(spec *Spec) bool {
 	g, _ := Generate(spec.Seed, Options{Big: *flagBig})
 	return g.Describe() == spec.Describe()
-}
-
-// syncBuffer is a bytes.Buffer safe for a child's stdout and stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// tail is the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
