@@ -93,7 +93,8 @@ type coordinator struct {
 	// the first completed checkpoint that records the subtask finished,
 	// or when the job ends.
 	leftover []leftoverFin
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // uploads, commits, discards
+	sends    sync.WaitGroup // barriers on their way to a subtask's inbox
 	// The stage graph: a subtask whose upstream subtasks have all finished
 	// has only ended input left (in flight), so it can be triggered.
 	upstream, downstream map[string][]string
@@ -201,6 +202,7 @@ func (c *coordinator) upstreamFinished(stage string) bool {
 // loop triggers checkpoints every interval and aborts those that time out,
 // until ctx ends; then it waits for the uploads it started.
 func (c *coordinator) loop() {
+	defer c.sends.Wait()
 	defer c.wg.Wait()
 	if c.o.Interval <= 0 {
 		<-c.ctx.Done()
@@ -259,9 +261,9 @@ func (c *coordinator) triggerLocked(s *subtaskCk, chk int64) {
 	default:
 	}
 	s.trig <- chk // the coordinator (under c.mu) is the only sender
-	c.wg.Add(1)
+	c.sends.Add(1)
 	go func() {
-		defer c.wg.Done()
+		defer c.sends.Done()
 		_ = s.in.send(c.ctx, msg{kind: msgBarrier, chk: chk})
 	}()
 }
@@ -636,6 +638,8 @@ func (c *coordinator) jobDone(ctx context.Context) {
 	// Uploads and commits under way end first, while the run's context is
 	// live: a commit racing the job's end would finalize with a cancelled
 	// one and lose its finalizations. No subtask runs to start new ones.
+	// (Barriers sent to subtasks that have finished wait in c.sends until
+	// the run's context ends.)
 	c.wg.Wait()
 	c.mu.Lock()
 	var fin []finalization
