@@ -2,12 +2,14 @@ package state
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -151,6 +153,22 @@ func Open(o Options) (*DB, error) {
 	d := &DB{pdb: pdb, dir: o.Dir, log: lg}
 	if fresh {
 		d.written = newWritten()
+		return d, nil
+	}
+	v, closer, err := pdb.Get(unkeyedPrefix(spaceSeqMark))
+	switch {
+	case err == nil:
+		if len(v) == 8 {
+			raiseAppendSeq(binary.BigEndian.Uint64(v))
+		}
+		closer.Close()
+	case errors.Is(err, pebble.ErrNotFound):
+		// A checkpoint from before the mark: its sequence numbers came
+		// from the wall clock in nanoseconds.
+		raiseAppendSeq(uint64(time.Now().UnixNano()))
+	default:
+		pdb.Close()
+		return nil, fmt.Errorf("state: open pebble db %s: reading the sequence mark: %w", o.Dir, err)
 	}
 	return d, nil
 }
@@ -160,6 +178,11 @@ func Open(o Options) (*DB, error) {
 // first (the WAL is off, so unflushed writes would be missing), then Pebble
 // hard-links the immutable sstables and copies its small mutable files.
 func (d *DB) Checkpoint(dir string) error {
+	// Every sequence number this DB holds was drawn before now.
+	mark := binary.BigEndian.AppendUint64(nil, appendSeq.Load())
+	if err := d.pdb.Set(unkeyedPrefix(spaceSeqMark), mark, pebble.NoSync); err != nil {
+		return fmt.Errorf("state: checkpoint %s: sequence mark: %w", d.dir, err)
+	}
 	if err := d.pdb.Flush(); err != nil {
 		return fmt.Errorf("state: checkpoint %s: flush: %w", d.dir, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -112,13 +111,23 @@ func (b *Bundle) closeIter() {
 	}
 }
 
-// appendSeq orders appends to bag and multimap cells. It starts from the
-// wall clock in nanoseconds, so a process restarted on restored state
-// keeps appending after what the previous process wrote instead of
-// overwriting it (no process appends once per nanosecond).
+// appendSeq orders appends to bag and multimap cells, parked input and
+// ordered-list ties. It is shared by the process's DBs; each checkpoint of
+// a DB records it (seqMark), and opening a DB restored from one moves it
+// past that mark (raiseAppendSeq), so a process restarted on restored
+// state appends after what the previous one wrote, whatever the clocks of
+// the two machines say.
 var appendSeq atomic.Uint64
 
-func init() { appendSeq.Store(uint64(time.Now().UnixNano())) }
+// raiseAppendSeq makes the next sequence number greater than mark.
+func raiseAppendSeq(mark uint64) {
+	for {
+		cur := appendSeq.Load()
+		if cur >= mark || appendSeq.CompareAndSwap(cur, mark) {
+			return
+		}
+	}
+}
 
 // NewBundle starts a bundle.
 func (d *DB) NewBundle() *Bundle {

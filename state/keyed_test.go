@@ -2,7 +2,9 @@ package state
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -147,5 +149,72 @@ func TestRewrittenValueReadsInFewSteps(t *testing.T) {
 	}
 	if got, err := b.ReadMap(cell, mk); err != nil || string(got) != "bb2" {
 		t.Errorf("map key: %q, %v; want bb2", got, err)
+	}
+}
+
+// TestSequenceMarkOrdersAppendsAfterRestore: a process restored from a
+// checkpoint appends after what the checkpoint holds even when its own
+// sequence starts lower (another machine, a clock behind): the checkpoint
+// records the sequence and opening it raises the process's. A checkpoint
+// without the mark (taken before it existed, when sequences came from the
+// wall clock) raises it to the clock.
+func TestSequenceMarkOrdersAppendsAfterRestore(t *testing.T) {
+	saved := appendSeq.Load()
+	defer func() { appendSeq.Store(max(saved, appendSeq.Load())) }()
+	cell := Cell{KeyGroup: 3, Transform: "t", StateID: "bag", Key: []byte("k")}
+	appendTo := func(d *DB, v string) {
+		t.Helper()
+		b := d.NewBundle()
+		if err := b.AppendBag(cell, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(d *DB) string {
+		t.Helper()
+		b := d.NewBundle()
+		defer b.Discard()
+		got, err := b.ReadBag(cell)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(got)
+	}
+	for _, tc := range []struct {
+		name   string
+		start  uint64 // the first process's sequence
+		noMark bool
+	}{
+		{"restored where the sequence starts lower", 1 << 40, false},
+		{"a checkpoint without the mark", uint64(time.Now().UnixNano()) - uint64(time.Hour), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			appendSeq.Store(tc.start)
+			d := openTest(t, Options{})
+			appendTo(d, "a")
+			appendTo(d, "b")
+			chk := filepath.Join(t.TempDir(), "chk")
+			if err := d.Checkpoint(chk); err != nil {
+				t.Fatal(err)
+			}
+			if tc.noMark {
+				old := openTest(t, Options{Dir: chk, MustExist: true})
+				if err := old.Pebble().Delete(unkeyedPrefix(spaceSeqMark), pebble.NoSync); err != nil {
+					t.Fatal(err)
+				}
+				if err := old.Pebble().Flush(); err != nil {
+					t.Fatal(err)
+				}
+				old.Close()
+			}
+			appendSeq.Store(0) // the new process
+			r := openTest(t, Options{Dir: chk, MustExist: true})
+			appendTo(r, "c")
+			if got := read(r); got != "abc" {
+				t.Errorf("restored bag = %q, want abc", got)
+			}
+		})
 	}
 }

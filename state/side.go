@@ -19,6 +19,7 @@ import (
 //	'k' multimap keys:       side | window | key → key
 //	'p' parked main input:   need | seq → minTs | elements
 //	'q' parked hold index:   minTs | seq → (empty)
+//	'S' sequence mark:       (no more) → appendSeq when the DB was checkpointed
 //
 // side is the side input's index in its stage (2 bytes, big endian);
 // window and key are components (AppendComponent); need, minTs and seq
@@ -31,6 +32,7 @@ const (
 	spaceSideKeys   = 'k'
 	spaceParked     = 'p'
 	spaceParkedHold = 'q'
+	spaceSeqMark    = 'S'
 )
 
 func unkeyedPrefix(space byte) []byte {
