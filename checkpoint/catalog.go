@@ -80,6 +80,13 @@ func ReadMetadata(ctx context.Context, st storage.Storage, job string, id int64)
 // written by a newer weir, or an error reading storage, stops the search
 // instead of falling back. If nothing is usable, err wraps ErrNoCheckpoint.
 func Latest(ctx context.Context, st storage.Storage, job string) (meta *Metadata, skipped error, err error) {
+	return LatestUsable(ctx, st, job, nil)
+}
+
+// LatestUsable is Latest passing over the checkpoints in bad as well
+// (found unusable by a restore that read their files: a damaged file of
+// the right size), each reported in skipped with its reason.
+func LatestUsable(ctx context.Context, st storage.Storage, job string, bad map[int64]error) (meta *Metadata, skipped error, err error) {
 	if err := checkJobID(job); err != nil {
 		return nil, nil, fmt.Errorf("checkpoint: latest: %w", err)
 	}
@@ -89,6 +96,10 @@ func Latest(ctx context.Context, st storage.Storage, job string) (meta *Metadata
 	}
 	var reasons []error
 	for _, id := range l.completed() {
+		if why := bad[id]; why != nil {
+			reasons = append(reasons, fmt.Errorf("checkpoint %d skipped: %w", id, why))
+			continue
+		}
 		m, err := ReadMetadata(ctx, st, job, id)
 		if err == nil {
 			err = checkFilesExist(ctx, st, m)
@@ -107,6 +118,10 @@ func Latest(ctx context.Context, st storage.Storage, job string) (meta *Metadata
 	}
 	return nil, nil, fmt.Errorf("checkpoint: job %s in %s: %w", job, st, ErrNoCheckpoint)
 }
+
+// Unusable reports whether err condemns a checkpoint (a damaged, foreign
+// or missing file) rather than being a failure to look at it.
+func Unusable(err error) bool { return isUnusable(err) }
 
 // isUnusable reports whether err condemns a checkpoint (rather than being a
 // failure to look at it).

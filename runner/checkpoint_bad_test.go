@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -178,4 +179,90 @@ func TestResumeBadCheckpoints(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another pipeline") {
 		t.Fatalf("resuming with another pipeline: err = %v, want a refusal naming the subtask", err)
 	}
+}
+
+// TestRestartPassesOverDamagedCheckpoint: a file of the latest checkpoint
+// damaged in place (same size, so only its checksum tells) fails the
+// restore from it; the next attempt passes over that checkpoint, naming
+// it, to the one before, and the job reaches its exact result.
+func TestRestartPassesOverDamagedCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a checkpointed streaming job")
+	}
+	dir := t.TempDir()
+	const job = "damaged-latest"
+	defer setFlag(&jobopts.JobName, job)()
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var damaged atomic.Value // the object name
+	var logs logBuffer
+	srv := startWeirWith(t, runner.Config{
+		Parallelism: 2,
+		Logger:      slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + dir, Interval: 50 * time.Millisecond, Retained: 2, RestartAttempts: 3, RestartBackoff: 10 * time.Millisecond},
+		CheckpointFault: func(point string, chk int64) error {
+			if point != engine.FaultAfterCommit || chk < 2 || damaged.Load() != nil {
+				return nil
+			}
+			name, err := damageNewestFile(st, dir, job, chk)
+			if err != nil {
+				t.Errorf("damaging checkpoint %d: %v", chk, err)
+				return nil
+			}
+			damaged.Store(name)
+			return errors.New("fault after damaging the checkpoint (test)")
+		},
+	})
+	sp := crashSpec("damaged-latest")
+	if err := runOn(t, srv, crashPipeline(sp), "loopback"); err != nil {
+		t.Fatalf("job failed: %v\n%s", err, testlog.Tail(logs.String(), 20))
+	}
+	name, _ := damaged.Load().(string)
+	if name == "" {
+		t.Fatal("no checkpoint was damaged: the job is too short")
+	}
+	checkCommitted(t, sp, "restored past a damaged checkpoint")
+	if l := logs.String(); !strings.Contains(l, "passing over unusable checkpoints") || !strings.Contains(l, name) {
+		t.Errorf("the log does not pass over the checkpoint naming %s:\n%s", name, testlog.Tail(l, 30))
+	}
+}
+
+// damageNewestFile flips the last byte of a file that checkpoint chk of
+// job (in file storage st at dir) references and the one before it does
+// not, and returns its name.
+func damageNewestFile(st storage.Storage, dir, job string, chk int64) (string, error) {
+	ctx := context.Background()
+	m, err := checkpoint.ReadMetadata(ctx, st, job, chk)
+	if err != nil {
+		return "", err
+	}
+	prev, err := checkpoint.ReadMetadata(ctx, st, job, chk-1)
+	if err != nil {
+		return "", err
+	}
+	old := map[string]bool{}
+	for _, s := range prev.Subtasks {
+		for _, f := range s.Files {
+			old[f.Remote] = true
+		}
+	}
+	for _, s := range m.Subtasks {
+		for _, f := range s.Files {
+			if old[f.Remote] || f.Size == 0 {
+				continue
+			}
+			name := m.JobID + "/" + f.Remote
+			p := filepath.Join(dir, filepath.FromSlash(name))
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return "", err
+			}
+			data[len(data)-1] ^= 0xFF
+			return name, os.WriteFile(p, data, 0o644)
+		}
+	}
+	return "", fmt.Errorf("checkpoint %d has no file of its own", chk)
 }

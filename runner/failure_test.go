@@ -183,10 +183,12 @@ const inProcessEnv = "WEIR_TEST_INPROCESS"
 func startWeirWith(t *testing.T, cfg runner.Config) *runner.Server {
 	t.Helper()
 	cfg.InProcess = cfg.InProcess || os.Getenv(inProcessEnv) == "1"
-	tl := &testLog{t: t}
-	t.Cleanup(func() { tl.mu.Lock(); tl.done = true; tl.mu.Unlock() })
 	cfg.TempDir = t.TempDir()
-	cfg.Logger = slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if cfg.Logger == nil {
+		tl := &testLog{t: t}
+		t.Cleanup(func() { tl.mu.Lock(); tl.done = true; tl.mu.Unlock() })
+		cfg.Logger = slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	srv, err := runner.Start(cfg)
 	if err != nil {
 		t.Fatalf("runner.Start: %v", err)

@@ -131,6 +131,22 @@ type task interface {
 	ckID() checkpoint.SubtaskID
 }
 
+// stateOwner is a task that opens a state DB when it is made and closes
+// it when its run ends.
+type stateOwner interface {
+	stateDB() *state.DB
+}
+
+// closeUnrun closes the state DBs of tasks made for a run that fails
+// before they run.
+func closeUnrun(tasks ...task) {
+	for _, t := range tasks {
+		if o, ok := t.(stateOwner); ok && o.stateDB() != nil {
+			o.stateDB().Close()
+		}
+	}
+}
+
 // Run executes the plan until every stage has ended, the context is
 // cancelled, or a stage fails. With checkpoints on, a failed run is
 // restored from the latest completed checkpoint and run again, as often as
@@ -144,11 +160,17 @@ func (e *Engine) Run(ctx context.Context) error {
 	if ck != nil {
 		restore = ck.Restore
 	}
+	// Checkpoints a restore found damaged: later attempts pass over them
+	// to an older retained one instead of failing on the same file again.
+	bad := map[int64]error{}
 	for attempt := 1; ; attempt++ {
 		err := e.runOnce(ctx, restore)
 		var unfit *unfitError
 		if err == nil || ctx.Err() != nil || ck == nil || attempt > ck.RestartAttempts || errors.As(err, &unfit) {
 			return err
+		}
+		if restore != nil && checkpoint.Unusable(err) {
+			bad[restore.CheckpointID] = err
 		}
 		e.o.Logger.Warn("job failed; restarting from its latest checkpoint", "attempt", attempt, "of", ck.RestartAttempts, "err", err)
 		e.pool.stopAll()
@@ -160,7 +182,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return err
 		}
-		meta, skipped, lerr := checkpoint.Latest(ctx, ck.Storage, ck.Job)
+		meta, skipped, lerr := checkpoint.LatestUsable(ctx, ck.Storage, ck.Job, bad)
 		if skipped != nil {
 			e.o.Logger.Warn("passing over unusable checkpoints", "err", skipped)
 		}
@@ -204,6 +226,12 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 	}
 	var tasks []task
 	var aligners []*aligner
+	started := false
+	defer func() {
+		if !started { // a task could not be made: the others never run
+			closeUnrun(tasks...)
+		}
+	}()
 	for _, s := range e.plan.Stages {
 		ports := e.ports(s)
 		var split *splitPool
@@ -253,6 +281,7 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 	}
 	var mu sync.Mutex
 	var first error
+	started = true
 	for i, t := range tasks {
 		wg.Add(1)
 		tctx, stop := context.WithCancel(ctx)
@@ -339,11 +368,12 @@ func (e *Engine) newTask(ctx context.Context, base subtask, dir string, split *s
 	}
 	if r := base.restored(); r != nil {
 		st, err := decodeTaskState(r.SourcePosition)
-		if err != nil {
-			return nil, fmt.Errorf("%s: checkpoint %d: %w", base.name(), e.ck.o.Restore.CheckpointID, err)
+		if err == nil {
+			err = t.restore(st)
 		}
-		if err := t.restore(st); err != nil {
-			return nil, err
+		if err != nil {
+			closeUnrun(t)
+			return nil, fmt.Errorf("%s: checkpoint %d: %w", base.name(), e.ck.o.Restore.CheckpointID, err)
 		}
 	}
 	return t, nil

@@ -338,3 +338,6 @@ func (t *gbkTask) groups(recs []state.Record) ([]*group, error) {
 	flush()
 	return merged, nil
 }
+
+// stateDB is the DB the task owns (stateOwner).
+func (t *gbkTask) stateDB() *state.DB { return t.db }
