@@ -1,6 +1,8 @@
 // Package conformance describes Beam's own Go test suites that weir must pass
-// and the skip list that excludes the tests weir cannot run yet. The driver
-// that runs them is conformance/cmd/conform.
+// and the skip list of the few tests that cannot run on any portable runner
+// (skiplist.txt, each with its reason). The driver that builds and runs them
+// against weir is conformance/cmd/conform; conformance/metamorphic is weir's
+// differential test harness.
 package conformance
 
 import "time"

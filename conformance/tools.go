@@ -1,6 +1,8 @@
 //go:build tools
 
-// Package conformance runs Beam's own Go integration suites against weir.
+// The imports below keep in go.mod the modules that Beam's suites, built by
+// the conformance driver, need.
+
 package conformance
 
 import (

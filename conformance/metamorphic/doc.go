@@ -16,5 +16,7 @@
 //   - dofns.go and build.go: the registered, parameterised DoFns and the
 //     translation of a Spec into a beam.Pipeline;
 //   - sink.go: the exactly-once sinks and how their files are read back;
-//   - metamorphic_test.go: the test driver (TestMetamorphic and its flags).
+//   - metamorphic_test.go: the test driver (TestMetamorphic and its flags);
+//   - kill_test.go: the kill -9 fault (a child process, TestKillChild);
+//   - repro_test.go: minimal pipelines of the bugs it found (TestRepro).
 package metamorphic

@@ -1,8 +1,24 @@
 // Package engine owns the execution of a plan: every stage runs as P
 // subtasks, each a goroutine that owns its state and reads one bounded
-// inbox. Data and control (end of input, watermarks) travel in the same
-// inbox in FIFO order, so control never overtakes data. Full inboxes are
-// the backpressure. SDK stages run bundles on harness workers and retry
-// failed ones; GroupByKey stages buffer their input in Pebble through
-// package state and emit groups when their windows are complete.
+// inbox. Data and control (watermarks, checkpoint barriers, end of input)
+// travel in the same inbox in FIFO order, so control never overtakes data;
+// full inboxes are the backpressure. A watermark W says every element at or
+// before W has arrived: GroupByKeys fire windows whose max timestamp is at
+// or before it, and holds (timers' output timestamps, splittable DoFns'
+// estimates, parked side-input input) keep it just below what they hold.
+//
+// What each file holds:
+//   - engine.go: Run (restarts from checkpoints), runOnce, the task kinds;
+//   - router.go, msg.go: keyed exchanges, broadcasts, messages and inboxes;
+//   - sdk.go, keyed.go: SDK stages, per-key user state and timers
+//     served from Pebble (package state) over the Fn State API;
+//   - side*.go: side inputs, their readiness per window, parked main input;
+//   - split.go, progress.go, pool.go: splittable DoFns (runtime splits,
+//     residuals), progress, the worker pool;
+//   - gbk.go, gbk_trigger.go: GroupByKeys, default and triggered;
+//   - teststream.go, quiet.go: TestStream replay, which waits for quiescence;
+//   - checkpoint.go, align.go, snapshot.go: the checkpoint coordinator,
+//     barrier alignment, a subtask's snapshot and restore, finalization;
+//   - metrics.go: attempted and committed metrics; limits.go: every
+//     internal limit (Limits), which tests set small.
 package engine
