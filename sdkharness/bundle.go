@@ -106,6 +106,8 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, e
 	if w.local != nil {
 		return w.processLocal(ctx, spec)
 	}
+	w.finalizing.RLock()
+	defer w.finalizing.RUnlock()
 	instID := w.newInstructionID()
 	b := &bundle{
 		id:         instID,

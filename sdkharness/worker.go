@@ -44,6 +44,13 @@ type Worker struct {
 	descriptors map[string]*fnpb.ProcessBundleDescriptor
 	pending     map[string]chan *fnpb.InstructionResponse
 	bundles     map[string]*bundle
+	// finalizing keeps finalizations apart from running bundles: the Go
+	// SDK's harness (v2.77, harness.go) handles FinalizeBundle without its
+	// lock on the maps a bundle's completion updates, and a finalization
+	// arriving as a bundle completes crashed the worker's process
+	// ("concurrent map iteration and map write"). Bundles hold it shared
+	// from their instruction to their response; Finalize holds it alone.
+	finalizing sync.RWMutex
 }
 
 func newWorker(srv *Server, id string, opts *structpb.Struct) *Worker {
@@ -258,6 +265,8 @@ func (w *Worker) Finalize(ctx context.Context, instID string) error {
 	if w.local != nil {
 		return w.finalizeLocal(instID)
 	}
+	w.finalizing.Lock()
+	defer w.finalizing.Unlock()
 	resp, err := w.call(ctx, &fnpb.InstructionRequest{
 		InstructionId: w.newInstructionID(),
 		Request:       &fnpb.InstructionRequest_FinalizeBundle{FinalizeBundle: &fnpb.FinalizeBundleRequest{InstructionId: instID}},
