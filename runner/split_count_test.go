@@ -17,6 +17,8 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/stats"
+	"github.com/weir-runner/weir/runner"
+	"github.com/weir-runner/weir/runner/engine"
 )
 
 // splitGenFn emits 0..N-1 from a restriction split into Splits ranges.
@@ -97,7 +99,7 @@ func TestRuntimeSplitsLoseAndRepeatNothing(t *testing.T) {
 	const n = 200_000
 	splitSeen = make([]atomic.Int32, n)
 	splitGenCalls.Store(0)
-	srv := startWeir(t, 2)
+	srv := startSplitting(t)
 	p, s := beam.NewPipelineWithRoot()
 	gen := beam.ParDo(s, &splitGenFn{N: n, Splits: 16}, beam.Create(s, int64(0)))
 	beam.ParDo0(s, &slowCountFn{}, gen)
@@ -114,6 +116,19 @@ func TestRuntimeSplitsLoseAndRepeatNothing(t *testing.T) {
 		t.Errorf("%d of %d elements were not processed exactly once (element×times): %v", len(bad), n, bad[:min(len(bad), 20)])
 	}
 	assertSplit(t, 16)
+}
+
+// startSplitting starts a weir server that splits a running generator
+// bundle at its first look once it has emitted a few KiB, so that the
+// tests below split at run time however fast or slow the machine is
+// (with the defaults a bundle is split only after 500 ms or 4 MiB, or
+// when a sibling is idle: a loaded machine may never reach that).
+func startSplitting(t *testing.T) *runner.Server {
+	t.Helper()
+	return startWeirWith(t, runner.Config{Parallelism: 2, Limits: engine.Limits{
+		SplitCheck:        2 * time.Millisecond,
+		BundleOutputBytes: 4 << 10,
+	}})
 }
 
 // assertSplit fails t unless the generator processed more restrictions
@@ -133,7 +148,7 @@ func TestRuntimeSplitsWithRetry(t *testing.T) {
 	const n = 200_000
 	splitFailed.Store(false)
 	splitGenCalls.Store(0)
-	srv := startWeir(t, 2)
+	srv := startSplitting(t)
 	p, s := beam.NewPipelineWithRoot()
 	gen := beam.ParDo(s, &splitGenFn{N: n, Splits: 16}, beam.Create(s, int64(0)))
 	passed := beam.ParDo(s, &failOnceFn{At: n * 3 / 8}, gen)
