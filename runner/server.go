@@ -19,10 +19,11 @@ import (
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/portability"
 	"github.com/weir-runner/weir/runner/engine"
+	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/sdkharness"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
+
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -176,7 +177,7 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		par = v
 	}
 	envs := job.Pipeline.GetComponents().GetEnvironments()
-	start := func(ctx context.Context, envID, workerID string) (*sdkharness.Worker, error) {
+	start := func(ctx context.Context, envID, workerID string) (harness.Worker, error) {
 		env := envs[envID]
 		wo := sdkharness.WorkerOptions{
 			Options:           job.Options,
@@ -188,28 +189,12 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		// lives: a resumed job has the same job ID, and an SDK process
 		// may still know the old instructions.
 		id := job.ID + "-" + x.s.nonce + "-" + workerID
-		switch env.GetUrn() {
-		case plan.URNEnvExternal:
-			if x.s.cfg.InProcess {
-				return x.s.fn.StartInProcess(id), nil
-			}
-			ext := &pipepb.ExternalPayload{}
-			if err := proto.Unmarshal(env.GetPayload(), ext); err != nil {
-				return nil, fmt.Errorf("environment %q: decoding external payload: %w", envID, err)
-			}
-			return x.s.fn.StartLoopback(ctx, ext.GetEndpoint().GetUrl(), id, wo)
-		case plan.URNEnvProcess:
-			bin := job.ArtifactPath(envID, "beam:artifact:role:go_worker_binary:v1")
-			if bin == "" {
-				return nil, fmt.Errorf("environment %q: no staged Go worker binary", envID)
-			}
-			if err := os.Chmod(bin, 0o755); err != nil {
-				return nil, fmt.Errorf("environment %q: making worker binary executable: %w", envID, err)
-			}
-			return x.s.fn.StartProcess(ctx, bin, id, wo)
-		default:
-			return nil, fmt.Errorf("environment %q (%s) is not supported", envID, env.GetUrn())
-		}
+		return x.s.fn.Start(ctx, sdkharness.Environment{
+			ID:           envID,
+			Proto:        env,
+			InProcess:    x.s.cfg.InProcess,
+			WorkerBinary: func(role string) string { return job.ArtifactPath(envID, role) },
+		}, id, wo)
 	}
 	ck, st, err := x.checkpointOptions(ctx, job, job.Pipeline)
 	if err != nil {

@@ -6,63 +6,12 @@ import (
 	"sync"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 )
-
-// StateHandler answers the state requests of one bundle.
-type StateHandler interface {
-	HandleState(req *fnpb.StateRequest) *fnpb.StateResponse
-}
-
-// BagStateHandler is a StateHandler that also serves bag user state by
-// direct calls, without building protos: the in-process worker uses it for
-// the Go SDK's Value, Bag and Combining state.
-type BagStateHandler interface {
-	StateHandler
-	ReadBag(transform, stateID string, window, key []byte) ([]byte, error)
-	AppendBag(transform, stateID string, window, key, data []byte) error
-	ClearBag(transform, stateID string, window, key []byte) error
-}
-
-// TimerKey names a timer output stream of a bundle.
-type TimerKey struct{ Transform, Family string }
-
-// BundleSpec is one bundle to run.
-type BundleSpec struct {
-	Descriptor string
-	// Inputs maps a data source transform ID to its encoded elements, in
-	// chunks that each hold whole elements: the Go harness decodes every
-	// data message on its own.
-	Inputs map[string][][]byte
-	// Timers maps timer streams to concatenated encoded timers sent to the harness.
-	Timers map[TimerKey][]byte
-	// EndTimers are the timer streams (every family of every stateful
-	// transform) to end with is_last; for a Go environment only the first
-	// family of each transform is ended (timerStreamsToEnd). The Go harness
-	// opens a writer for each stream the runner ends, and for each it sets
-	// timers on, so it answers with is_last on each of them when the
-	// bundle ends: the bundle waits for all of them, which is the only
-	// thing that orders its timers before its completion when the stage
-	// has no data sink.
-	EndTimers []TimerKey
-	// Outputs are the data sink transform IDs the harness will end with is_last.
-	Outputs []string
-	// State answers state requests; nil refuses them.
-	State StateHandler
-	// Started is called with the instruction ID once the bundle is sent.
-	Started func(instID string)
-}
-
-// Result is what a successful bundle produced.
-type Result struct {
-	InstructionID string
-	Outputs       map[string][]byte
-	Timers        map[TimerKey][]byte
-	Response      *fnpb.ProcessBundleResponse
-}
 
 type bundle struct {
 	id    string
-	state StateHandler
+	state harness.StateHandler
 	// stateMu is held while a state request is served; stateEnded is set
 	// (under it) when ProcessBundle returns, so that no request reaches
 	// the bundle's state after its caller has committed or discarded it.
@@ -71,10 +20,10 @@ type bundle struct {
 
 	mu         sync.Mutex
 	outputs    map[string][]byte
-	timers     map[TimerKey][]byte
+	timers     map[harness.TimerKey][]byte
 	waitData   map[string]bool
-	waitTimer  map[TimerKey]bool
-	endedTimer map[TimerKey]bool
+	waitTimer  map[harness.TimerKey]bool
+	endedTimer map[harness.TimerKey]bool
 	resp       *fnpb.ProcessBundleResponse
 	err        error
 	done       chan struct{}
@@ -102,10 +51,7 @@ func (b *bundle) fail(err error) {
 
 // ProcessBundle runs one bundle on the harness and waits for all of its
 // outputs. An error means nothing of the bundle may be used.
-func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, error) {
-	if w.local != nil {
-		return w.processLocal(ctx, spec)
-	}
+func (w *Worker) ProcessBundle(ctx context.Context, spec harness.BundleSpec) (*harness.Result, error) {
 	w.finalizing.RLock()
 	defer w.finalizing.RUnlock()
 	instID := w.newInstructionID()
@@ -113,10 +59,10 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, e
 		id:         instID,
 		state:      spec.State,
 		outputs:    map[string][]byte{},
-		timers:     map[TimerKey][]byte{},
+		timers:     map[harness.TimerKey][]byte{},
 		waitData:   map[string]bool{},
-		waitTimer:  map[TimerKey]bool{},
-		endedTimer: map[TimerKey]bool{},
+		waitTimer:  map[harness.TimerKey]bool{},
+		endedTimer: map[harness.TimerKey]bool{},
 		done:       make(chan struct{}),
 	}
 	for _, o := range spec.Outputs {
@@ -145,7 +91,7 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, e
 		}},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("starting bundle on worker %s: %w", w.ID, err)
+		return nil, fmt.Errorf("starting bundle on worker %s: %w", w.id, err)
 	}
 	if spec.Started != nil {
 		spec.Started(instID)
@@ -160,7 +106,7 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, e
 		defer b.mu.Unlock()
 		if msg := resp.GetError(); msg != "" {
 			if b.err == nil {
-				b.err = &BundleError{Worker: w.ID, Instruction: instID, Message: msg}
+				b.err = &harness.BundleError{Worker: w.id, Instruction: instID, Message: msg}
 			}
 		} else {
 			b.resp = resp.GetProcessBundle()
@@ -184,22 +130,13 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec BundleSpec) (*Result, e
 	if b.err != nil {
 		return nil, b.err
 	}
-	return &Result{InstructionID: instID, Outputs: b.outputs, Timers: b.timers, Response: b.resp}, nil
+	return &harness.Result{InstructionID: instID, Outputs: b.outputs, Timers: b.timers, Response: b.resp}, nil
 }
 
 // OutputBytes returns how many bytes of data output bundle instID has
 // produced so far (0 once it has ended), so that a caller can end a
 // bundle whose output grows large.
 func (w *Worker) OutputBytes(instID string) int64 {
-	if w.local != nil {
-		w.local.mu.Lock()
-		run := w.local.running[instID]
-		w.local.mu.Unlock()
-		if run == nil {
-			return 0
-		}
-		return run.data.written.Load()
-	}
 	b := w.bundle(instID)
 	if b == nil {
 		return 0
@@ -213,18 +150,9 @@ func (w *Worker) OutputBytes(instID string) int64 {
 	return n
 }
 
-// BundleError is a failure reported by the SDK (user code or harness).
-type BundleError struct {
-	Worker, Instruction, Message string
-}
-
-func (e *BundleError) Error() string {
-	return fmt.Sprintf("bundle %s failed on worker %s: %s", e.Instruction, e.Worker, e.Message)
-}
-
 const chunkSize = 1 << 20
 
-func (w *Worker) sendInputs(ctx context.Context, instID string, spec BundleSpec) error {
+func (w *Worker) sendInputs(ctx context.Context, instID string, spec harness.BundleSpec) error {
 	select {
 	case <-w.dataReady:
 	case <-w.gone:
@@ -239,7 +167,7 @@ func (w *Worker) sendInputs(ctx context.Context, instID string, spec BundleSpec)
 		w.dataMu.Lock()
 		defer w.dataMu.Unlock()
 		if err := data.Send(e); err != nil {
-			w.die(fmt.Errorf("worker %s data send failed (%v): %w", w.ID, err, ErrWorkerGone))
+			w.die(fmt.Errorf("worker %s data send failed (%v): %w", w.id, err, harness.ErrWorkerGone))
 			return w.goneErr
 		}
 		return nil
@@ -281,7 +209,7 @@ func (w *Worker) serveData(stream fnpb.BeamFnData_DataServer) error {
 	w.mu.Lock()
 	if w.data != nil {
 		w.mu.Unlock()
-		return fmt.Errorf("worker %s already has a data stream", w.ID)
+		return fmt.Errorf("worker %s already has a data stream", w.id)
 	}
 	w.data = stream
 	w.mu.Unlock()
@@ -307,7 +235,7 @@ func (w *Worker) serveData(stream fnpb.BeamFnData_DataServer) error {
 		}
 		for _, t := range e.GetTimers() {
 			if b := w.bundle(t.GetInstructionId()); b != nil {
-				k := TimerKey{t.GetTransformId(), t.GetTimerFamilyId()}
+				k := harness.TimerKey{Transform: t.GetTransformId(), Family: t.GetTimerFamilyId()}
 				b.mu.Lock()
 				if len(t.GetTimers()) > 0 {
 					b.timers[k] = append(b.timers[k], t.GetTimers()...)

@@ -3,15 +3,15 @@
 // gRPC port, multiplexed by the worker_id metadata every harness call
 // carries), the environments that start those harnesses (LOOPBACK through
 // an external worker pool, PROCESS by running the staged Go worker binary),
-// and the Worker handle the engine uses to register descriptors, run
-// bundles, split them and finalize them.
+// and the choice among them (Server.Start).
 //
-// A Worker may also run in this process (StartInProcess, what
-// --runner=weir uses): the pipeline's code is linked into the binary, so
-// bundles run through the Go SDK's own execution package (exec), the same
-// code a harness runs, with input, output and timers handed over as byte
-// slices and state requests made as function calls. The engine sees the
-// same Worker either way.
+// It implements the engine's harness.Worker twice: Worker, a harness
+// connected over the Fn API, and InProcess, which runs bundles in this
+// process (what --runner=weir uses): the pipeline's code is linked into
+// the binary, so bundles run through the Go SDK's own execution package
+// (exec), the same code a harness runs, with input, output and timers
+// handed over as byte slices and state requests made as function calls.
+// The engine cannot tell them apart.
 //
 // A Worker never panics on a gRPC error: when a harness goes away every
 // bundle in flight on it fails with an error naming the worker, and the

@@ -10,9 +10,12 @@ import (
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
+	"github.com/weir-runner/weir/runner/plan"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -24,6 +27,53 @@ type WorkerOptions struct {
 	// HeartbeatInterval and HeartbeatTimeout tune hung-worker detection
 	// (zero: DefaultHeartbeatInterval, DefaultHeartbeatTimeout).
 	HeartbeatInterval, HeartbeatTimeout time.Duration
+}
+
+// Environment is a pipeline environment to start workers for.
+type Environment struct {
+	ID    string
+	Proto *pipepb.Environment
+	// InProcess runs the workers of a LOOPBACK (external) environment in
+	// this process (StartInProcess): only for pipelines whose code is
+	// linked into this binary.
+	InProcess bool
+	// WorkerBinary returns the staged artifact of a role ("" if none):
+	// a PROCESS environment runs the Go worker binary.
+	WorkerBinary func(role string) string
+}
+
+// goWorkerBinary is the artifact role of the Go SDK's worker binary.
+const goWorkerBinary = "beam:artifact:role:go_worker_binary:v1"
+
+// Start starts worker id for env: in this process, through the
+// environment's external worker pool (LOOPBACK), or as a process running
+// its staged Go worker binary (PROCESS).
+func (s *Server) Start(ctx context.Context, env Environment, id string, o WorkerOptions) (harness.Worker, error) {
+	switch env.Proto.GetUrn() {
+	case plan.URNEnvExternal:
+		if env.InProcess {
+			return StartInProcess(id), nil
+		}
+		ext := &pipepb.ExternalPayload{}
+		if err := proto.Unmarshal(env.Proto.GetPayload(), ext); err != nil {
+			return nil, fmt.Errorf("environment %q: decoding external payload: %w", env.ID, err)
+		}
+		return s.StartLoopback(ctx, ext.GetEndpoint().GetUrl(), id, o)
+	case plan.URNEnvProcess:
+		bin := ""
+		if env.WorkerBinary != nil {
+			bin = env.WorkerBinary(goWorkerBinary)
+		}
+		if bin == "" {
+			return nil, fmt.Errorf("environment %q: no staged Go worker binary", env.ID)
+		}
+		if err := os.Chmod(bin, 0o755); err != nil {
+			return nil, fmt.Errorf("environment %q: making worker binary executable: %w", env.ID, err)
+		}
+		return s.StartProcess(ctx, bin, id, o)
+	default:
+		return nil, fmt.Errorf("environment %q (%s) is not supported", env.ID, env.Proto.GetUrn())
+	}
 }
 
 // StartLoopback asks the external worker pool at poolURL (the SDK's
@@ -104,7 +154,7 @@ func (s *Server) StartProcess(ctx context.Context, binary, id string, o WorkerOp
 	exited := make(chan struct{})
 	go func() { // owned by the worker: ends when the process exits.
 		err := cmd.Wait()
-		w.die(fmt.Errorf("worker %s process exited (%v): %w", id, err, ErrWorkerGone))
+		w.die(fmt.Errorf("worker %s process exited (%v): %w", id, err, harness.ErrWorkerGone))
 		os.RemoveAll(dir)
 		close(exited)
 	}()
@@ -124,7 +174,7 @@ func connectOrStop(ctx context.Context, w *Worker) error {
 	defer cancel()
 	if err := w.WaitConnected(cctx); err != nil {
 		w.Stop()
-		return fmt.Errorf("worker %s did not connect: %w", w.ID, err)
+		return fmt.Errorf("worker %s did not connect: %w", w.id, err)
 	}
 	return nil
 }

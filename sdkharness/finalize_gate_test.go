@@ -8,6 +8,7 @@ import (
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/util/grpcx"
+	"github.com/weir-runner/weir/runner/engine/harness"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -110,7 +111,7 @@ func TestFinalizeWaitsForRunningBundles(t *testing.T) {
 	defer w.Stop()
 
 	bundleDone := make(chan error, 1)
-	go func() { _, err := w.ProcessBundle(ctx, BundleSpec{Descriptor: "d"}); bundleDone <- err }()
+	go func() { _, err := w.ProcessBundle(ctx, harness.BundleSpec{Descriptor: "d"}); bundleDone <- err }()
 	first := <-pool.got
 	if first.GetProcessBundle() == nil {
 		t.Fatalf("first instruction %v, want a bundle", first)
@@ -131,7 +132,7 @@ func TestFinalizeWaitsForRunningBundles(t *testing.T) {
 		t.Fatalf("after the bundle: %v, want the finalization", fin)
 	}
 	// A bundle started now waits for the finalization under way.
-	go func() { _, err := w.ProcessBundle(ctx, BundleSpec{Descriptor: "d"}); bundleDone <- err }()
+	go func() { _, err := w.ProcessBundle(ctx, harness.BundleSpec{Descriptor: "d"}); bundleDone <- err }()
 	select {
 	case req := <-pool.got:
 		t.Fatalf("%v sent while a finalization runs", req)

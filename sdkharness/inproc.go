@@ -9,41 +9,42 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/exec"
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// StartInProcess returns worker id that runs bundles in this process,
-// through the Go SDK's own execution package (exec), without gRPC: the
-// pipeline's code is linked into this binary, as it is when a pipeline
-// runs with --runner=weir. Bundle input, output and timers are handed over
-// as byte slices and every state request is a function call into the
-// bundle's StateHandler, where the Fn API would cost each of them a gRPC
-// round trip. The engine cannot tell the difference: bundles, splits,
-// residuals, metrics and finalization have the Fn API's meaning.
-func (s *Server) StartInProcess(id string) *Worker {
-	w := newWorker(s, id, nil)
-	w.local = &local{
-		descs:      map[string]*fnpb.ProcessBundleDescriptor{},
-		idle:       map[string][]*exec.Plan{},
-		running:    map[string]*running{},
-		finalizing: map[string]finalizing{},
-	}
-	w.stop = w.local.stop
-	close(w.connected)
-	close(w.dataReady)
-	return w
-}
+// InProcess is a worker (a harness.Worker) that runs bundles in this
+// process, through the Go SDK's own execution package (exec), without
+// gRPC: the pipeline's code is linked into this binary, as it is when a
+// pipeline runs with --runner=weir. Bundle input, output and timers are
+// handed over as byte slices and every state request is a function call
+// into the bundle's StateHandler, where the Fn API would cost each of them
+// a gRPC round trip. The engine cannot tell the difference: bundles,
+// splits, residuals, metrics and finalization have the Fn API's meaning.
+//
+// A plan (the SDK's executable form of a descriptor) runs one bundle at a
+// time: idle plans are kept per descriptor and reused, as the SDK harness
+// does.
+type InProcess struct {
+	life
 
-// local runs the bundles of an in-process worker. A plan (the SDK's
-// executable form of a descriptor) runs one bundle at a time: idle plans
-// are kept per descriptor and reused, as the SDK harness does.
-type local struct {
 	mu         sync.Mutex
 	descs      map[string]*fnpb.ProcessBundleDescriptor
 	idle       map[string][]*exec.Plan
 	running    map[string]*running // by instruction ID
 	finalizing map[string]finalizing
 	stopped    bool
+}
+
+// StartInProcess returns in-process worker id.
+func StartInProcess(id string) *InProcess {
+	return &InProcess{
+		life:       newLife(id),
+		descs:      map[string]*fnpb.ProcessBundleDescriptor{},
+		idle:       map[string][]*exec.Plan{},
+		running:    map[string]*running{},
+		finalizing: map[string]finalizing{},
+	}
 }
 
 // running is a bundle in flight; mu orders a split against the end of the
@@ -74,16 +75,18 @@ type finalizing struct {
 	expires time.Time
 }
 
-func (l *local) register(descs []*fnpb.ProcessBundleDescriptor) {
+// Register makes descriptors known to the worker.
+func (l *InProcess) Register(_ context.Context, descs ...*fnpb.ProcessBundleDescriptor) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, d := range descs {
 		l.descs[d.GetId()] = d
 	}
+	return nil
 }
 
 // take returns an idle plan for descriptor id, building one if none is idle.
-func (l *local) take(id string) (*exec.Plan, error) {
+func (l *InProcess) take(id string) (*exec.Plan, error) {
 	l.mu.Lock()
 	if ps := l.idle[id]; len(ps) > 0 {
 		p := ps[len(ps)-1]
@@ -103,7 +106,7 @@ func (l *local) take(id string) (*exec.Plan, error) {
 	return p, nil
 }
 
-func (l *local) release(id string, p *exec.Plan) {
+func (l *InProcess) release(id string, p *exec.Plan) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
@@ -113,7 +116,9 @@ func (l *local) release(id string, p *exec.Plan) {
 	l.idle[id] = append(l.idle[id], p)
 }
 
-func (l *local) stop() {
+// Stop ends the worker: bundles in flight fail, idle plans are torn down.
+func (l *InProcess) Stop() {
+	l.end(fmt.Errorf("worker %s stopped: %w", l.id, harness.ErrWorkerGone))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stopped = true
@@ -125,20 +130,19 @@ func (l *local) stop() {
 	l.idle = map[string][]*exec.Plan{}
 }
 
-// processLocal runs spec on this process's SDK code. The bundle runs on a
+// ProcessBundle runs spec on this process's SDK code. The bundle runs on a
 // goroutine of its own, so that a caller whose context ends is not held by
 // user code that does not return; that goroutine ends with the bundle.
-func (w *Worker) processLocal(ctx context.Context, spec BundleSpec) (*Result, error) {
-	l := w.local
+func (l *InProcess) ProcessBundle(ctx context.Context, spec harness.BundleSpec) (*harness.Result, error) {
 	select {
-	case <-w.gone:
-		return nil, w.goneErr
+	case <-l.gone:
+		return nil, l.goneErr
 	default:
 	}
-	instID := w.newInstructionID()
+	instID := l.newInstructionID()
 	p, err := l.take(spec.Descriptor)
 	if err != nil {
-		return nil, &BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()}
+		return nil, &harness.BundleError{Worker: l.id, Instruction: instID, Message: err.Error()}
 	}
 	data := newLocalData(spec)
 	run := &running{plan: p, data: data, failed: make(chan error, 1)}
@@ -172,7 +176,7 @@ func (w *Worker) processLocal(ctx context.Context, spec BundleSpec) (*Result, er
 		if err != nil {
 			// A failed plan may be in any state; it is dropped, as the
 			// SDK harness drops it.
-			done <- outcome{err: &BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()}}
+			done <- outcome{err: &harness.BundleError{Worker: l.id, Instruction: instID, Message: err.Error()}}
 			return
 		}
 		resp := &fnpb.ProcessBundleResponse{MonitoringInfos: monitoringInfos(p, metrics.GetStore(bctx))}
@@ -199,22 +203,21 @@ func (w *Worker) processLocal(ctx context.Context, spec BundleSpec) (*Result, er
 		if o.err != nil {
 			return nil, o.err
 		}
-		return &Result{InstructionID: instID, Outputs: data.outputs(), Timers: data.timerOutputs(), Response: o.resp}, nil
+		return &harness.Result{InstructionID: instID, Outputs: data.outputs(), Timers: data.timerOutputs(), Response: o.resp}, nil
 	case err := <-run.failed:
 		st.end()
-		return nil, &BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()}
-	case <-w.gone:
+		return nil, &harness.BundleError{Worker: l.id, Instruction: instID, Message: err.Error()}
+	case <-l.gone:
 		st.end()
-		return nil, w.goneErr
+		return nil, l.goneErr
 	case <-ctx.Done():
 		st.end()
 		return nil, ctx.Err()
 	}
 }
 
-// splitLocal splits a running bundle, answering as the SDK harness would.
-func (w *Worker) splitLocal(ctx context.Context, instID string, fraction float64, estimatedElements int64) (*fnpb.ProcessBundleSplitResponse, error) {
-	l := w.local
+// Split splits a running bundle, answering as the SDK harness would.
+func (l *InProcess) Split(ctx context.Context, instID, _ string, fraction float64, estimatedElements int64) (*fnpb.ProcessBundleSplitResponse, error) {
 	l.mu.Lock()
 	run := l.running[instID]
 	l.mu.Unlock()
@@ -256,9 +259,8 @@ func (w *Worker) splitLocal(ctx context.Context, instID string, fraction float64
 	return resp, nil
 }
 
-// finalizeLocal runs the finalization callbacks of a completed bundle.
-func (w *Worker) finalizeLocal(instID string) error {
-	l := w.local
+// Finalize runs the finalization callbacks of a completed bundle.
+func (l *InProcess) Finalize(_ context.Context, instID string) error {
 	l.mu.Lock()
 	f, ok := l.finalizing[instID]
 	delete(l.finalizing, instID)
@@ -274,4 +276,16 @@ func (w *Worker) finalizeLocal(instID string) error {
 	}
 	l.release(f.desc, f.plan)
 	return err
+}
+
+// OutputBytes is how many bytes of data output running bundle instID has
+// produced so far (0 once it has ended).
+func (l *InProcess) OutputBytes(instID string) int64 {
+	l.mu.Lock()
+	run := l.running[instID]
+	l.mu.Unlock()
+	if run == nil {
+		return 0
+	}
+	return run.data.written.Load()
 }

@@ -16,22 +16,23 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/metricsx"
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 )
 
 // localData is an in-process bundle's data channel: its input is the
 // spec's, and what the plan writes is kept per sink and timer stream.
 type localData struct {
-	spec    BundleSpec
+	spec    harness.BundleSpec
 	written atomic.Int64 // bytes written to data sinks so far
 
 	mu      sync.Mutex
-	sent    map[TimerKey]bool
+	sent    map[harness.TimerKey]bool
 	sinks   map[string]*bytes.Buffer
-	timerWs map[TimerKey]*bytes.Buffer
+	timerWs map[harness.TimerKey]*bytes.Buffer
 }
 
-func newLocalData(spec BundleSpec) *localData {
-	return &localData{spec: spec, sent: map[TimerKey]bool{}, sinks: map[string]*bytes.Buffer{}, timerWs: map[TimerKey]*bytes.Buffer{}}
+func newLocalData(spec harness.BundleSpec) *localData {
+	return &localData{spec: spec, sent: map[harness.TimerKey]bool{}, sinks: map[string]*bytes.Buffer{}, timerWs: map[harness.TimerKey]*bytes.Buffer{}}
 }
 
 // OpenElementChan yields the source's input chunks, then the fired timers
@@ -68,7 +69,7 @@ func (d *localData) OpenWrite(_ context.Context, id exec.StreamID) (io.WriteClos
 func (d *localData) OpenTimerWrite(_ context.Context, id exec.StreamID, family string) (io.WriteCloser, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return nopCloser{bufferFor(d.timerWs, TimerKey{Transform: id.PtransformID, Family: family})}, nil
+	return nopCloser{bufferFor(d.timerWs, harness.TimerKey{Transform: id.PtransformID, Family: family})}, nil
 }
 
 // bufferFor returns bufs[k], adding an empty buffer if there is none.
@@ -83,7 +84,7 @@ func bufferFor[K comparable](bufs map[K]*bytes.Buffer, k K) *bytes.Buffer {
 
 func (d *localData) outputs() map[string][]byte { return written(d.sinks) }
 
-func (d *localData) timerOutputs() map[TimerKey][]byte { return written(d.timerWs) }
+func (d *localData) timerOutputs() map[harness.TimerKey][]byte { return written(d.timerWs) }
 
 // written returns what was written to each buffer that is not empty.
 func written[K comparable](bufs map[K]*bytes.Buffer) map[K][]byte {
@@ -119,7 +120,7 @@ func (countingWriter) Close() error { return nil }
 // API path refuses requests for an ended bundle.
 type localState struct {
 	inst string
-	h    StateHandler
+	h    harness.StateHandler
 
 	mu    sync.Mutex
 	ended bool
@@ -274,7 +275,7 @@ func (s *localState) OpenBagUserStateClearer(_ context.Context, id exec.StreamID
 // bag returns the bag cell's direct-call operations, if the bundle's
 // handler serves bags by direct calls.
 func (s *localState) bag(id exec.StreamID, userStateID string, key, w []byte) (bagOp, bool) {
-	bh, ok := s.h.(BagStateHandler)
+	bh, ok := s.h.(harness.BagStateHandler)
 	return bagOp{s: s, h: bh, transform: id.PtransformID, stateID: userStateID, window: w, key: key}, ok
 }
 
@@ -282,7 +283,7 @@ func (s *localState) bag(id exec.StreamID, userStateID string, key, w []byte) (b
 // serves bags by direct calls.
 type bagOp struct {
 	s                  *localState
-	h                  BagStateHandler
+	h                  harness.BagStateHandler
 	transform, stateID string
 	window, key        []byte
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/exec"
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 )
 
 // chunkedState serves one bag whose contents it returns in pieces of n
@@ -99,11 +100,11 @@ func TestLocalStateWritesAndEnd(t *testing.T) {
 // timers of the transforms it expects, each timer stream once per bundle;
 // writes come back per sink and timer stream, empty ones left out.
 func TestLocalDataElements(t *testing.T) {
-	tk := TimerKey{Transform: "pardo", Family: "f"}
-	other := TimerKey{Transform: "elsewhere", Family: "f"}
-	d := newLocalData(BundleSpec{
+	tk := harness.TimerKey{Transform: "pardo", Family: "f"}
+	other := harness.TimerKey{Transform: "elsewhere", Family: "f"}
+	d := newLocalData(harness.BundleSpec{
 		Inputs: map[string][][]byte{"src": {[]byte("a"), []byte("b")}},
-		Timers: map[TimerKey][]byte{tk: []byte("t1"), other: []byte("t2")},
+		Timers: map[harness.TimerKey][]byte{tk: []byte("t1"), other: []byte("t2")},
 	})
 	ctx := context.Background()
 	read := func(src string) []string {
@@ -141,7 +142,7 @@ func TestLocalDataElements(t *testing.T) {
 	}
 }
 
-// bagState is a BagStateHandler over a map of bags.
+// bagState is a harness.BagStateHandler over a map of bags.
 type bagState struct {
 	chunkedState
 	bags map[string][]byte
@@ -166,7 +167,7 @@ func (s *bagState) ClearBag(transform, stateID string, window, key []byte) error
 	return nil
 }
 
-// TestLocalStateBagCalls: with a BagStateHandler, bag reads, appends and
+// TestLocalStateBagCalls: with a harness.BagStateHandler, bag reads, appends and
 // clears are direct calls on the cell the SDK named, and end refuses them.
 func TestLocalStateBagCalls(t *testing.T) {
 	h := &bagState{bags: map[string][]byte{}}

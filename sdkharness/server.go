@@ -70,7 +70,7 @@ func (s *Server) ApiDescriptor() *pipepb.ApiServiceDescriptor {
 func (s *Server) addWorker(w *Worker) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.workers[w.ID] = w
+	s.workers[w.id] = w
 }
 
 func (s *Server) removeWorker(id string) {

@@ -1,15 +1,9 @@
 package sdkharness
 
 import (
-	"strings"
-
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
-	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 )
-
-// goSDKBase is the capability prefix the Go SDK puts on its environments
-// (graphx.URNBaseVersionGo).
-const goSDKBase = "beam:version:sdk_base:go"
 
 // timerStreamsToEnd returns which of a bundle's timer streams the runner
 // ends with is_last. The Fn API ends every (transform, family) stream, and
@@ -22,8 +16,8 @@ const goSDKBase = "beam:version:sdk_base:go"
 // Go environment only the first family of each transform is ended; the
 // timers of the others still travel before that is_last on the same
 // ordered stream.
-func timerStreamsToEnd(d *fnpb.ProcessBundleDescriptor, streams []TimerKey) []TimerKey {
-	var out []TimerKey
+func timerStreamsToEnd(d *fnpb.ProcessBundleDescriptor, streams []harness.TimerKey) []harness.TimerKey {
+	var out []harness.TimerKey
 	seen := map[string]bool{}
 	for _, k := range streams {
 		if goEnvironment(d, k.Transform) {
@@ -40,18 +34,5 @@ func timerStreamsToEnd(d *fnpb.ProcessBundleDescriptor, streams []TimerKey) []Ti
 // goEnvironment reports whether transform runs in an environment the Go
 // SDK declared.
 func goEnvironment(d *fnpb.ProcessBundleDescriptor, transform string) bool {
-	return GoEnvironment(d.GetEnvironments()[d.GetTransforms()[transform].GetEnvironmentId()])
-}
-
-// GoEnvironment reports whether env is one the Go SDK declared, whose
-// harness needs the workarounds for its timer handling (timerStreamsToEnd,
-// and one timer family per key in a timer bundle: see the engine's
-// keyed.firable).
-func GoEnvironment(env *pipepb.Environment) bool {
-	for _, c := range env.GetCapabilities() {
-		if strings.HasPrefix(c, goSDKBase) {
-			return true
-		}
-	}
-	return false
+	return harness.GoEnvironment(d.GetEnvironments()[d.GetTransforms()[transform].GetEnvironmentId()])
 }

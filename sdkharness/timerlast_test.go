@@ -6,6 +6,7 @@ import (
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 )
 
 func TestTimerStreamsToEnd(t *testing.T) {
@@ -18,16 +19,16 @@ func TestTimerStreamsToEnd(t *testing.T) {
 			"py": {Capabilities: []string{"beam:version:sdk_base:apache/beam_python3.11_sdk:2.66.0"}},
 		},
 	}
-	k := func(tr, f string) TimerKey { return TimerKey{Transform: tr, Family: f} }
+	k := func(tr, f string) harness.TimerKey { return harness.TimerKey{Transform: tr, Family: f} }
 	for _, c := range []struct {
 		name     string
-		in, want []TimerKey
+		in, want []harness.TimerKey
 	}{
 		{"none", nil, nil},
-		{"one family", []TimerKey{k("goA", "x")}, []TimerKey{k("goA", "x")}},
-		{"go: first family per transform", []TimerKey{k("goA", "x"), k("goA", "y"), k("goB", "y"), k("goA", "z")}, []TimerKey{k("goA", "x"), k("goB", "y")}},
-		{"other SDKs: every family", []TimerKey{k("py", "x"), k("py", "y")}, []TimerKey{k("py", "x"), k("py", "y")}},
-		{"unknown transform: every family", []TimerKey{k("?", "x"), k("?", "y")}, []TimerKey{k("?", "x"), k("?", "y")}},
+		{"one family", []harness.TimerKey{k("goA", "x")}, []harness.TimerKey{k("goA", "x")}},
+		{"go: first family per transform", []harness.TimerKey{k("goA", "x"), k("goA", "y"), k("goB", "y"), k("goA", "z")}, []harness.TimerKey{k("goA", "x"), k("goB", "y")}},
+		{"other SDKs: every family", []harness.TimerKey{k("py", "x"), k("py", "y")}, []harness.TimerKey{k("py", "x"), k("py", "y")}},
+		{"unknown transform: every family", []harness.TimerKey{k("?", "x"), k("?", "y")}, []harness.TimerKey{k("?", "x"), k("?", "y")}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := timerStreamsToEnd(d, c.in); !reflect.DeepEqual(got, c.want) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 )
 
 // Default liveness settings: a harness with a bundle in flight must answer
@@ -17,7 +18,7 @@ const (
 // watch detects a hung harness: while bundles are in flight it asks for
 // the progress of one every interval, and if no answer comes within
 // timeout it declares the worker gone and stops its environment, which
-// fails its bundles with ErrWorkerGone so they are retried elsewhere.
+// fails its bundles with harness.ErrWorkerGone so they are retried elsewhere.
 // It ends with the worker.
 func (w *Worker) watch(interval, timeout time.Duration) {
 	tick := time.NewTicker(interval)
@@ -49,7 +50,7 @@ func (w *Worker) watch(interval, timeout time.Duration) {
 			t.Stop()
 			return
 		case <-t.C:
-			w.die(fmt.Errorf("worker %s did not answer a progress request for bundle %s within %v: %w", w.ID, inst, timeout, ErrWorkerGone))
+			w.die(fmt.Errorf("worker %s did not answer a progress request for bundle %s within %v: %w", w.id, inst, timeout, harness.ErrWorkerGone))
 			if w.stop != nil {
 				w.stop()
 			}

@@ -2,38 +2,27 @@ package sdkharness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// ErrWorkerGone is wrapped by every error of a bundle whose worker died.
-var ErrWorkerGone = errors.New("sdk harness worker is gone")
-
-// Worker is one connected SDK harness.
+// Worker is an SDK harness connected over the Fn API (a harness.Worker).
 type Worker struct {
-	ID             string
+	life
 	srv            *Server
 	options        *structpb.Struct
 	retrievalToken string
 	dependencies   []*pipepb.ArtifactInformation
 	stop           func() // stops the environment (process kill, pool StopWorker)
-	local          *local // set for an in-process worker (StartInProcess)
 
 	connected chan struct{} // closed when the control stream attaches
-	gone      chan struct{} // closed when the worker is dead
-	goneOnce  sync.Once
-	goneErr   error
-
-	nextID atomic.Int64
 
 	mu          sync.Mutex
 	control     fnpb.BeamFnControl_ControlServer
@@ -55,11 +44,10 @@ type Worker struct {
 
 func newWorker(srv *Server, id string, opts *structpb.Struct) *Worker {
 	return &Worker{
-		ID:          id,
+		life:        newLife(id),
 		srv:         srv,
 		options:     opts,
 		connected:   make(chan struct{}),
-		gone:        make(chan struct{}),
 		dataReady:   make(chan struct{}),
 		descriptors: map[string]*fnpb.ProcessBundleDescriptor{},
 		pending:     map[string]chan *fnpb.InstructionResponse{},
@@ -67,32 +55,17 @@ func newWorker(srv *Server, id string, opts *structpb.Struct) *Worker {
 	}
 }
 
-// Gone is closed when the worker has died or been stopped.
-func (w *Worker) Gone() <-chan struct{} { return w.gone }
-
-// Err says why the worker is gone.
-func (w *Worker) Err() error {
-	select {
-	case <-w.gone:
-		return w.goneErr
-	default:
-		return nil
-	}
-}
-
 // Stop stops the worker's environment and fails whatever is in flight.
 func (w *Worker) Stop() {
-	w.die(fmt.Errorf("worker %s stopped: %w", w.ID, ErrWorkerGone))
+	w.die(fmt.Errorf("worker %s stopped: %w", w.id, harness.ErrWorkerGone))
 	if w.stop != nil {
 		w.stop()
 	}
 }
 
 func (w *Worker) die(err error) {
-	w.goneOnce.Do(func() {
-		w.goneErr = err
-		close(w.gone)
-		w.srv.removeWorker(w.ID)
+	if w.end(err) {
+		w.srv.removeWorker(w.id)
 		w.mu.Lock()
 		for _, b := range w.bundles {
 			b.fail(err)
@@ -102,7 +75,7 @@ func (w *Worker) die(err error) {
 		}
 		w.pending = map[string]chan *fnpb.InstructionResponse{}
 		w.mu.Unlock()
-	})
+	}
 }
 
 // WaitConnected waits until the harness has opened its control stream.
@@ -113,7 +86,7 @@ func (w *Worker) WaitConnected(ctx context.Context) error {
 	case <-w.gone:
 		return w.goneErr
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for worker %s to connect: %w", w.ID, ctx.Err())
+		return fmt.Errorf("waiting for worker %s to connect: %w", w.id, ctx.Err())
 	}
 }
 
@@ -121,7 +94,7 @@ func (w *Worker) serveControl(stream fnpb.BeamFnControl_ControlServer) error {
 	w.mu.Lock()
 	if w.control != nil {
 		w.mu.Unlock()
-		return fmt.Errorf("worker %s already has a control stream", w.ID)
+		return fmt.Errorf("worker %s already has a control stream", w.id)
 	}
 	w.control = stream
 	w.mu.Unlock()
@@ -147,17 +120,13 @@ func (w *Worker) streamEnded(stream string, err error) {
 	if err == io.EOF {
 		err = nil
 	}
-	w.die(fmt.Errorf("worker %s %s stream ended (%v): %w", w.ID, stream, err, ErrWorkerGone))
+	w.die(fmt.Errorf("worker %s %s stream ended (%v): %w", w.id, stream, err, harness.ErrWorkerGone))
 }
 
 func (w *Worker) descriptor(id string) *fnpb.ProcessBundleDescriptor {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.descriptors[id]
-}
-
-func (w *Worker) newInstructionID() string {
-	return w.ID + "-" + strconv.FormatInt(w.nextID.Add(1), 10)
 }
 
 // instruct sends req and returns a channel that yields its response (closed
@@ -175,13 +144,13 @@ func (w *Worker) instruct(req *fnpb.InstructionRequest) (<-chan *fnpb.Instructio
 	ctrl := w.control
 	w.mu.Unlock()
 	if ctrl == nil {
-		return nil, fmt.Errorf("worker %s is not connected: %w", w.ID, ErrWorkerGone)
+		return nil, fmt.Errorf("worker %s is not connected: %w", w.id, harness.ErrWorkerGone)
 	}
 	w.controlMu.Lock()
 	err := ctrl.Send(req)
 	w.controlMu.Unlock()
 	if err != nil {
-		w.die(fmt.Errorf("worker %s control send failed (%v): %w", w.ID, err, ErrWorkerGone))
+		w.die(fmt.Errorf("worker %s control send failed (%v): %w", w.id, err, harness.ErrWorkerGone))
 		return nil, w.goneErr
 	}
 	return ch, nil
@@ -206,10 +175,6 @@ func (w *Worker) call(ctx context.Context, req *fnpb.InstructionRequest) (*fnpb.
 
 // Register registers descriptors with the harness.
 func (w *Worker) Register(ctx context.Context, descs ...*fnpb.ProcessBundleDescriptor) error {
-	if w.local != nil {
-		w.local.register(descs)
-		return nil
-	}
 	w.mu.Lock()
 	for _, d := range descs {
 		w.descriptors[d.GetId()] = d
@@ -220,10 +185,10 @@ func (w *Worker) Register(ctx context.Context, descs ...*fnpb.ProcessBundleDescr
 		Request:       &fnpb.InstructionRequest_Register{Register: &fnpb.RegisterRequest{ProcessBundleDescriptor: descs}},
 	})
 	if err != nil {
-		return fmt.Errorf("registering descriptors with worker %s: %w", w.ID, err)
+		return fmt.Errorf("registering descriptors with worker %s: %w", w.id, err)
 	}
 	if msg := resp.GetError(); msg != "" {
-		return fmt.Errorf("worker %s refused descriptors: %s", w.ID, msg)
+		return fmt.Errorf("worker %s refused descriptors: %s", w.id, msg)
 	}
 	return nil
 }
@@ -231,9 +196,6 @@ func (w *Worker) Register(ctx context.Context, descs ...*fnpb.ProcessBundleDescr
 // Split asks the harness to split a running bundle at fraction of the
 // remainder of the input read by sourceTransform.
 func (w *Worker) Split(ctx context.Context, instID, sourceTransform string, fraction float64, estimatedElements int64) (*fnpb.ProcessBundleSplitResponse, error) {
-	if w.local != nil {
-		return w.splitLocal(ctx, instID, fraction, estimatedElements)
-	}
 	resp, err := w.call(ctx, &fnpb.InstructionRequest{
 		InstructionId: w.newInstructionID(),
 		Request: &fnpb.InstructionRequest_ProcessBundleSplit{ProcessBundleSplit: &fnpb.ProcessBundleSplitRequest{
@@ -253,7 +215,7 @@ func (w *Worker) Split(ctx context.Context, instID, sourceTransform string, frac
 		// SDK has finished is no longer active there, which is no failure
 		// (the Go SDK says "not active", others "not found").
 		if b := w.bundle(instID); b != nil && !strings.Contains(msg, "not active") && !strings.Contains(msg, "not found") {
-			b.fail(&BundleError{Worker: w.ID, Instruction: instID, Message: err.Error()})
+			b.fail(&harness.BundleError{Worker: w.id, Instruction: instID, Message: err.Error()})
 		}
 		return nil, err
 	}
@@ -262,9 +224,6 @@ func (w *Worker) Split(ctx context.Context, instID, sourceTransform string, frac
 
 // Finalize runs the bundle finalization callbacks of a completed bundle.
 func (w *Worker) Finalize(ctx context.Context, instID string) error {
-	if w.local != nil {
-		return w.finalizeLocal(instID)
-	}
 	w.finalizing.Lock()
 	defer w.finalizing.Unlock()
 	resp, err := w.call(ctx, &fnpb.InstructionRequest{

@@ -130,7 +130,7 @@ type finalization struct {
 }
 
 // finalizer is the harness that ran a bundle and holds its finalization
-// callbacks (*sdkharness.Worker).
+// callbacks (harness.Worker).
 type finalizer interface {
 	Finalize(ctx context.Context, instID string) error
 }

@@ -15,6 +15,10 @@
 //   - side*.go: side inputs, their readiness per window, parked main input;
 //   - split.go, progress.go, pool.go: splittable DoFns (runtime splits,
 //     residuals), progress, the worker pool;
+//   - harness/: the contract with an SDK harness (harness.Worker: register,
+//     run a bundle, split, output size, finalize), which package sdkharness
+//     implements over the Fn API and in process, and fakeharness_test.go
+//     with a fake that needs no SDK;
 //   - gbk.go, gbk_trigger.go: GroupByKeys, default and triggered;
 //   - teststream.go, quiet.go: TestStream replay, which waits for quiescence;
 //   - checkpoint.go, align.go, snapshot.go: the checkpoint coordinator,

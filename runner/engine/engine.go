@@ -13,14 +13,11 @@ import (
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/weir-runner/weir/checkpoint"
+	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
-	"github.com/weir-runner/weir/sdkharness"
 	"github.com/weir-runner/weir/state"
 )
-
-// WorkerStarter starts a harness worker for an environment.
-type WorkerStarter func(ctx context.Context, envID, workerID string) (*sdkharness.Worker, error)
 
 // Options configure an execution.
 type Options struct {
@@ -28,7 +25,7 @@ type Options struct {
 	MaxParallelism int // key groups; 0 = state.DefaultMaxParallelism
 	TempDir        string
 	Logger         *slog.Logger
-	StartWorker    WorkerStarter
+	StartWorker    harness.Starter
 	API            *pipepb.ApiServiceDescriptor // Fn API server for data and state
 	// MaxAttempts bounds how often one bundle is tried (default 4).
 	MaxAttempts int
@@ -108,7 +105,7 @@ func New(p *plan.Plan, o Options) *Engine {
 	}
 	o.Limits = o.Limits.withDefaults()
 	e := &Engine{plan: p, o: o, metrics: newMetrics(o.OnMetrics), drain: make(chan struct{})}
-	e.pool = &pool{start: o.StartWorker, workers: map[string]*sdkharness.Worker{}, log: o.Logger}
+	e.pool = &pool{start: o.StartWorker, workers: map[string]harness.Worker{}, log: o.Logger}
 	e.progress = newProgress(e)
 	for _, s := range p.Stages {
 		if s.Kind == plan.KindTestStream {

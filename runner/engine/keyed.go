@@ -9,9 +9,9 @@ import (
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
-	"github.com/weir-runner/weir/sdkharness"
 	"github.com/weir-runner/weir/state"
 	"google.golang.org/protobuf/proto"
 )
@@ -21,8 +21,8 @@ type keyed struct {
 	db             *state.DB
 	kgStart, kgEnd int
 	maxP           int
-	families       map[sdkharness.TimerKey]timerCoder
-	endTimers      []sdkharness.TimerKey // every timer family
+	families       map[harness.TimerKey]timerCoder
+	endTimers      []harness.TimerKey // every timer family
 	// oneFamily: transforms whose due timers go to the SDK one family per
 	// key and window in a bundle (firable).
 	oneFamily map[string]bool
@@ -73,7 +73,7 @@ type timerCoder struct {
 
 func newKeyed(db *state.DB, s *plan.Stage, comps *pipepb.Components, start, end, maxP int) (*keyed, error) {
 	coders := comps.GetCoders()
-	k := &keyed{db: db, kgStart: start, kgEnd: end, maxP: maxP, families: map[sdkharness.TimerKey]timerCoder{}, stateIDs: map[string][]string{}}
+	k := &keyed{db: db, kgStart: start, kgEnd: end, maxP: maxP, families: map[harness.TimerKey]timerCoder{}, stateIDs: map[string][]string{}}
 	if err := k.initExpiry(s, comps); err != nil {
 		return nil, err
 	}
@@ -85,11 +85,11 @@ func newKeyed(db *state.DB, s *plan.Stage, comps *pipepb.Components, start, end,
 		if c.URN != wire.URNTimer || len(c.Components) != 2 {
 			return nil, fmt.Errorf("timer family %s of %s: coder %s is not a timer coder", f.Family, f.Transform, c)
 		}
-		key := sdkharness.TimerKey{Transform: f.Transform, Family: f.Family}
+		key := harness.TimerKey{Transform: f.Transform, Family: f.Family}
 		k.families[key] = timerCoder{key: c.Components[0], window: c.Components[1], domain: int(f.Domain)}
 		k.endTimers = append(k.endTimers, key)
 	}
-	if sdkharness.GoEnvironment(comps.GetEnvironments()[s.EnvID]) {
+	if harness.GoEnvironment(comps.GetEnvironments()[s.EnvID]) {
 		k.oneFamily = sharedDomains(s.Timers)
 	}
 	return k, nil
@@ -187,7 +187,7 @@ func (k *keyed) hasDomain(d int) bool {
 }
 
 // applyTimers records the timers a bundle set or cleared.
-func (k *keyed) applyTimers(b *state.Bundle, out map[sdkharness.TimerKey][]byte) error {
+func (k *keyed) applyTimers(b *state.Bundle, out map[harness.TimerKey][]byte) error {
 	for fk, data := range out {
 		tc, ok := k.families[fk]
 		if !ok {
@@ -206,7 +206,7 @@ func (k *keyed) applyTimers(b *state.Bundle, out map[sdkharness.TimerKey][]byte)
 
 // applyTimer decodes one timer (key, tag, windows, clear bit, fire and
 // hold timestamps, pane) and sets or clears it in every window it names.
-func (k *keyed) applyTimer(b *state.Bundle, fk sdkharness.TimerKey, tc timerCoder, data []byte) (int, error) {
+func (k *keyed) applyTimer(b *state.Bundle, fk harness.TimerKey, tc timerCoder, data []byte) (int, error) {
 	p, err := tc.key.Skip(data)
 	if err != nil {
 		return 0, fmt.Errorf("reading timer key: %w", err)
@@ -365,7 +365,7 @@ func (h *bundleState) bagCell(transform, stateID string, window, key []byte) (st
 
 // ReadBag, AppendBag and ClearBag serve bag state (Value, Bag and
 // Combining state in the Go SDK) as HandleState does, without protos: the
-// in-process worker calls them (sdkharness.BagStateHandler).
+// in-process worker calls them (harness.BagStateHandler).
 func (h *bundleState) ReadBag(transform, stateID string, window, key []byte) ([]byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -7,18 +7,18 @@ import (
 	"sync"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
-	"github.com/weir-runner/weir/sdkharness"
+	"github.com/weir-runner/weir/runner/engine/harness"
 )
 
 // pool keeps one live harness worker per environment, replacing a dead
 // one on demand and registering every descriptor with it.
 type pool struct {
-	start WorkerStarter
+	start harness.Starter
 	log   *slog.Logger
 
 	mu      sync.Mutex
 	n       int
-	workers map[string]*sdkharness.Worker
+	workers map[string]harness.Worker
 	descs   map[string][]*fnpb.ProcessBundleDescriptor
 }
 
@@ -31,7 +31,7 @@ func (p *pool) addDescriptor(env string, d *fnpb.ProcessBundleDescriptor) {
 	p.descs[env] = append(p.descs[env], d)
 }
 
-func (p *pool) get(ctx context.Context, env string) (*sdkharness.Worker, error) {
+func (p *pool) get(ctx context.Context, env string) (harness.Worker, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if w := p.workers[env]; w != nil && w.Err() == nil {
@@ -43,7 +43,7 @@ func (p *pool) get(ctx context.Context, env string) (*sdkharness.Worker, error) 
 	p.n++
 	id := fmt.Sprintf("w%d", p.n)
 	if old := p.workers[env]; old != nil {
-		p.log.Warn("replacing dead worker", "env", env, "old", old.ID, "new", id, "why", old.Err())
+		p.log.Warn("replacing dead worker", "env", env, "old", old.ID(), "new", id, "why", old.Err())
 		old.Stop()
 	}
 	w, err := p.start(ctx, env, id)

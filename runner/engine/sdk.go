@@ -8,9 +8,9 @@ import (
 	"time"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
-	"github.com/weir-runner/weir/sdkharness"
 	"github.com/weir-runner/weir/state"
 )
 
@@ -629,7 +629,7 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 // the worker died, on the same one when user code failed. State writes
 // of a failed attempt are discarded; those of the successful one are
 // committed before it returns.
-func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Timer) (*sdkharness.Result, *sdkharness.Worker, error) {
+func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Timer) (*harness.Result, harness.Worker, error) {
 	var last error
 	t.checkpointed = nil
 	for attempt := 1; attempt <= t.e.o.MaxAttempts; attempt++ {
@@ -653,7 +653,7 @@ func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Tim
 		}
 		last = err
 		t.e.o.Logger.Warn("bundle failed", "stage", t.name(), "attempt", attempt, "err", err)
-		if errors.Is(err, sdkharness.ErrWorkerGone) {
+		if errors.Is(err, harness.ErrWorkerGone) {
 			continue
 		}
 		select {
@@ -662,7 +662,7 @@ func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Tim
 			return nil, nil, context.Cause(ctx)
 		}
 	}
-	var be *sdkharness.BundleError
+	var be *harness.BundleError
 	if errors.As(last, &be) {
 		return nil, nil, fmt.Errorf("stage %q failed after %d attempts: %s", t.stage.Name, t.e.o.MaxAttempts, be.Message)
 	}
@@ -672,12 +672,12 @@ func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Tim
 // attempt runs a bundle once. If the runner split it, primary is the
 // input that stayed with it (nil otherwise): what a retry must run, as
 // the residuals may already run elsewhere.
-func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]byte, fired []state.Timer) (res *sdkharness.Result, primary [][]byte, err error) {
+func (t *sdkTask) attempt(ctx context.Context, w harness.Worker, input [][]byte, fired []state.Timer) (res *harness.Result, primary [][]byte, err error) {
 	desc := t.stage.ID
 	if t.draining {
 		desc = plan.DrainDescriptorID(t.stage)
 	}
-	spec := sdkharness.BundleSpec{
+	spec := harness.BundleSpec{
 		Descriptor: desc,
 		Inputs:     map[string][][]byte{t.stage.SourceID: input},
 		Outputs:    t.outputs,
@@ -726,9 +726,9 @@ func (t *sdkTask) attempt(ctx context.Context, w *sdkharness.Worker, input [][]b
 	spec.State = &bundleState{side: t.side, b: b, maxP: t.keyed.maxP, k: t.keyed}
 	spec.EndTimers = t.keyed.endTimers
 	if len(fired) > 0 {
-		spec.Timers = map[sdkharness.TimerKey][]byte{}
+		spec.Timers = map[harness.TimerKey][]byte{}
 		for _, tm := range fired {
-			k := sdkharness.TimerKey{Transform: tm.Transform, Family: tm.Family}
+			k := harness.TimerKey{Transform: tm.Transform, Family: tm.Family}
 			spec.Timers[k] = append(spec.Timers[k], tm.Encoded...)
 			if err := b.ClearTimer(tm.TimerID); err != nil {
 				return nil, nil, err

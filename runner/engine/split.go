@@ -6,8 +6,8 @@ import (
 	"time"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/wire"
-	"github.com/weir-runner/weir/sdkharness"
 )
 
 // splitPool lets the subtasks of a splittable stage share work: a busy
@@ -283,7 +283,7 @@ func (p *splitPool) takeFor(ctx context.Context, i int, forward func(bound int64
 // primary: the residuals may already run elsewhere.
 type splitter struct {
 	t      *sdkTask
-	w      *sdkharness.Worker
+	w      harness.Worker
 	elems  [][]byte // the bundle's input elements, in order
 	instID chan string
 
@@ -302,7 +302,7 @@ type splitWork struct {
 	hold int64
 }
 
-func newSplitter(t *sdkTask, w *sdkharness.Worker, input [][]byte) *splitter {
+func newSplitter(t *sdkTask, w harness.Worker, input [][]byte) *splitter {
 	s := &splitter{t: t, w: w, instID: make(chan string, 1)}
 	for _, c := range input {
 		_ = t.inWV.ForEach(c, func(e wire.Element) error {

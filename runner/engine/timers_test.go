@@ -16,9 +16,9 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/graphx"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/timers"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/typex"
+	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
-	"github.com/weir-runner/weir/sdkharness"
 	"github.com/weir-runner/weir/state"
 )
 
@@ -30,10 +30,10 @@ var (
 )
 
 var (
-	famF  = sdkharness.TimerKey{Transform: "pardo", Family: "f"}
-	famG  = sdkharness.TimerKey{Transform: "pardo", Family: "g"}
-	famT2 = sdkharness.TimerKey{Transform: "pardo2", Family: "f"}
-	famGW = sdkharness.TimerKey{Transform: "pardo3", Family: "gw"}
+	famF  = harness.TimerKey{Transform: "pardo", Family: "f"}
+	famG  = harness.TimerKey{Transform: "pardo", Family: "g"}
+	famT2 = harness.TimerKey{Transform: "pardo2", Family: "f"}
+	famGW = harness.TimerKey{Transform: "pardo3", Family: "gw"}
 )
 
 // newTestKeyed builds the keyed part of a stateful stage with families f and
@@ -157,7 +157,7 @@ func TestApplyTimersSetInFireOrder(t *testing.T) {
 	k := newTestKeyed(t, db)
 	b := db.NewBundle()
 	defer b.Discard()
-	err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{
+	err := k.applyTimers(b, map[harness.TimerKey][]byte{
 		famF: enc(t,
 			tm{key: "k", windows: [][2]int64{{0, 10}}, fire: 9, hold: 9},
 			tm{key: "k", windows: [][2]int64{{10, 20}}, fire: 19, hold: 10},
@@ -196,7 +196,7 @@ func TestApplyTimersReplaceAndClear(t *testing.T) {
 	b := db.NewBundle()
 	must := func(data []byte) {
 		t.Helper()
-		if err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{famF: data}); err != nil {
+		if err := k.applyTimers(b, map[harness.TimerKey][]byte{famF: data}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -243,11 +243,11 @@ func TestApplyTimerSeveralWindows(t *testing.T) {
 	b := db.NewBundle()
 	defer b.Discard()
 	two := [][2]int64{{0, 10}, {5, 15}}
-	if err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{famF: enc(t, tm{key: "k", windows: two, fire: 8})}); err != nil {
+	if err := k.applyTimers(b, map[harness.TimerKey][]byte{famF: enc(t, tm{key: "k", windows: two, fire: 8})}); err != nil {
 		t.Fatal(err)
 	}
 	checkDue(t, due(t, b, wmMax()), `pardo/f k [0,10) ""@8`, `pardo/f k [5,15) ""@8`)
-	if err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{famF: enc(t, tm{key: "k", windows: two, clear: true})}); err != nil {
+	if err := k.applyTimers(b, map[harness.TimerKey][]byte{famF: enc(t, tm{key: "k", windows: two, clear: true})}); err != nil {
 		t.Fatal(err)
 	}
 	checkDue(t, due(t, b, wmMax()))
@@ -264,7 +264,7 @@ func TestApplyTimersKeyGroups(t *testing.T) {
 	for i := range 40 {
 		data = append(data, enc(t, tm{key: fmt.Sprintf("key%d", i), windows: [][2]int64{{0, 100}}, fire: int64(40 - i)})...)
 	}
-	if err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{famF: data}); err != nil {
+	if err := k.applyTimers(b, map[harness.TimerKey][]byte{famF: data}); err != nil {
 		t.Fatal(err)
 	}
 	total := 0
@@ -300,7 +300,7 @@ func TestApplyTimersGlobalWindow(t *testing.T) {
 	r := exec.TimerRecv{Key: &exec.FullValue{Elm: int64(42)}, Windows: window.SingleGlobalWindow,
 		Pane: typex.NoFiringPane(), TimerMap: timers.TimerMap{Tag: "t", FireTimestamp: 77, HoldTimestamp: 77}}
 	data := encodeTimer(t, gwTimerCoder, r)
-	if err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{famGW: append(append([]byte{}, data...), data...)}); err != nil {
+	if err := k.applyTimers(b, map[harness.TimerKey][]byte{famGW: append(append([]byte{}, data...), data...)}); err != nil {
 		t.Fatal(err)
 	}
 	ts, err := b.DueTimers(0, testMaxP, wmMax(), 10)
@@ -318,8 +318,8 @@ func TestApplyTimersErrors(t *testing.T) {
 	k := newTestKeyed(t, db)
 	b := db.NewBundle()
 	defer b.Discard()
-	unknown := sdkharness.TimerKey{Transform: "pardo", Family: "nope"}
-	if err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{unknown: enc(t, tm{key: "k", windows: [][2]int64{{0, 1}}})}); err == nil {
+	unknown := harness.TimerKey{Transform: "pardo", Family: "nope"}
+	if err := k.applyTimers(b, map[harness.TimerKey][]byte{unknown: enc(t, tm{key: "k", windows: [][2]int64{{0, 1}}})}); err == nil {
 		t.Error("timers of an unknown family: no error")
 	}
 	// Every proper prefix of a valid stream of two timers is an error (or,
@@ -328,7 +328,7 @@ func TestApplyTimersErrors(t *testing.T) {
 		tm{key: "k2", windows: [][2]int64{{0, 10}}, clear: true})
 	first := len(enc(t, tm{key: "k", tag: "tag", windows: [][2]int64{{0, 10}, {5, 15}}, fire: 9}))
 	for n := 1; n < len(full); n++ {
-		err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{famF: full[:n]})
+		err := k.applyTimers(b, map[harness.TimerKey][]byte{famF: full[:n]})
 		if (err == nil) != (n == first) {
 			t.Errorf("prefix of %d of %d bytes: err = %v", n, len(full), err)
 		}
@@ -349,7 +349,7 @@ func TestApplyTimerHugeWindowCount(t *testing.T) {
 	data = append(data, 1) // cleared
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{famGW: data})
+	err := k.applyTimers(b, map[harness.TimerKey][]byte{famGW: data})
 	runtime.ReadMemStats(&after)
 	if err == nil {
 		t.Error("a timer claiming 16M windows in 1 byte: no error")
@@ -360,7 +360,7 @@ func TestApplyTimerHugeWindowCount(t *testing.T) {
 	// Negative counts are corrupt too.
 	data = binary.BigEndian.AppendUint32([]byte{42, 0}, 0xFFFFFFFF)
 	data = append(data, 1)
-	if err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{famGW: data}); err == nil {
+	if err := k.applyTimers(b, map[harness.TimerKey][]byte{famGW: data}); err == nil {
 		t.Error("a timer with window count -1: no error")
 	}
 }
@@ -383,7 +383,7 @@ func FuzzApplyTimer(f *testing.F) {
 		}
 		b := db.NewBundle()
 		defer b.Discard()
-		if err := k.applyTimers(b, map[sdkharness.TimerKey][]byte{fk: data}); err != nil {
+		if err := k.applyTimers(b, map[harness.TimerKey][]byte{fk: data}); err != nil {
 			return
 		}
 		ts, err := b.DueTimers(0, testMaxP, wmMax(), 1<<20)
@@ -397,7 +397,7 @@ func FuzzApplyTimer(f *testing.F) {
 			// Each stored timer names only its own window: applied again,
 			// it sets exactly itself.
 			again := db.NewBundle()
-			if err := k.applyTimers(again, map[sdkharness.TimerKey][]byte{fk: x.Encoded}); err != nil {
+			if err := k.applyTimers(again, map[harness.TimerKey][]byte{fk: x.Encoded}); err != nil {
 				again.Discard()
 				t.Fatalf("stored timer %+v does not decode: %v", x, err)
 			}
