@@ -10,13 +10,11 @@ import (
 )
 
 type bundle struct {
-	id    string
-	state harness.StateHandler
-	// stateMu is held while a state request is served; stateEnded is set
-	// (under it) when ProcessBundle returns, so that no request reaches
-	// the bundle's state after its caller has committed or discarded it.
-	stateMu    sync.Mutex
-	stateEnded bool
+	id string
+	// state serves the bundle's state requests; it is ended when
+	// ProcessBundle returns, so that no request reaches the bundle's state
+	// after its caller has committed or discarded it.
+	state *StateServer
 
 	mu         sync.Mutex
 	outputs    map[string][]byte
@@ -57,7 +55,7 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec harness.BundleSpec) (*h
 	instID := w.newInstructionID()
 	b := &bundle{
 		id:         instID,
-		state:      spec.State,
+		state:      NewStateServer(instID, spec.State, spec.PageBytes),
 		outputs:    map[string][]byte{},
 		timers:     map[harness.TimerKey][]byte{},
 		waitData:   map[string]bool{},
@@ -79,9 +77,7 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec harness.BundleSpec) (*h
 		w.mu.Lock()
 		delete(w.bundles, instID)
 		w.mu.Unlock()
-		b.stateMu.Lock() // waits for a request being served
-		b.stateEnded = true
-		b.stateMu.Unlock()
+		b.state.end() // waits for a request being served
 	}()
 
 	respCh, err := w.instruct(&fnpb.InstructionRequest{
@@ -275,24 +271,12 @@ func (w *Worker) serveState(stream fnpb.BeamFnState_StateServer) error {
 		switch b := w.bundle(req.GetInstructionId()); {
 		case b == nil:
 			resp = &fnpb.StateResponse{Error: fmt.Sprintf("state request for unknown bundle %q", req.GetInstructionId())}
-		case b.state == nil:
-			resp = &fnpb.StateResponse{Error: fmt.Sprintf("bundle %q has no state", req.GetInstructionId())}
 		default:
-			resp = b.handleState(req)
+			resp = b.state.HandleState(req)
 		}
 		resp.Id = req.GetId()
 		if err := stream.Send(resp); err != nil {
 			return nil
 		}
 	}
-}
-
-// handleState serves one state request unless the bundle has ended.
-func (b *bundle) handleState(req *fnpb.StateRequest) *fnpb.StateResponse {
-	b.stateMu.Lock()
-	defer b.stateMu.Unlock()
-	if b.stateEnded {
-		return &fnpb.StateResponse{Error: fmt.Sprintf("state request for ended bundle %q", b.id)}
-	}
-	return b.state.HandleState(req)
 }

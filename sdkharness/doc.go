@@ -11,7 +11,10 @@
 // the binary, so bundles run through the Go SDK's own execution package
 // (exec), the same code a harness runs, with input, output and timers
 // handed over as byte slices and state requests made as function calls.
-// The engine cannot tell them apart.
+// The engine cannot tell them apart. A bundle's state requests, Fn State
+// API protos from a harness or the Go SDK's calls in process, become typed
+// calls on the engine's harness.State (StateServer), which also pages
+// large reads: a bag read in n pages is read once.
 //
 // A Worker never panics on a gRPC error: when a harness goes away every
 // bundle in flight on it fails with an error naming the worker, and the

@@ -153,7 +153,7 @@ func (l *InProcess) ProcessBundle(ctx context.Context, spec harness.BundleSpec) 
 		spec.Started(instID)
 	}
 
-	st := &localState{inst: instID, h: spec.State}
+	st := &localState{NewStateServer(instID, spec.State, spec.PageBytes)}
 	bctx := metrics.SetBundleID(ctx, instID)
 	type outcome struct {
 		resp *fnpb.ProcessBundleResponse

@@ -3,7 +3,6 @@ package sdkharness
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -114,51 +113,20 @@ func (c countingWriter) Write(p []byte) (int, error) {
 
 func (countingWriter) Close() error { return nil }
 
-// localState is an in-process bundle's state channel: each read, append
-// and clear is a StateRequest handed straight to the bundle's handler.
-// After end (the bundle is over) every request is refused, as the Fn
-// API path refuses requests for an ended bundle.
+// localState is an in-process bundle's state channel: bag reads, appends
+// and clears are direct calls on the bundle's harness.State; every other
+// request is a StateRequest handed straight to its StateServer. After end
+// (the bundle is over) every request is refused, as the Fn API path
+// refuses requests for an ended bundle.
 type localState struct {
-	inst string
-	h    harness.StateHandler
-
-	mu    sync.Mutex
-	ended bool
+	*StateServer
 }
 
-func (s *localState) end() {
-	s.mu.Lock()
-	s.ended = true
-	s.mu.Unlock()
-}
-
-// do runs op unless the bundle has ended; requests are served one at a
-// time, and none after end.
-func (s *localState) do(op func() error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
-		return fmt.Errorf("state request for ended bundle %q", s.inst)
-	}
-	return op()
-}
-
-var errNoState = errors.New("bundle has no state")
-
-func (s *localState) call(req *fnpb.StateRequest) (resp *fnpb.StateResponse, err error) {
-	err = s.do(func() error {
-		if s.h == nil {
-			return fmt.Errorf("bundle %q: %w", s.inst, errNoState)
-		}
-		req.InstructionId = s.inst
-		resp = s.h.HandleState(req)
-		if msg := resp.GetError(); msg != "" {
-			return fmt.Errorf("state request on bundle %q: %s", s.inst, msg)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+func (s *localState) call(req *fnpb.StateRequest) (*fnpb.StateResponse, error) {
+	req.InstructionId = s.inst
+	resp := s.HandleState(req)
+	if msg := resp.GetError(); msg != "" {
+		return nil, fmt.Errorf("state request on bundle %q: %s", s.inst, msg)
 	}
 	return resp, nil
 }
@@ -217,11 +185,6 @@ func (w *localWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func bagKey(id exec.StreamID, userStateID string, key, w []byte) *fnpb.StateKey {
-	return &fnpb.StateKey{Type: &fnpb.StateKey_BagUserState_{BagUserState: &fnpb.StateKey_BagUserState{
-		TransformId: id.PtransformID, UserStateId: userStateID, Window: w, Key: key}}}
-}
-
 func multimapKey(id exec.StreamID, userStateID string, key, w, mk []byte) *fnpb.StateKey {
 	return &fnpb.StateKey{Type: &fnpb.StateKey_MultimapUserState_{MultimapUserState: &fnpb.StateKey_MultimapUserState{
 		TransformId: id.PtransformID, UserStateId: userStateID, Window: w, Key: key, MapKey: mk}}}
@@ -252,47 +215,37 @@ func (s *localState) OpenIterable(_ context.Context, _ exec.StreamID, key []byte
 }
 
 func (s *localState) OpenBagUserStateReader(_ context.Context, id exec.StreamID, userStateID string, key, w []byte) (io.ReadCloser, error) {
-	if op, ok := s.bag(id, userStateID, key, w); ok {
-		return &bagReader{bagOp: op}, nil
-	}
-	return s.reader(bagKey(id, userStateID, key, w)), nil
+	return &bagReader{bagOp: s.bag(id, userStateID, key, w)}, nil
 }
 
 func (s *localState) OpenBagUserStateAppender(_ context.Context, id exec.StreamID, userStateID string, key, w []byte) (io.Writer, error) {
-	if op, ok := s.bag(id, userStateID, key, w); ok {
-		return &bagWriter{bagOp: op}, nil
-	}
-	return s.writer(bagKey(id, userStateID, key, w), false), nil
+	return &bagWriter{bagOp: s.bag(id, userStateID, key, w)}, nil
 }
 
 func (s *localState) OpenBagUserStateClearer(_ context.Context, id exec.StreamID, userStateID string, key, w []byte) (io.Writer, error) {
-	if op, ok := s.bag(id, userStateID, key, w); ok {
-		return &bagWriter{bagOp: op, clear: true}, nil
-	}
-	return s.writer(bagKey(id, userStateID, key, w), true), nil
+	return &bagWriter{bagOp: s.bag(id, userStateID, key, w), clear: true}, nil
 }
 
-// bag returns the bag cell's direct-call operations, if the bundle's
-// handler serves bags by direct calls.
-func (s *localState) bag(id exec.StreamID, userStateID string, key, w []byte) (bagOp, bool) {
-	bh, ok := s.h.(harness.BagStateHandler)
-	return bagOp{s: s, h: bh, transform: id.PtransformID, stateID: userStateID, window: w, key: key}, ok
+// bag returns the direct-call operations of a bag state cell.
+func (s *localState) bag(id exec.StreamID, userStateID string, key, w []byte) bagOp {
+	return bagOp{s: s, cell: harness.Cell{Transform: id.PtransformID, StateID: userStateID, Window: w, Key: key}}
 }
 
-// bagOp is one bag state cell of an in-process bundle whose handler
-// serves bags by direct calls.
+// bagOp is one bag state cell of an in-process bundle.
 type bagOp struct {
-	s                  *localState
-	h                  harness.BagStateHandler
-	transform, stateID string
-	window, key        []byte
+	s    *localState
+	cell harness.Cell
 }
 
 // do runs op unless the bundle has ended, naming the cell in its error.
-func (b *bagOp) do(op func() error) error {
+// A write drops the StateServer's paged read.
+func (b *bagOp) do(write bool, op func(st harness.State) error) error {
 	return b.s.do(func() error {
-		if err := op(); err != nil {
-			return fmt.Errorf("state %s of %s on bundle %q: %w", b.stateID, b.transform, b.s.inst, err)
+		if write {
+			b.s.paged = nil
+		}
+		if err := op(b.s.st); err != nil {
+			return fmt.Errorf("state %s of %s on bundle %q: %w", b.cell.StateID, b.cell.Transform, b.s.inst, err)
 		}
 		return nil
 	})
@@ -307,8 +260,8 @@ type bagReader struct {
 
 func (r *bagReader) Read(p []byte) (int, error) {
 	if !r.read {
-		err := r.do(func() (err error) {
-			r.buf, err = r.h.ReadBag(r.transform, r.stateID, r.window, r.key)
+		err := r.do(false, func(st harness.State) (err error) {
+			r.buf, err = st.ReadBag(r.cell)
 			return err
 		})
 		if err != nil {
@@ -333,11 +286,11 @@ type bagWriter struct {
 }
 
 func (w *bagWriter) Write(p []byte) (int, error) {
-	err := w.do(func() error {
+	err := w.do(true, func(st harness.State) error {
 		if w.clear {
-			return w.h.ClearBag(w.transform, w.stateID, w.window, w.key)
+			return st.ClearBag(w.cell)
 		}
-		return w.h.AppendBag(w.transform, w.stateID, w.window, w.key, bytes.Clone(p))
+		return st.AppendBag(w.cell, bytes.Clone(p))
 	})
 	if err != nil {
 		return 0, err

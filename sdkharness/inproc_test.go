@@ -3,56 +3,87 @@ package sdkharness
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/exec"
-	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	"github.com/weir-runner/weir/runner/engine/harness"
 )
 
-// chunkedState serves one bag whose contents it returns in pieces of n
-// bytes, with the offset of the next piece as continuation token, and
-// records the appends and clears it sees.
-type chunkedState struct {
-	data []byte
-	n    int
-	log  []string
+// memState is a harness.State over a map of bags and one iterable side
+// input, which records the bag calls it sees.
+type memState struct {
+	bags  map[string][]byte
+	side  []byte
+	log   []string
+	reads int
 }
 
-func (s *chunkedState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
-	switch r := req.GetRequest().(type) {
-	case *fnpb.StateRequest_Get:
-		off := 0
-		if t := r.Get.GetContinuationToken(); len(t) > 0 {
-			off, _ = strconv.Atoi(string(t))
-		}
-		end := min(len(s.data), off+s.n)
-		var next []byte
-		if end < len(s.data) {
-			next = []byte(strconv.Itoa(end))
-		}
-		return &fnpb.StateResponse{Response: &fnpb.StateResponse_Get{Get: &fnpb.StateGetResponse{Data: s.data[off:end], ContinuationToken: next}}}
-	case *fnpb.StateRequest_Append:
-		s.log = append(s.log, "append "+string(r.Append.GetData()))
-		return &fnpb.StateResponse{}
-	case *fnpb.StateRequest_Clear:
-		s.log = append(s.log, "clear")
-		return &fnpb.StateResponse{}
+func bagID(c harness.Cell) string {
+	return c.Transform + "/" + c.StateID + "/" + string(c.Window) + "/" + string(c.Key)
+}
+
+func (s *memState) ReadBag(c harness.Cell) ([]byte, error) {
+	s.reads++
+	return s.bags[bagID(c)], nil
+}
+
+func (s *memState) AppendBag(c harness.Cell, data []byte) error {
+	s.log = append(s.log, "append "+string(data))
+	s.bags[bagID(c)] = append(s.bags[bagID(c)], data...)
+	return nil
+}
+
+func (s *memState) ClearBag(c harness.Cell) error {
+	s.log = append(s.log, "clear")
+	delete(s.bags, bagID(c))
+	return nil
+}
+
+var errNotHere = errors.New("not in this test")
+
+func (s *memState) ReadMap(harness.Cell, []byte) ([]byte, error)           { return nil, errNotHere }
+func (s *memState) AppendMap(harness.Cell, []byte, []byte) error           { return errNotHere }
+func (s *memState) ClearMapKey(harness.Cell, []byte) error                 { return errNotHere }
+func (s *memState) MapKeys(harness.Cell) ([]byte, error)                   { return nil, errNotHere }
+func (s *memState) ClearMap(harness.Cell) error                            { return errNotHere }
+func (s *memState) ReadOrdered(harness.Cell, int64, int64) ([]byte, error) { return nil, errNotHere }
+func (s *memState) AppendOrdered(harness.Cell, []byte) error               { return errNotHere }
+func (s *memState) ClearOrdered(harness.Cell, int64, int64) error          { return errNotHere }
+
+// SideIterable pages the side input by offset, max bytes at a time.
+func (s *memState) SideIterable(_, _ string, _, token []byte, max int) ([]byte, []byte, error) {
+	off := 0
+	if len(token) > 0 {
+		off, _ = strconv.Atoi(string(token))
 	}
-	return &fnpb.StateResponse{Error: "unsupported"}
+	end := min(len(s.side), off+max)
+	var next []byte
+	if end < len(s.side) {
+		next = []byte(strconv.Itoa(end))
+	}
+	return s.side[off:end], next, nil
 }
 
-// TestLocalStateReadsEveryChunk: an in-process bag read follows the
-// handler's continuation tokens to the end, whatever the chunk size.
-func TestLocalStateReadsEveryChunk(t *testing.T) {
+func (s *memState) SideMulti(_, _ string, _, _, _ []byte, _ int) ([]byte, []byte, error) {
+	return nil, nil, errNotHere
+}
+
+func (s *memState) SideKeys(_, _ string, _, _ []byte, _ int) ([]byte, []byte, error) {
+	return nil, nil, errNotHere
+}
+
+// TestLocalStateReadsEveryPage: an in-process side input read follows the
+// continuation tokens to the end, whatever the page size.
+func TestLocalStateReadsEveryPage(t *testing.T) {
 	data := []byte(strings.Repeat("0123456789", 7))
 	for _, n := range []int{1, 3, 10, 69, 70, 1000} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
-			st := &localState{inst: "b1", h: &chunkedState{data: data, n: n}}
-			r, err := st.OpenBagUserStateReader(context.Background(), exec.StreamID{PtransformID: "t"}, "s", []byte("k"), []byte("w"))
+			st := &localState{NewStateServer("b1", &memState{side: data}, n)}
+			r, err := st.OpenIterableSideInput(context.Background(), exec.StreamID{PtransformID: "t"}, "s", []byte("w"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,24 +98,41 @@ func TestLocalStateReadsEveryChunk(t *testing.T) {
 	}
 }
 
-// TestLocalStateWritesAndEnd: appends and clears reach the handler in
-// order, and after the bundle ends every request is refused.
-func TestLocalStateWritesAndEnd(t *testing.T) {
-	h := &chunkedState{n: 10}
-	st := &localState{inst: "b1", h: h}
+// TestLocalStateBagCalls: bag reads, appends and clears are direct calls
+// on the cell the SDK named, in order, and after the bundle ends every
+// request is refused.
+func TestLocalStateBagCalls(t *testing.T) {
+	h := &memState{bags: map[string][]byte{}}
+	st := &localState{NewStateServer("b1", h, 0)}
 	ctx, id := context.Background(), exec.StreamID{PtransformID: "t"}
-	ap, _ := st.OpenBagUserStateAppender(ctx, id, "s", []byte("k"), []byte("w"))
-	cl, _ := st.OpenBagUserStateClearer(ctx, id, "s", []byte("k"), []byte("w"))
-	for _, w := range []struct {
-		w io.Writer
-		p string
-	}{{ap, "x"}, {cl, ""}, {ap, "y"}} {
-		if _, err := w.w.Write([]byte(w.p)); err != nil {
+	read := func() string {
+		r, err := st.OpenBagUserStateReader(ctx, id, "s", []byte("k"), []byte("w"))
+		if err != nil {
 			t.Fatal(err)
 		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
 	}
-	if got, want := strings.Join(h.log, ","), "append x,clear,append y"; got != want {
-		t.Errorf("handler saw %q, want %q", got, want)
+	ap, _ := st.OpenBagUserStateAppender(ctx, id, "s", []byte("k"), []byte("w"))
+	cl, _ := st.OpenBagUserStateClearer(ctx, id, "s", []byte("k"), []byte("w"))
+	steps := []struct {
+		w    io.Writer
+		p    string
+		want string
+	}{{ap, "x", "x"}, {ap, "y", "xy"}, {cl, "", ""}, {ap, "z", "z"}}
+	for i, s := range steps {
+		if _, err := s.w.Write([]byte(s.p)); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(); got != s.want {
+			t.Errorf("after step %d the bag is %q, want %q", i, got, s.want)
+		}
+	}
+	if got, want := strings.Join(h.log, ","), "append x,append y,clear,append z"; got != want {
+		t.Errorf("state saw %q, want %q", got, want)
 	}
 	st.end()
 	if _, err := ap.Write([]byte("z")); err == nil || !strings.Contains(err.Error(), "ended bundle") {
@@ -139,71 +187,5 @@ func TestLocalDataElements(t *testing.T) {
 	}
 	if got := d.timerOutputs(); len(got) != 1 || string(got[tk]) != "set" {
 		t.Errorf("timer outputs %q, want only %v=set", got, tk)
-	}
-}
-
-// bagState is a harness.BagStateHandler over a map of bags.
-type bagState struct {
-	chunkedState
-	bags map[string][]byte
-}
-
-func bagID(transform, stateID string, window, key []byte) string {
-	return transform + "/" + stateID + "/" + string(window) + "/" + string(key)
-}
-
-func (s *bagState) ReadBag(transform, stateID string, window, key []byte) ([]byte, error) {
-	return s.bags[bagID(transform, stateID, window, key)], nil
-}
-
-func (s *bagState) AppendBag(transform, stateID string, window, key, data []byte) error {
-	id := bagID(transform, stateID, window, key)
-	s.bags[id] = append(s.bags[id], data...)
-	return nil
-}
-
-func (s *bagState) ClearBag(transform, stateID string, window, key []byte) error {
-	delete(s.bags, bagID(transform, stateID, window, key))
-	return nil
-}
-
-// TestLocalStateBagCalls: with a harness.BagStateHandler, bag reads, appends and
-// clears are direct calls on the cell the SDK named, and end refuses them.
-func TestLocalStateBagCalls(t *testing.T) {
-	h := &bagState{bags: map[string][]byte{}}
-	st := &localState{inst: "b1", h: h}
-	ctx, id := context.Background(), exec.StreamID{PtransformID: "t"}
-	read := func() string {
-		r, err := st.OpenBagUserStateReader(ctx, id, "s", []byte("k"), []byte("w"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	ap, _ := st.OpenBagUserStateAppender(ctx, id, "s", []byte("k"), []byte("w"))
-	cl, _ := st.OpenBagUserStateClearer(ctx, id, "s", []byte("k"), []byte("w"))
-	steps := []struct {
-		w    io.Writer
-		p    string
-		want string
-	}{{ap, "x", "x"}, {ap, "y", "xy"}, {cl, "", ""}, {ap, "z", "z"}}
-	for i, s := range steps {
-		if _, err := s.w.Write([]byte(s.p)); err != nil {
-			t.Fatal(err)
-		}
-		if got := read(); got != s.want {
-			t.Errorf("after step %d the bag is %q, want %q", i, got, s.want)
-		}
-	}
-	if len(h.log) != 0 {
-		t.Errorf("bag requests went through HandleState: %q", h.log)
-	}
-	st.end()
-	if _, err := ap.Write([]byte("z")); err == nil {
-		t.Error("append after the end succeeded")
 	}
 }

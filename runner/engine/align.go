@@ -46,17 +46,19 @@ func newAligner(raw inbox, ports []portState, onEnded func(), onAlign func(int64
 	return a
 }
 
-// run moves messages until ctx ends (the subtask's context: it ends when
-// the task does).
-func (a *aligner) run(ctx context.Context) {
+// run is the aligner's goroutine: it moves messages until ctx ends (the
+// subtask's context: it ends when the task does). Its decisions are step's.
+func (a *aligner) run(ctx context.Context, clock Clock) {
 	if a.ended() {
 		a.onEnded()
 	}
 	for {
 		select {
 		case m := <-a.raw:
-			if a.admit(ctx, m) != nil {
-				return
+			for _, o := range a.step(m, clock.Now()) {
+				if a.out.send(ctx, o) != nil {
+					return
+				}
 			}
 		case <-ctx.Done():
 			return
@@ -73,28 +75,35 @@ func (a *aligner) ended() bool {
 	return true
 }
 
-func (a *aligner) admit(ctx context.Context, m msg) error {
+// step takes message m, arrived at now, and returns what the task is to
+// see next, in order (nothing while m is held back).
+func (a *aligner) step(m msg, now time.Time) []msg {
+	return a.admit(nil, m, now)
+}
+
+// admit appends to out what m lets through.
+func (a *aligner) admit(out []msg, m msg, now time.Time) []msg {
 	k := portSender{m.port, m.sender}
 	switch {
 	case m.kind == msgBarrier && m.sender == "":
 		// From the coordinator: only a subtask without live inputs acts on it.
 		if m.chk > a.last && a.cur == 0 && a.ended() {
-			return a.complete(ctx, m.chk)
+			return a.complete(out, m.chk, now)
 		}
-		return nil
+		return out
 	case a.cur != 0 && a.blocked[k]:
 		if m.kind == msgBarrier && m.chk == a.cur {
 			a.seen[m.port]++ // the sender feeds this port more than once
-			return a.maybeComplete(ctx)
+			return a.maybeComplete(out, now)
 		}
 		a.held = append(a.held, m)
-		return nil
+		return out
 	case m.kind == msgBarrier:
 		if m.chk <= a.last || (a.cur != 0 && m.chk < a.cur) {
-			return nil // an aborted checkpoint's late barrier
+			return out // an aborted checkpoint's late barrier
 		}
 		if a.cur == 0 {
-			a.cur, a.start = m.chk, time.Now()
+			a.cur, a.start = m.chk, now
 		} else if m.chk > a.cur {
 			// Barriers travel in order, so a newer one means the sender
 			// skipped cur; align on the newer one from here.
@@ -102,50 +111,44 @@ func (a *aligner) admit(ctx context.Context, m msg) error {
 		}
 		a.blocked[k] = true
 		a.seen[m.port]++
-		return a.maybeComplete(ctx)
+		return a.maybeComplete(out, now)
 	case m.kind == msgEOI:
 		a.eoi[m.port]++
-		if err := a.out.send(ctx, m); err != nil {
-			return err
-		}
+		out = append(out, m)
 		if a.ended() {
 			a.onEnded()
 		}
-		return a.maybeComplete(ctx)
+		return a.maybeComplete(out, now)
 	default:
-		return a.out.send(ctx, m)
+		return append(out, m)
 	}
 }
 
-func (a *aligner) maybeComplete(ctx context.Context) error {
+func (a *aligner) maybeComplete(out []msg, now time.Time) []msg {
 	if a.cur == 0 {
-		return nil
+		return out
 	}
 	for i, n := range a.senders {
 		if a.seen[i]+a.eoi[i] < n {
-			return nil
+			return out
 		}
 	}
-	return a.complete(ctx, a.cur)
+	return a.complete(out, a.cur, now)
 }
 
 // complete passes barrier chk on, then re-admits what was held back.
-func (a *aligner) complete(ctx context.Context, chk int64) error {
+func (a *aligner) complete(out []msg, chk int64, now time.Time) []msg {
 	if a.cur != 0 && a.onAlign != nil {
-		a.onAlign(chk, time.Since(a.start))
+		a.onAlign(chk, now.Sub(a.start))
 	}
-	if err := a.out.send(ctx, msg{kind: msgBarrier, chk: chk}); err != nil {
-		return err
-	}
+	out = append(out, msg{kind: msgBarrier, chk: chk})
 	a.last, a.cur = chk, 0
 	clear(a.blocked)
 	clear(a.seen)
 	held := a.held
 	a.held = nil
 	for _, m := range held {
-		if err := a.admit(ctx, m); err != nil {
-			return err
-		}
+		out = a.admit(out, m, now)
 	}
-	return nil
+	return out
 }

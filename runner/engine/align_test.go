@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -45,7 +44,6 @@ func TestAligner(t *testing.T) {
 			if a.ended() {
 				a.onEnded()
 			}
-			ctx := context.Background()
 			for _, f := range strings.Fields(tc.in) {
 				sender, what, _ := strings.Cut(f, ":")
 				m := msg{sender: sender}
@@ -61,8 +59,8 @@ func TestAligner(t *testing.T) {
 				case 'E':
 					m.kind = msgEOI
 				}
-				if err := a.admit(ctx, m); err != nil {
-					t.Fatal(err)
+				for _, o := range a.step(m, time.Time{}) {
+					a.out <- o
 				}
 			}
 			var got []string
@@ -84,5 +82,25 @@ func TestAligner(t *testing.T) {
 				t.Errorf("ended reported %v, want %v", ended, tc.ended)
 			}
 		})
+	}
+}
+
+// TestAlignerTimesAlignment: the time an alignment took runs from its
+// first barrier to its last, on the clock the steps are given.
+func TestAlignerTimesAlignment(t *testing.T) {
+	var took time.Duration
+	var chk int64
+	a := newAligner(make(inbox), []portState{{senders: 2}}, func() {}, func(c int64, d time.Duration) { chk, took = c, d })
+	t0 := time.Unix(1000, 0)
+	if out := a.step(msg{kind: msgBarrier, sender: "a", chk: 7}, t0); len(out) != 0 {
+		t.Fatalf("first barrier passed %d messages on", len(out))
+	}
+	a.step(msg{kind: msgData, sender: "a", data: []byte("held")}, t0.Add(time.Second))
+	out := a.step(msg{kind: msgBarrier, sender: "b", chk: 7}, t0.Add(5*time.Second))
+	if len(out) != 2 || out[0].kind != msgBarrier || string(out[1].data) != "held" {
+		t.Fatalf("alignment passed on %v, want the barrier then the held message", out)
+	}
+	if chk != 7 || took != 5*time.Second {
+		t.Errorf("onAlign(%d, %v), want (7, 5s)", chk, took)
 	}
 }

@@ -11,14 +11,16 @@
 //   - engine.go: Run (restarts from checkpoints), runOnce, the task kinds;
 //   - router.go, msg.go: keyed exchanges, broadcasts, messages and inboxes;
 //   - sdk.go, keyed.go: SDK stages, per-key user state and timers
-//     served from Pebble (package state) over the Fn State API;
+//     served from Pebble (package state) as typed calls (harness.State:
+//     bag, multimap, ordered list, side inputs);
 //   - side*.go: side inputs, their readiness per window, parked main input;
 //   - split.go, progress.go, pool.go: splittable DoFns (runtime splits,
 //     residuals), progress, the worker pool;
 //   - harness/: the contract with an SDK harness (harness.Worker: register,
-//     run a bundle, split, output size, finalize), which package sdkharness
-//     implements over the Fn API and in process, and fakeharness_test.go
-//     with a fake that needs no SDK;
+//     run a bundle, split, output size, finalize; harness.State: a
+//     bundle's state), which package sdkharness implements over the Fn API
+//     and in process (translating the Fn State API into harness.State
+//     calls), and fakeharness_test.go with a fake that needs no SDK;
 //   - gbk.go, gbk_trigger.go: GroupByKeys, default and triggered;
 //   - teststream.go, quiet.go: TestStream replay, which waits for quiescence;
 //   - checkpoint.go, align.go, snapshot.go: the checkpoint coordinator,

@@ -284,7 +284,7 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 		tctx, stop := context.WithCancel(ctx)
 		if aligners != nil {
 			wg.Add(1)
-			go func() { defer wg.Done(); aligners[i].run(tctx) }()
+			go func() { defer wg.Done(); aligners[i].run(tctx, e.o.Clock) }()
 		}
 		go func() {
 			defer wg.Done()

@@ -3,11 +3,8 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
-	"strconv"
 	"sync"
 
-	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
@@ -288,26 +285,18 @@ func errOr(err error) error {
 	return fmt.Errorf("truncated")
 }
 
-// bundleState answers a stateful bundle's state requests from its Pebble
-// bundle, and side input requests from the stage's side inputs.
+// bundleState serves a bundle's state (harness.State): user state from
+// the stateful stage's Pebble bundle b (nil for a stage without keyed
+// state, whose user state requests are refused), side inputs from the
+// stage's side inputs.
 type bundleState struct {
+	*sideState
 	mu   sync.Mutex
-	side *sideState
 	b    *state.Bundle
 	maxP int
 	k    *keyed          // for window expiry; nil: no expiry timers
 	gc   map[string]bool // (key, window) given an expiry timer in this bundle
 	id   []byte          // firstWrite's buffer
-	// paged is the last Get answered in more than one page: the later
-	// pages come from it, so a bag read in n pages costs one read of the
-	// bag, not n. Any write drops it (a later page then reads again).
-	paged *pagedRead
-}
-
-// pagedRead is a read whose pages are being fetched.
-type pagedRead struct {
-	key  string // the request's state key, marshalled
-	data []byte
 }
 
 // firstWrite reports whether the bundle has yet to make sure the expiry
@@ -352,181 +341,72 @@ func (h *bundleState) noteWrite(c state.Cell) error {
 	})
 }
 
-// bagCell returns the cell of a bag state request, or an error if the
-// bundle has no keyed state.
-func (h *bundleState) bagCell(transform, stateID string, window, key []byte) (state.Cell, error) {
+// cell returns the state cell of c, or an error if the bundle has no
+// keyed state.
+func (h *bundleState) cell(c harness.Cell) (state.Cell, error) {
 	if h.b == nil {
 		return state.Cell{}, fmt.Errorf("user state request outside a stateful bundle")
 	}
-	c := state.Cell{Transform: transform, StateID: stateID, Window: window, Key: key}
-	c.KeyGroup = state.KeyGroup(key, h.maxP)
-	return c, nil
+	return state.Cell{Transform: c.Transform, StateID: c.StateID, Window: c.Window, Key: c.Key, KeyGroup: state.KeyGroup(c.Key, h.maxP)}, nil
 }
 
-// ReadBag, AppendBag and ClearBag serve bag state (Value, Bag and
-// Combining state in the Go SDK) as HandleState does, without protos: the
-// in-process worker calls them (harness.BagStateHandler).
-func (h *bundleState) ReadBag(transform, stateID string, window, key []byte) ([]byte, error) {
+// read serves a read of user state: state found there means its key and
+// window have their expiry timer (noteExpiryExists).
+func (h *bundleState) read(c harness.Cell, op func(state.Cell) ([]byte, error)) ([]byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c, err := h.bagCell(transform, stateID, window, key)
+	sc, err := h.cell(c)
 	if err != nil {
 		return nil, err
 	}
-	data, err := h.b.ReadBag(c)
+	data, err := op(sc)
 	if err == nil && len(data) > 0 {
-		h.noteExpiryExists(c)
+		h.noteExpiryExists(sc)
 	}
 	return data, err
 }
 
-func (h *bundleState) AppendBag(transform, stateID string, window, key, data []byte) error {
+// write serves a write of user state; one that adds state (add) makes
+// sure its window has an expiry timer.
+func (h *bundleState) write(c harness.Cell, add bool, op func(state.Cell) error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c, err := h.bagCell(transform, stateID, window, key)
+	sc, err := h.cell(c)
 	if err != nil {
 		return err
 	}
-	if err := h.noteWrite(c); err != nil {
-		return err
+	if add {
+		if err := h.noteWrite(sc); err != nil {
+			return err
+		}
 	}
-	h.paged = nil
-	return h.b.AppendBag(c, data)
+	return op(sc)
 }
 
-func (h *bundleState) ClearBag(transform, stateID string, window, key []byte) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c, err := h.bagCell(transform, stateID, window, key)
-	if err != nil {
-		return err
-	}
-	h.paged = nil
-	return h.b.ClearBag(c)
+func (h *bundleState) ReadBag(c harness.Cell) ([]byte, error) { return h.read(c, h.b.ReadBag) }
+func (h *bundleState) AppendBag(c harness.Cell, data []byte) error {
+	return h.write(c, true, func(sc state.Cell) error { return h.b.AppendBag(sc, data) })
 }
+func (h *bundleState) ClearBag(c harness.Cell) error { return h.write(c, false, h.b.ClearBag) }
 
-func (h *bundleState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var cell state.Cell
-	var mapKey []byte
-	var start, end int64 = math.MinInt64, math.MaxInt64 // ordered list range; none means all
-	kind := ""
-	switch k := req.GetStateKey().GetType().(type) {
-	case *fnpb.StateKey_BagUserState_:
-		u := k.BagUserState
-		cell = state.Cell{Transform: u.GetTransformId(), StateID: u.GetUserStateId(), Window: u.GetWindow(), Key: u.GetKey()}
-		kind = "bag"
-	case *fnpb.StateKey_MultimapUserState_:
-		u := k.MultimapUserState
-		cell = state.Cell{Transform: u.GetTransformId(), StateID: u.GetUserStateId(), Window: u.GetWindow(), Key: u.GetKey()}
-		mapKey = u.GetMapKey()
-		kind = "map"
-	case *fnpb.StateKey_MultimapKeysUserState_:
-		u := k.MultimapKeysUserState
-		cell = state.Cell{Transform: u.GetTransformId(), StateID: u.GetUserStateId(), Window: u.GetWindow(), Key: u.GetKey()}
-		kind = "keys"
-	case *fnpb.StateKey_OrderedListUserState_:
-		u := k.OrderedListUserState
-		cell = state.Cell{Transform: u.GetTransformId(), StateID: u.GetUserStateId(), Window: u.GetWindow(), Key: u.GetKey()}
-		if r := u.GetRange(); r != nil {
-			start, end = r.GetStart(), r.GetEnd()
-		}
-		kind = "ordered"
-	default:
-		if h.side == nil {
-			return &fnpb.StateResponse{Error: fmt.Sprintf("state key %T is not supported", k)}
-		}
-		return h.side.HandleState(req)
-	}
-	if h.b == nil {
-		return &fnpb.StateResponse{Error: "user state request outside a stateful bundle"}
-	}
-	cell.KeyGroup = state.KeyGroup(cell.Key, h.maxP)
-	var err error
-	switch r := req.GetRequest().(type) {
-	case *fnpb.StateRequest_Get:
-		token := r.Get.GetContinuationToken()
-		id, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req.GetStateKey())
-		if p := h.paged; len(token) > 0 && p != nil && p.key == string(id) {
-			return chunk(p.data, token, h.side.chunkBytes())
-		}
-		var data []byte
-		switch kind {
-		case "bag":
-			data, err = h.b.ReadBag(cell)
-		case "map":
-			data, err = h.b.ReadMap(cell, mapKey)
-		case "keys":
-			data, err = h.b.MapKeys(cell)
-		case "ordered":
-			data, err = h.b.ReadOrdered(cell, start, end)
-		}
-		if err != nil {
-			break
-		}
-		if len(data) > 0 {
-			h.noteExpiryExists(cell)
-		}
-		h.paged = nil
-		if len(data) > h.side.chunkBytes() {
-			h.paged = &pagedRead{key: string(id), data: data}
-		}
-		return chunk(data, token, h.side.chunkBytes())
-	case *fnpb.StateRequest_Append:
-		h.paged = nil
-		if err = h.noteWrite(cell); err != nil {
-			break
-		}
-		switch kind {
-		case "bag":
-			err = h.b.AppendBag(cell, r.Append.GetData())
-		case "map":
-			err = h.b.AppendMap(cell, mapKey, r.Append.GetData())
-		case "ordered":
-			// One entry per request: how the Go SDK frames them (see state/orderedlist.go).
-			err = h.b.AppendOrdered(cell, r.Append.GetData())
-		default:
-			err = fmt.Errorf("append to multimap keys is not allowed")
-		}
-		if err == nil {
-			return &fnpb.StateResponse{Response: &fnpb.StateResponse_Append{Append: &fnpb.StateAppendResponse{}}}
-		}
-	case *fnpb.StateRequest_Clear:
-		h.paged = nil
-		switch kind {
-		case "bag":
-			err = h.b.ClearBag(cell)
-		case "map":
-			err = h.b.ClearMapKey(cell, mapKey)
-		case "keys":
-			err = h.b.ClearMap(cell)
-		case "ordered":
-			err = h.b.ClearOrdered(cell, start, end)
-		}
-		if err == nil {
-			return &fnpb.StateResponse{Response: &fnpb.StateResponse_Clear{Clear: &fnpb.StateClearResponse{}}}
-		}
-	default:
-		err = fmt.Errorf("state request %T is not supported", r)
-	}
-	return &fnpb.StateResponse{Error: fmt.Sprintf("state %s of %s: %v", cell.StateID, cell.Transform, err)}
+func (h *bundleState) ReadMap(c harness.Cell, mapKey []byte) ([]byte, error) {
+	return h.read(c, func(sc state.Cell) ([]byte, error) { return h.b.ReadMap(sc, mapKey) })
 }
+func (h *bundleState) AppendMap(c harness.Cell, mapKey, data []byte) error {
+	return h.write(c, true, func(sc state.Cell) error { return h.b.AppendMap(sc, mapKey, data) })
+}
+func (h *bundleState) ClearMapKey(c harness.Cell, mapKey []byte) error {
+	return h.write(c, false, func(sc state.Cell) error { return h.b.ClearMapKey(sc, mapKey) })
+}
+func (h *bundleState) MapKeys(c harness.Cell) ([]byte, error) { return h.read(c, h.b.MapKeys) }
+func (h *bundleState) ClearMap(c harness.Cell) error          { return h.write(c, false, h.b.ClearMap) }
 
-// chunk returns the part of data a continuation token asks for.
-func chunk(data, token []byte, size int) *fnpb.StateResponse {
-	off := 0
-	if len(token) > 0 {
-		n, err := strconv.Atoi(string(token))
-		if err != nil || n < 0 || n > len(data) {
-			return &fnpb.StateResponse{Error: fmt.Sprintf("bad continuation token %q", token)}
-		}
-		off = n
-	}
-	end := min(len(data), off+size)
-	var next []byte
-	if end < len(data) {
-		next = []byte(strconv.Itoa(end))
-	}
-	return &fnpb.StateResponse{Response: &fnpb.StateResponse_Get{Get: &fnpb.StateGetResponse{Data: data[off:end], ContinuationToken: next}}}
+func (h *bundleState) ReadOrdered(c harness.Cell, start, end int64) ([]byte, error) {
+	return h.read(c, func(sc state.Cell) ([]byte, error) { return h.b.ReadOrdered(sc, start, end) })
+}
+func (h *bundleState) AppendOrdered(c harness.Cell, data []byte) error {
+	return h.write(c, true, func(sc state.Cell) error { return h.b.AppendOrdered(sc, data) })
+}
+func (h *bundleState) ClearOrdered(c harness.Cell, start, end int64) error {
+	return h.write(c, false, func(sc state.Cell) error { return h.b.ClearOrdered(sc, start, end) })
 }

@@ -144,8 +144,8 @@ func checkStrs(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
-func newBundleState(db *state.DB) *bundleState {
-	return &bundleState{b: db.NewBundle(), maxP: testMaxP}
+func newBundleState(db *state.DB) *fnState {
+	return newFnState(&bundleState{b: db.NewBundle(), maxP: testMaxP}, 0)
 }
 
 func TestBagState(t *testing.T) {
@@ -327,7 +327,7 @@ func TestBundleStateLargeBag(t *testing.T) {
 func TestBundleStateRouting(t *testing.T) {
 	// Side input keys go to the side inputs; user state needs a bundle.
 	_, side := newTestSide(t, false, kvElem(0, "k", "v", iwin(0, 10)))
-	h := &bundleState{side: side, maxP: testMaxP}
+	h := newFnState(&bundleState{sideState: side.sideState, maxP: testMaxP}, 0)
 	if got := getStrs(t, h, iterKey("pardo", "side0", iwin(0, 10))); !slices.Equal(got, []string{"k", "v"}) {
 		t.Errorf("side input through bundleState = %q", got)
 	}
@@ -341,7 +341,7 @@ func TestBundleStateRouting(t *testing.T) {
 			t.Errorf("user state request %v without a bundle: no error", req.GetStateKey())
 		}
 	}
-	noSide := &bundleState{b: openDB(t).NewBundle(), maxP: testMaxP}
+	noSide := newBundleState(openDB(t))
 	defer noSide.b.Discard()
 	if r := noSide.HandleState(getReq(iterKey("pardo", "side0", iwin(0, 10)), nil)); r.GetError() == "" {
 		t.Error("side input request without side inputs: no error")
@@ -425,7 +425,7 @@ func TestFirable(t *testing.T) {
 // the handler between pages makes the next page read the bag again.
 func TestPagedBagRead(t *testing.T) {
 	db := openDB(t)
-	h := &bundleState{side: &sideState{chunk: 8}, b: db.NewBundle(), maxP: testMaxP}
+	h := newFnState(&bundleState{b: db.NewBundle(), maxP: testMaxP}, 8)
 	defer h.b.Discard()
 	var vals []string
 	for i := range 20 {

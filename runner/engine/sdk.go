@@ -49,7 +49,7 @@ type sdkTask struct {
 }
 
 func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cache, split *splitPool) (*sdkTask, error) {
-	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}, chunk: base.e.o.Limits.StateChunkBytes}, sinkTo: map[string]string{}, split: split}
+	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}}, sinkTo: map[string]string{}, split: split}
 	p := base.e.plan
 	in, err := wire.Build(p.Components.GetCoders(), p.PColls[base.stage.Input].WireCoder)
 	if err != nil {
@@ -681,7 +681,8 @@ func (t *sdkTask) attempt(ctx context.Context, w harness.Worker, input [][]byte,
 		Descriptor: desc,
 		Inputs:     map[string][][]byte{t.stage.SourceID: input},
 		Outputs:    t.outputs,
-		State:      t.side,
+		State:      &bundleState{sideState: t.side},
+		PageBytes:  t.e.o.Limits.StateChunkBytes,
 	}
 	if t.stage.Splittable != "" {
 		sp := newSplitter(t, w, input)
@@ -723,7 +724,7 @@ func (t *sdkTask) attempt(ctx context.Context, w harness.Worker, input [][]byte,
 			b.Discard()
 		}
 	}()
-	spec.State = &bundleState{side: t.side, b: b, maxP: t.keyed.maxP, k: t.keyed}
+	spec.State = &bundleState{sideState: t.side, b: b, maxP: t.keyed.maxP, k: t.keyed}
 	spec.EndTimers = t.keyed.endTimers
 	if len(fired) > 0 {
 		spec.Timers = map[harness.TimerKey][]byte{}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/state"
@@ -77,70 +76,51 @@ func (s *sideInput) add(data []byte) error {
 	return nil
 }
 
-// sideState answers a bundle's side input state requests from Pebble.
+// sideState serves a bundle's side input reads (harness.SideInputs) from
+// Pebble, a page at a time.
 type sideState struct {
 	inputs map[[2]string]*sideInput // (transform, local) → side input
-	// chunk bounds the data of one state response (Limits.StateChunkBytes;
-	// 0: the default).
-	chunk int
 }
 
-// chunkBytes is the bound of one state response's data.
-func (h *sideState) chunkBytes() int {
-	if h != nil && h.chunk > 0 {
-		return h.chunk
+// find returns side input side of transform.
+func (h *sideState) find(transform, side string) (*sideInput, error) {
+	if h != nil {
+		if s := h.inputs[[2]string{transform, side}]; s != nil {
+			return s, nil
+		}
 	}
-	return DefaultLimits.StateChunkBytes
+	return nil, fmt.Errorf("no side input %q of transform %q", side, transform)
 }
 
-func (h *sideState) HandleState(req *fnpb.StateRequest) *fnpb.StateResponse {
-	get := req.GetGet()
-	if get == nil {
-		return &fnpb.StateResponse{Error: fmt.Sprintf("side inputs are read-only; got %T", req.GetRequest())}
-	}
-	data, next, err := h.lookup(req.GetStateKey(), get.GetContinuationToken())
+// read reads a page of side input side of transform with op.
+func (h *sideState) read(transform, side string, op func(s *sideInput) ([]byte, []byte, error)) ([]byte, []byte, error) {
+	s, err := h.find(transform, side)
 	if err != nil {
-		return &fnpb.StateResponse{Error: err.Error()}
+		return nil, nil, err
 	}
-	return &fnpb.StateResponse{Response: &fnpb.StateResponse_Get{Get: &fnpb.StateGetResponse{Data: data, ContinuationToken: next}}}
+	data, next, err := op(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("side input %s of %s: %w", side, transform, err)
+	}
+	return data, next, nil
 }
 
-// lookup reads up to chunkBytes() of a side input state key from
-// where token says, and returns the token of the rest.
-func (h *sideState) lookup(key *fnpb.StateKey, token []byte) ([]byte, []byte, error) {
-	find := func(t, l string) (*sideInput, error) {
-		s := h.inputs[[2]string{t, l}]
-		if s == nil {
-			return nil, fmt.Errorf("no side input %q of transform %q", l, t)
-		}
-		return s, nil
-	}
-	var data, next []byte
-	var s *sideInput
-	var err error
-	switch k := key.GetType().(type) {
-	case *fnpb.StateKey_IterableSideInput_:
-		r := k.IterableSideInput
-		if s, err = find(r.GetTransformId(), r.GetSideInputId()); err == nil {
-			data, next, err = s.db.ReadSideValues(s.id, r.GetWindow(), token, h.chunkBytes())
-		}
-	case *fnpb.StateKey_MultimapSideInput_:
-		r := k.MultimapSideInput
-		if s, err = find(r.GetTransformId(), r.GetSideInputId()); err == nil {
-			data, next, err = s.db.ReadSideMulti(s.id, r.GetWindow(), r.GetKey(), token, h.chunkBytes())
-		}
-	case *fnpb.StateKey_MultimapKeysSideInput_:
-		r := k.MultimapKeysSideInput
-		if s, err = find(r.GetTransformId(), r.GetSideInputId()); err == nil {
-			data, next, err = s.db.ReadSideKeys(s.id, r.GetWindow(), token, h.chunkBytes())
-		}
-	default:
-		return nil, nil, fmt.Errorf("state key %T is not supported by weir yet", key.GetType())
-	}
-	if err != nil && s != nil {
-		err = fmt.Errorf("side input %s of %s: %w", s.spec.Local, s.spec.Transform, err)
-	}
-	return data, next, err
+func (h *sideState) SideIterable(transform, side string, window, token []byte, max int) ([]byte, []byte, error) {
+	return h.read(transform, side, func(s *sideInput) ([]byte, []byte, error) {
+		return s.db.ReadSideValues(s.id, window, token, max)
+	})
+}
+
+func (h *sideState) SideMulti(transform, side string, window, key, token []byte, max int) ([]byte, []byte, error) {
+	return h.read(transform, side, func(s *sideInput) ([]byte, []byte, error) {
+		return s.db.ReadSideMulti(s.id, window, key, token, max)
+	})
+}
+
+func (h *sideState) SideKeys(transform, side string, window, token []byte, max int) ([]byte, []byte, error) {
+	return h.read(transform, side, func(s *sideInput) ([]byte, []byte, error) {
+		return s.db.ReadSideKeys(s.id, window, token, max)
+	})
 }
 
 // initSides sets up the stage's side inputs: their contents and the main

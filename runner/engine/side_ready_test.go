@@ -255,7 +255,7 @@ func TestSideReadinessRestoredFromCheckpoint(t *testing.T) {
 	if got := takePending(t, re); !slices.Equal(got, []string{"a@[0,10)"}) {
 		t.Errorf("released %q", got)
 	}
-	data, _ := getAll(t, re.side, iterKey("pardo", "side0", iwin(0, 10)))
+	data, _ := getAll(t, newFnState(&bundleState{sideState: re.side}, 0), iterKey("pardo", "side0", iwin(0, 10)))
 	if got := readStrs(t, data); !slices.Equal(got, []string{"k", "v"}) {
 		t.Errorf("restored side input %q", got)
 	}

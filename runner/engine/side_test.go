@@ -10,6 +10,7 @@ import (
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/sdkharness"
 )
 
 func iterKey(transform, local string, window []byte) *fnpb.StateKey {
@@ -31,9 +32,22 @@ func getReq(key *fnpb.StateKey, token []byte) *fnpb.StateRequest {
 	return &fnpb.StateRequest{StateKey: key, Request: &fnpb.StateRequest_Get{Get: &fnpb.StateGetRequest{ContinuationToken: token}}}
 }
 
-// stateHandler is what both sideState and bundleState are.
+// stateHandler answers Fn State API requests (fnState).
 type stateHandler interface {
 	HandleState(*fnpb.StateRequest) *fnpb.StateResponse
+}
+
+// fnState is a bundle's state as its SDK's requests reach it: through
+// sdkharness's translation of the Fn State API into calls on bundleState.
+type fnState struct {
+	*bundleState
+	*sdkharness.StateServer
+}
+
+// newFnState serves h's state in pages of at most page bytes (0: the
+// default).
+func newFnState(h *bundleState, page int) *fnState {
+	return &fnState{h, sdkharness.NewStateServer("bundle", h, page)}
 }
 
 // getAll reads a state key, following continuation tokens, and returns the
@@ -60,12 +74,12 @@ func getAll(t *testing.T, h stateHandler, key *fnpb.StateKey) ([]byte, int) {
 
 // newTestSide makes a side input of windowed KV<string,string> in interval
 // windows, "side0" of transform "pardo", in a new DB, fed by add.
-func newTestSide(t *testing.T, multimap bool, chunks ...[]byte) (*sideInput, *sideState) {
+func newTestSide(t *testing.T, multimap bool, chunks ...[]byte) (*sideInput, *fnState) {
 	t.Helper()
 	spec := plan.SideInput{Transform: "pardo", Local: "side0", PColl: "pc", Multimap: multimap}
 	si := newSideInput(spec, kvWV(t, "iw"), 0, openDB(t))
 	addChunks(t, si, chunks...)
-	return si, &sideState{inputs: map[[2]string]*sideInput{{"pardo", spec.Local}: si}}
+	return si, newFnState(&bundleState{sideState: &sideState{inputs: map[[2]string]*sideInput{{"pardo", spec.Local}: si}}}, 0)
 }
 
 func addChunks(t *testing.T, si *sideInput, chunks ...[]byte) {
@@ -79,7 +93,7 @@ func addChunks(t *testing.T, si *sideInput, chunks ...[]byte) {
 
 // newTestSides makes two side inputs in one DB, both fed the same chunks:
 // "side0" a multimap, "side1" an iterable.
-func newTestSides(t *testing.T, chunks ...[]byte) *sideState {
+func newTestSides(t *testing.T, chunks ...[]byte) *fnState {
 	t.Helper()
 	mm, h := newTestSide(t, true, chunks...)
 	it := newSideInput(plan.SideInput{Transform: "pardo", Local: "side1", PColl: "pc"}, kvWV(t, "iw"), 1, mm.db)
@@ -148,7 +162,7 @@ func TestSideInputIterableNotMultimap(t *testing.T) {
 		wire.AppendWindowedValue(nil, 0, [][]byte{gw}, nil, str("two"))...)); err != nil {
 		t.Fatal(err)
 	}
-	h := &sideState{inputs: map[[2]string]*sideInput{{"t", "s"}: si}}
+	h := newFnState(&bundleState{sideState: &sideState{inputs: map[[2]string]*sideInput{{"t", "s"}: si}}}, 0)
 	data, _ := getAll(t, h, iterKey("t", "s", gw))
 	if got := readStrs(t, data); !slices.Equal(got, []string{"one", "two"}) {
 		t.Errorf("iterable = %q", got)
@@ -278,52 +292,6 @@ func TestSideInputContinuation(t *testing.T) {
 			}
 			if !bytes.Equal(got, tc.want) {
 				t.Errorf("concatenated pieces (%d bytes) differ from the whole (%d bytes)", len(got), len(tc.want))
-			}
-		})
-	}
-}
-
-func TestChunk(t *testing.T) {
-	data := bytes.Repeat([]byte("0123456789"), DefaultLimits.StateChunkBytes/5+3) // 2 chunks + 30 bytes
-	tests := []struct {
-		name      string
-		data      []byte
-		token     string
-		wantStart int
-		wantEnd   int
-		wantNext  string
-		wantErr   bool
-	}{
-		{"empty", nil, "", 0, 0, "", false},
-		{"small", data[:10], "", 0, 10, "", false},
-		{"exactly one chunk", data[:DefaultLimits.StateChunkBytes], "", 0, DefaultLimits.StateChunkBytes, "", false},
-		{"first of three", data, "", 0, DefaultLimits.StateChunkBytes, fmt.Sprint(DefaultLimits.StateChunkBytes), false},
-		{"second", data, fmt.Sprint(DefaultLimits.StateChunkBytes), DefaultLimits.StateChunkBytes, 2 * DefaultLimits.StateChunkBytes, fmt.Sprint(2 * DefaultLimits.StateChunkBytes), false},
-		{"last", data, fmt.Sprint(2 * DefaultLimits.StateChunkBytes), 2 * DefaultLimits.StateChunkBytes, len(data), "", false},
-		{"odd offset", data, "7", 7, 7 + DefaultLimits.StateChunkBytes, fmt.Sprint(7 + DefaultLimits.StateChunkBytes), false},
-		{"token at the end", data, fmt.Sprint(len(data)), len(data), len(data), "", false},
-		{"token past the end", data, fmt.Sprint(len(data) + 1), 0, 0, "", true},
-		{"negative", data, "-5", 0, 0, "", true},
-		{"not a number", data, "next", 0, 0, "", true},
-		{"overflow", data, "99999999999999999999999", 0, 0, "", true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := chunk(tc.data, []byte(tc.token), DefaultLimits.StateChunkBytes)
-			if tc.wantErr {
-				if r.GetError() == "" {
-					t.Errorf("no error for token %q", tc.token)
-				}
-				return
-			}
-			if r.GetError() != "" {
-				t.Fatal(r.GetError())
-			}
-			if got := r.GetGet().GetData(); !bytes.Equal(got, tc.data[tc.wantStart:tc.wantEnd]) {
-				t.Errorf("data is %d bytes, want [%d:%d]", len(got), tc.wantStart, tc.wantEnd)
-			}
-			if got := string(r.GetGet().GetContinuationToken()); got != tc.wantNext {
-				t.Errorf("next token %q, want %q", got, tc.wantNext)
 			}
 		})
 	}

@@ -53,6 +53,9 @@ type Worker interface {
 // Starter starts a worker, named workerID, for environment envID.
 type Starter func(ctx context.Context, envID, workerID string) (Worker, error)
 
+// DefaultPageBytes is what a zero BundleSpec.PageBytes means.
+const DefaultPageBytes = 2 << 20
+
 // ErrWorkerGone is wrapped by every error of a bundle whose worker died.
 var ErrWorkerGone = errors.New("sdk harness worker is gone")
 
@@ -63,21 +66,6 @@ type BundleError struct {
 
 func (e *BundleError) Error() string {
 	return fmt.Sprintf("bundle %s failed on worker %s: %s", e.Instruction, e.Worker, e.Message)
-}
-
-// StateHandler answers the state requests of one bundle.
-type StateHandler interface {
-	HandleState(req *fnpb.StateRequest) *fnpb.StateResponse
-}
-
-// BagStateHandler is a StateHandler that also serves bag user state by
-// direct calls, without building protos: the in-process worker uses it for
-// the Go SDK's Value, Bag and Combining state.
-type BagStateHandler interface {
-	StateHandler
-	ReadBag(transform, stateID string, window, key []byte) ([]byte, error)
-	AppendBag(transform, stateID string, window, key, data []byte) error
-	ClearBag(transform, stateID string, window, key []byte) error
 }
 
 // TimerKey names a timer stream of a bundle.
@@ -105,8 +93,11 @@ type BundleSpec struct {
 	// Outputs are the data sink transform IDs the harness will end with
 	// is_last.
 	Outputs []string
-	// State answers state requests; nil refuses them.
-	State StateHandler
+	// State serves the bundle's state requests; nil refuses them.
+	State State
+	// PageBytes bounds the data of one state response (0: 2 MiB); a
+	// larger value continues with a continuation token.
+	PageBytes int
 	// Started is called with the instruction ID once the bundle is sent.
 	Started func(instID string)
 }
