@@ -83,7 +83,7 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec harness.BundleSpec) (*h
 	respCh, err := w.instruct(&fnpb.InstructionRequest{
 		InstructionId: instID,
 		Request: &fnpb.InstructionRequest_ProcessBundle{ProcessBundle: &fnpb.ProcessBundleRequest{
-			ProcessBundleDescriptorId: spec.Descriptor,
+			ProcessBundleDescriptorId: w.bundleDescriptor(spec.Descriptor),
 		}},
 	})
 	if err != nil {
@@ -125,6 +125,9 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec harness.BundleSpec) (*h
 	defer b.mu.Unlock()
 	if b.err != nil {
 		return nil, b.err
+	}
+	if b.resp.GetRequiresFinalization() {
+		w.noteFinalizable(instID, spec.Descriptor)
 	}
 	return &harness.Result{InstructionID: instID, Outputs: b.outputs, Timers: b.timers, Response: b.resp}, nil
 }

@@ -268,13 +268,19 @@ func (l *InProcess) Finalize(_ context.Context, instID string) error {
 	if !ok {
 		return fmt.Errorf("finalizing bundle %s: no bundle awaits finalization", instID)
 	}
-	var err error
-	if time.Now().Before(f.expires) {
-		if err = f.plan.Finalize(); err != nil {
-			err = fmt.Errorf("finalizing bundle %s: %w", instID, err)
-		}
+	if !time.Now().Before(f.expires) {
+		l.release(f.desc, f.plan)
+		return nil
 	}
-	l.release(f.desc, f.plan)
+	err := f.plan.Finalize()
+	if err != nil {
+		err = fmt.Errorf("finalizing bundle %s: %w", instID, err)
+	}
+	// A plan the SDK has finalized is not used again: exec.Plan.Finalize
+	// gives the plan a new finalizer, but its DoFns keep the old one, so a
+	// later bundle on it would register its callbacks where nothing reads
+	// them and never ask to be finalized (Go SDK v2.77).
+	_ = f.plan.Down(context.Background())
 	return err
 }
 

@@ -31,6 +31,11 @@ type Worker struct {
 	dataReady   chan struct{}
 	dataMu      sync.Mutex // serialises Send on data
 	descriptors map[string]*fnpb.ProcessBundleDescriptor
+	// replanned maps a descriptor to the ID it now runs under, finalizable
+	// a bundle awaiting finalization to its descriptor (replan.go).
+	replanned   map[string]string
+	finalizable map[string]string
+	replans     int
 	pending     map[string]chan *fnpb.InstructionResponse
 	bundles     map[string]*bundle
 	// finalizing keeps finalizations apart from running bundles: the Go
@@ -50,6 +55,8 @@ func newWorker(srv *Server, id string, opts *structpb.Struct) *Worker {
 		connected:   make(chan struct{}),
 		dataReady:   make(chan struct{}),
 		descriptors: map[string]*fnpb.ProcessBundleDescriptor{},
+		replanned:   map[string]string{},
+		finalizable: map[string]string{},
 		pending:     map[string]chan *fnpb.InstructionResponse{},
 		bundles:     map[string]*bundle{},
 	}
@@ -236,5 +243,5 @@ func (w *Worker) Finalize(ctx context.Context, instID string) error {
 	if msg := resp.GetError(); msg != "" {
 		return fmt.Errorf("finalizing bundle %s: %s", instID, msg)
 	}
-	return nil
+	return w.replan(ctx, instID)
 }

@@ -71,7 +71,7 @@ func TestKillChild(t *testing.T) {
 		t.Fatalf("runner.Start: %v", err)
 	}
 	defer srv.Stop()
-	if err, _ := runJob(srv, p, a.Job); err != nil {
+	if err, _ := runJob(srv, p, a.Job, *flagTimeout); err != nil {
 		t.Fatalf("job failed: %v", err)
 	}
 }
@@ -85,13 +85,13 @@ func killDelay(seed uint64) time.Duration {
 // runKilled runs spec as the kill fault says and checks the result.
 func runKilled(t *testing.T, spec *Spec, set Settings, dir, job string, want map[string]map[string]int, o *outcome) *outcome {
 	t.Helper()
-	timeout := jobTimeout() + 30*time.Second
+	timeout := jobTimeout(spec, set) + 30*time.Second
 	start := func(resume bool, inc int64) (*exec.Cmd, *testlog.Buffer, <-chan error) {
 		a, err := json.Marshal(childArgs{Seed: spec.Seed, Big: *flagBig, Set: set, Dir: dir, Job: job, Resume: resume, Incarnation: inc})
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.v", fmt.Sprintf("-big=%v", *flagBig), fmt.Sprintf("-job_timeout=%v", jobTimeout()))
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.v", fmt.Sprintf("-big=%v", *flagBig), fmt.Sprintf("-job_timeout=%v", jobTimeout(spec, set)))
 		cmd.Env = append(os.Environ(), childEnv+"="+string(a))
 		out := &testlog.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out

@@ -275,7 +275,7 @@ func run(t *testing.T, spec *Spec, set Settings) *outcome {
 	t.Cleanup(stop)
 	defer stop()
 
-	o.jobErr, o.hung = runJob(srv, p, job)
+	o.jobErr, o.hung = runJob(srv, p, job, jobTimeout(spec, set))
 	if o.jobErr != nil && !o.hung && spec.splitErr() && strings.Contains(o.jobErr.Error(), SplitErrMsg) {
 		o.notes = append(o.notes, "the job failed with the injected split error, as it may")
 		o.jobErr = nil
@@ -394,20 +394,46 @@ func (s *Spec) splitErr() bool {
 	return false
 }
 
-// jobTimeout is how long a job may run before it counts as hung.
-func jobTimeout() time.Duration {
+// jobTimeout is how long a job of spec may run with set before it counts
+// as hung: a minute (20 with -big), and 10 ms more for each timer bundle
+// it needs at least (a tiny TimersPerFiring over thousands of timers
+// fires thousands of one-timer bundles: slow, not hung).
+func jobTimeout(spec *Spec, set Settings) time.Duration {
 	if *flagTimeout != 0 {
 		return *flagTimeout
 	}
+	base := time.Minute
 	if *flagBig {
-		return 20 * time.Minute
+		base = 20 * time.Minute
 	}
-	return time.Minute
+	per := set.TimersPerFiring
+	if per <= 0 {
+		per = engine.DefaultLimits.TimersPerFiring
+	}
+	return base + time.Duration(timerFirings(spec)/int64(per))*10*time.Millisecond
+}
+
+// timerFirings bounds from above how many timers spec's stateful DoFns
+// fire: at most one per element they emit.
+func timerFirings(spec *Spec) int64 {
+	elems, err := spec.Eval()
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, op := range spec.Ops {
+		if _, ok := op.Step.(Stateful); ok {
+			for _, c := range op.Out {
+				n += int64(len(elems[c]))
+			}
+		}
+	}
+	return n
 }
 
 // runJob runs p against srv as a user would: --runner=weir with srv's
 // endpoint and LOOPBACK workers.
-func runJob(srv *runner.Server, p *beam.Pipeline, name string) (err error, hung bool) {
+func runJob(srv *runner.Server, p *beam.Pipeline, name string, timeout time.Duration) (err error, hung bool) {
 	saved := []*string{jobopts.Endpoint, jobopts.EnvironmentType, jobopts.JobName}
 	old := make([]string, len(saved))
 	for i, f := range saved {
@@ -419,7 +445,6 @@ func runJob(srv *runner.Server, p *beam.Pipeline, name string) (err error, hung 
 		}
 	}()
 	*jobopts.Endpoint, *jobopts.EnvironmentType, *jobopts.JobName = srv.Endpoint(), "loopback", name
-	timeout := jobTimeout()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	_, err = beam.Run(ctx, "weir", p)

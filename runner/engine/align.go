@@ -2,15 +2,23 @@ package engine
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
 // aligner stands between a subtask's inbox and its task loop while
 // checkpointing is on. It passes messages through in order, except that
 // once a sender has delivered barrier N on a port, what that sender sends
-// after it is held back until every sender of every port has delivered N
-// or ended (alignment). Then it passes one barrier N on, followed by the
-// held messages: the task snapshots exactly the input before the barrier.
+// after it waits until every sender of every port has delivered N or
+// ended (alignment). Then it passes one barrier N on: the task snapshots
+// exactly the input before the barrier.
+//
+// The wait is the sender's: a router that has sent barrier N to an inbox
+// sends it nothing else until the inbox's gate says N has passed, so
+// alignment blocks the inputs whose barrier has arrived, and backpressure
+// holds through it, instead of their data piling up here. What reaches the
+// aligner from a blocked sender all the same (a sender not gated) is held
+// and passed on after the barrier.
 //
 // It also tells the coordinator when all of the subtask's inputs have
 // ended; from then on barriers reach the subtask from the coordinator
@@ -21,6 +29,7 @@ type aligner struct {
 	senders []int // senders per port
 	onEnded func()
 	onAlign func(chk int64, took time.Duration)
+	gate    *gate // opened for each barrier passed on; nil: none
 
 	eoi     []int // ends of input seen per port
 	cur     int64 // barrier being aligned (0: none)
@@ -58,6 +67,9 @@ func (a *aligner) run(ctx context.Context, clock Clock) {
 			for _, o := range a.step(m, clock.Now()) {
 				if a.out.send(ctx, o) != nil {
 					return
+				}
+				if o.kind == msgBarrier && a.gate != nil {
+					a.gate.pass(o.chk)
 				}
 			}
 		case <-ctx.Done():
@@ -151,4 +163,43 @@ func (a *aligner) complete(out []msg, chk int64, now time.Time) []msg {
 		out = a.admit(out, m, now)
 	}
 	return out
+}
+
+// gate is how senders to one inbox learn that its aligner has passed a
+// barrier on: a router that sent barrier N there waits for it before it
+// sends more.
+type gate struct {
+	mu     sync.Mutex
+	passed int64
+	ch     chan struct{} // closed when passed moves
+}
+
+func newGate() *gate { return &gate{ch: make(chan struct{})} }
+
+// pass records that barrier chk has been passed on.
+func (g *gate) pass(chk int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if chk > g.passed {
+		g.passed = chk
+		close(g.ch)
+		g.ch = make(chan struct{})
+	}
+}
+
+// wait returns once barrier chk (or a later one) has been passed on.
+func (g *gate) wait(ctx context.Context, chk int64) error {
+	for {
+		g.mu.Lock()
+		passed, ch := g.passed, g.ch
+		g.mu.Unlock()
+		if passed >= chk {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
 }

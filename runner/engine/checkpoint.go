@@ -633,14 +633,19 @@ func (c *coordinator) finalizeAll(ctx context.Context, fin []finalization) {
 
 // jobDone finalizes what finished subtasks and checkpoints that did not
 // complete left when the whole job has ended: no restore can replay those
-// bundles any more.
-func (c *coordinator) jobDone(ctx context.Context) {
+// bundles any more. If a commit under way failed the run as the job ended
+// (a crash after it committed), it returns why: the job is not done, it
+// restarts from that checkpoint and finalizes at its own end.
+func (c *coordinator) jobDone(ctx context.Context) error {
 	// Uploads and commits under way end first, while the run's context is
 	// live: a commit racing the job's end would finalize with a cancelled
 	// one and lose its finalizations. No subtask runs to start new ones.
 	// (Barriers sent to subtasks that have finished wait in c.sends until
 	// the run's context ends.)
 	c.wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	var fin []finalization
 	if p := c.pending; p != nil {
@@ -654,4 +659,5 @@ func (c *coordinator) jobDone(ctx context.Context) {
 	c.mu.Unlock()
 	c.e.metrics.commitAll()
 	c.finalizeAll(ctx, fin)
+	return nil
 }

@@ -24,7 +24,9 @@
 //   - gbk.go, gbk_trigger.go: GroupByKeys, default and triggered;
 //   - teststream.go, quiet.go: TestStream replay, which waits for quiescence;
 //   - checkpoint.go, align.go, snapshot.go: the checkpoint coordinator,
-//     barrier alignment, a subtask's snapshot and restore, finalization;
+//     barrier alignment (a step function; senders wait at the receiver's
+//     gate after their barrier), a subtask's snapshot and restore,
+//     finalization;
 //   - metrics.go: attempted and committed metrics; limits.go: every
 //     internal limit (Limits), which tests set small.
 package engine

@@ -223,6 +223,15 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 	}
 	var tasks []task
 	var aligners []*aligner
+	var gates map[inbox]*gate // alignment gates, with checkpoints on
+	if e.ck != nil {
+		gates = map[inbox]*gate{}
+		for _, ins := range inboxes {
+			for _, in := range ins {
+				gates[in] = newGate()
+			}
+		}
+	}
 	started := false
 	defer func() {
 		if !started { // a task could not be made: the others never run
@@ -242,12 +251,14 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 			if err != nil {
 				return err
 			}
+			r.gates = gates
 			base := subtask{stage: s, index: i, in: inboxes[s][i], out: r, ports: ports(), e: e}
 			if e.ck != nil {
 				a, err := e.ck.register(&base, inboxes[s][i])
 				if err != nil {
 					return err
 				}
+				a.gate = gates[inboxes[s][i]]
 				aligners = append(aligners, a)
 				base.in = a.out
 				if r := base.restored(); r != nil && r.Finished {
@@ -322,7 +333,7 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 		return err
 	}
 	if e.ck != nil {
-		e.ck.jobDone(ctx)
+		return e.ck.jobDone(ctx)
 	}
 	return nil
 }

@@ -554,3 +554,30 @@ func TestLeftoverFinalizations(t *testing.T) {
 		t.Errorf("checkpoint 4 makes due %v and keeps %v; want x, z due and y kept", due, kept)
 	}
 }
+
+// TestCrashAfterCommitAtTheEnd: a commit under way as the job ends that
+// fails the run after committing (a crash right after it) makes the end
+// fail too, so that the job restarts from that checkpoint instead of
+// reporting success with the finalizations of its last bundles lost.
+func TestCrashAfterCommitAtTheEnd(t *testing.T) {
+	r := newHandOverRig(t)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	crash := errors.New("crash after commit")
+	r.e.fail = cancel
+	r.c.o.Fault = func(point string, _ int64) error {
+		if point == FaultAfterCommit {
+			return crash
+		}
+		return nil
+	}
+	for _, step := range []string{"bundle a 1", "bundle b 1", "start", "snap a", "finish b"} {
+		r.do(step)
+	}
+	if r.latest() == nil {
+		t.Fatal("the checkpoint did not commit")
+	}
+	if err := r.c.jobDone(ctx); !errors.Is(err, crash) {
+		t.Errorf("the job's end returned %v, want the crash", err)
+	}
+}

@@ -37,6 +37,11 @@ type router struct {
 	// onWatermark is told every output watermark (and end of input).
 	onWatermark func(int64)
 	quiet       *quiescence // counts what is sent, in a TestStream job
+	// gates are the consumers' alignment gates (checkpoints on; nil: off);
+	// barred is the last barrier sent to each consumer inbox, after which
+	// it is sent nothing until its gate passes that barrier.
+	gates  map[inbox]*gate
+	barred map[inbox]int64
 }
 
 func (r *router) emit(ctx context.Context, pcoll string, data []byte) error {
@@ -188,7 +193,40 @@ func controlDests(outs []*output) []controlDest {
 }
 
 // send puts m in a consumer's inbox, counting it in a TestStream job.
+// After a barrier it sends nothing but barriers (one consumer may take
+// this sender's barrier on several ports) until the consumer has aligned
+// it (gate).
 func (r *router) send(ctx context.Context, in inbox, m msg) error {
+	if r.gates != nil && m.kind != msgBarrier {
+		if err := r.waitAligned(ctx, in); err != nil {
+			return err
+		}
+	}
 	r.quiet.sent(m)
-	return in.send(ctx, m)
+	if err := in.send(ctx, m); err != nil {
+		return err
+	}
+	if m.kind == msgBarrier && r.gates != nil {
+		if r.barred == nil {
+			r.barred = map[inbox]int64{}
+		}
+		r.barred[in] = max(r.barred[in], m.chk)
+	}
+	return nil
+}
+
+// waitAligned waits until the last barrier sent to in has been aligned
+// there: until then the consumer holds this sender's input back.
+func (r *router) waitAligned(ctx context.Context, in inbox) error {
+	chk, ok := r.barred[in]
+	if !ok {
+		return nil
+	}
+	if g := r.gates[in]; g != nil {
+		if err := g.wait(ctx, chk); err != nil {
+			return err
+		}
+	}
+	delete(r.barred, in)
+	return nil
 }
