@@ -117,14 +117,15 @@ func TestCheckpointStorageRefusesWrites(t *testing.T) {
 type logBuffer = testlog.Buffer
 
 // startResumingWeir starts a server with checkpoints in dir and --resume,
-// logging into logs.
-func startResumingWeir(t *testing.T, dir string, logs io.Writer) *runner.Server {
+// logging into logs; fault, if set, is its checkpoint fault hook.
+func startResumingWeir(t *testing.T, dir string, logs io.Writer, fault func(point string, chk int64) error) *runner.Server {
 	t.Helper()
 	srv, err := runner.Start(runner.Config{
-		Parallelism: 2,
-		TempDir:     t.TempDir(),
-		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Checkpoints: runner.CheckpointConfig{Dir: "file://" + dir, Interval: 100 * time.Millisecond, Retained: 2, Resume: true},
+		Parallelism:     2,
+		TempDir:         t.TempDir(),
+		Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Checkpoints:     runner.CheckpointConfig{Dir: "file://" + dir, Interval: 100 * time.Millisecond, Retained: 2, Resume: true},
+		CheckpointFault: fault,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +137,11 @@ func startResumingWeir(t *testing.T, dir string, logs io.Writer) *runner.Server 
 // TestResumeBadCheckpoints: resuming passes over a truncated _metadata
 // (naming it) to the previous checkpoint and still reaches the exact
 // result; resuming a job name with another pipeline is refused, naming the
-// subtask that does not fit.
+// subtask that does not fit. The first job crashes (an injected bundle
+// failure, no restarts) once its third checkpoint has completed, long
+// before its input ends: its output, all at the end of the global window,
+// is then the resumed job's alone. (Had it run to its end, the checkpoint
+// resumed from could hold its output already, committed by it.)
 func TestResumeBadCheckpoints(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs checkpointed streaming jobs")
@@ -144,9 +149,17 @@ func TestResumeBadCheckpoints(t *testing.T) {
 	dir := t.TempDir()
 	defer setFlag(&jobopts.JobName, "resume-bad")()
 	var logs logBuffer
-	srv := startResumingWeir(t, dir, &logs)
-	if err := runOn(t, srv, crashPipeline(crashSpec("resume-bad-1")), "loopback"); err != nil {
-		t.Fatalf("first job failed: %v", err)
+	var crash atomic.Bool
+	crash.Store(true)
+	crashed := errors.New("injected crash")
+	srv := startResumingWeir(t, dir, &logs, func(point string, chk int64) error {
+		if point == engine.FaultSnapshot && chk >= 4 && crash.CompareAndSwap(true, false) {
+			return crashed
+		}
+		return nil
+	})
+	if err := runOn(t, srv, crashPipeline(crashSpec("resume-bad-1")), "loopback"); err == nil || !strings.Contains(err.Error(), crashed.Error()) {
+		t.Fatalf("first job: err = %v, want the injected crash", err)
 	}
 	st, err := storage.NewFile(dir)
 	if err != nil {

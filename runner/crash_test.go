@@ -89,9 +89,12 @@ type keyCountFn struct {
 	Count state.Value[int64]
 	Sum   state.Value[int64]
 	Flush timers.EventTime
+	// Pause is how long each element takes (a lagging stage).
+	Pause time.Duration
 }
 
 func (fn *keyCountFn) ProcessElement(w beam.Window, sp state.Provider, tp timers.Provider, key string, v int64, emit func(string)) error {
+	time.Sleep(fn.Pause)
 	n, ok, err := fn.Count.Read(sp)
 	if err != nil {
 		return err

@@ -20,17 +20,15 @@ import (
 	"github.com/weir-runner/weir/runner/engine"
 )
 
-// slowKey keys x by x mod 20, slowly: its stage lags behind the source,
-// so input queues up at the stateful stage that follows.
-func slowKey(x int, emit func(string, int64)) {
-	time.Sleep(200 * time.Microsecond)
+// keyMod20 keys x by x mod 20.
+func keyMod20(x int, emit func(string, int64)) {
 	emit("k"+strconv.Itoa(x%20), int64(x))
 }
 
-func init() { register.Function2x0(slowKey) }
+func init() { register.Function2x0(keyMod20) }
 
 // TestRestoreOvertakenInput: the source ends at once while the keyed
-// counting lags, so checkpoints let their barrier overtake queued input
+// counting lags (each element takes 300µs), so checkpoints let their barrier overtake queued input
 // and keep it with the snapshot (a file beside the subtask's Pebble files).
 // A bundle fails after checkpoints have completed; the job restarts from
 // the last one, and the counts must be exact: the overtaken input ran
@@ -84,7 +82,8 @@ func restoreOvertakenInput(t *testing.T) bool {
 		Count: state.MakeValueState[int64]("count"),
 		Sum:   state.MakeValueState[int64]("sum"),
 		Flush: timers.InEventTime("flush"),
-	}, beam.ParDo(s, slowKey, beam.Reshuffle(s, beam.Create(s, in...))))
+		Pause: 300 * time.Microsecond,
+	}, beam.ParDo(s, keyMod20, beam.Reshuffle(s, beam.Create(s, in...))))
 	var want []any
 	for k := range keys {
 		sum := 0

@@ -2,16 +2,15 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/weir-runner/weir/checkpoint"
 	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/runner/engine/coord"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/state"
 )
@@ -50,16 +49,7 @@ type CheckpointOptions struct {
 }
 
 // CheckpointStats describe one checkpoint.
-type CheckpointStats struct {
-	ID        int64
-	Started   time.Time
-	Duration  time.Duration
-	Alignment time.Duration // the longest alignment of any subtask
-	Uploaded  int64         // bytes uploaded
-	FullSize  int64         // bytes of all the files it references
-	Subtasks  int
-	Failed    string // why it was aborted; "" if it completed
-}
+type CheckpointStats = coord.Stats
 
 // Fault points.
 const (
@@ -70,57 +60,27 @@ const (
 	FaultAfterCommit  = "after-commit"  // _metadata written, the bundles it covers finalized
 )
 
-// coordinator triggers checkpoints, collects the subtasks' parts and
-// commits them. Subtasks call it from their goroutines; uploads run in
-// goroutines it owns.
+// coordinator is the shell around the checkpoint coordinator's decisions
+// (coord.Coordinator): it feeds it what subtasks, uploads and commits
+// report and the clock's ticks, under one lock, and carries out what it
+// decides: barriers to subtasks, uploads and commits in goroutines it
+// owns, finalization, retention and clean-up.
 type coordinator struct {
 	e   *Engine
 	o   CheckpointOptions
 	ctx context.Context
 
 	mu       sync.Mutex
+	node     *coord.Coordinator[finalization]
 	subtasks map[checkpoint.SubtaskID]*subtaskCk
-	pending  *pendingCk
-	nextID   int64
-	lastEnd  time.Time
-	// lastStart: checkpoints start every Interval (start to start), at
-	// least MinPause after the last one ended.
-	lastStart time.Time
-	base      *checkpoint.Metadata   // the last committed (or restored) checkpoint
-	recent    []*checkpoint.Metadata // the last checkpoints committed, newest last: Retain need not read them back
-	stats     []CheckpointStats
-	// leftover are finalizations of subtasks that finished: they run with
-	// the first completed checkpoint that records the subtask finished,
-	// or when the job ends.
-	leftover []leftoverFin
 	wg       sync.WaitGroup // uploads, commits, discards
 	sends    sync.WaitGroup // barriers on their way to a subtask's inbox
-	// The stage graph: a subtask whose upstream subtasks have all finished
-	// has only ended input left (in flight), so it can be triggered.
-	upstream, downstream map[string][]string
-	ofStage              map[string][]checkpoint.SubtaskID
 }
 
 type subtaskCk struct {
-	in       inbox
-	trig     chan int64
-	kg       checkpoint.KeyGroupRange
-	ended    bool // all inputs have ended: barriers come from the coordinator
-	finished bool
-	up       *checkpoint.Uploader
-}
-
-type pendingCk struct {
-	id        int64
-	started   time.Time
-	acks      map[checkpoint.SubtaskID]checkpoint.SubtaskState
-	snapped   map[checkpoint.SubtaskID]bool
-	finalize  []finalization
-	alignment time.Duration
-	uploaded  int64
-	// committing: the commit is under way; only its outcome ends the
-	// checkpoint (a timeout must not discard files it is committing).
-	committing bool
+	in   inbox
+	trig chan int64
+	up   *checkpoint.Uploader
 }
 
 // finalization is a bundle whose finalization waits for a checkpoint.
@@ -135,72 +95,41 @@ type finalizer interface {
 	Finalize(ctx context.Context, instID string) error
 }
 
-// leftoverFin is a finalization of a finished subtask, due when
-// checkpoint from or a later one commits.
-type leftoverFin struct {
-	finalization
-	from int64
-}
-
-// leftoverFrom is the first checkpoint that holds the effects of the last
-// bundles of subtask id, finishing now: the pending one if it has not
-// taken the subtask's snapshot (it will record the subtask finished),
-// else the next one to start (next is its ID).
-func leftoverFrom(pending *pendingCk, id checkpoint.SubtaskID, next int64) int64 {
-	if pending != nil && !pending.snapped[id] {
-		return pending.id
-	}
-	return next
-}
-
-// dueLeftovers splits leftover into the finalizations checkpoint chk's
-// commit makes due and those that wait for a later one.
-func dueLeftovers(leftover []leftoverFin, chk int64) (due []finalization, kept []leftoverFin) {
-	for _, l := range leftover {
-		if l.from <= chk {
-			due = append(due, l.finalization)
-		} else {
-			kept = append(kept, l)
-		}
-	}
-	return due, kept
-}
-
 func newCoordinator(ctx context.Context, e *Engine, o CheckpointOptions, nextID int64) *coordinator {
-	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Minute
-	}
-	if o.Retained <= 0 {
-		o.Retained = 1
-	}
-	return &coordinator{e: e, o: o, ctx: ctx, subtasks: map[checkpoint.SubtaskID]*subtaskCk{}, nextID: nextID, base: o.Restore, lastEnd: time.Now(),
-		upstream: map[string][]string{}, downstream: map[string][]string{}, ofStage: map[string][]checkpoint.SubtaskID{}, lastStart: time.Now()}
+	node := coord.New[finalization](coord.Options{Interval: o.Interval, Timeout: o.Timeout, MinPause: o.MinPause, Retained: o.Retained}, nextID, e.now())
+	return &coordinator{e: e, o: o, ctx: ctx, node: node, subtasks: map[checkpoint.SubtaskID]*subtaskCk{}}
 }
 
 func (c *coordinator) add(id checkpoint.SubtaskID, in inbox, trig chan int64, kg checkpoint.KeyGroupRange) error {
-	up, err := checkpoint.NewUploader(c.o.Storage, c.o.Job, id, c.base)
+	up, err := checkpoint.NewUploader(c.o.Storage, c.o.Job, id, c.o.Restore)
 	if err != nil {
 		return err
 	}
-	c.subtasks[id] = &subtaskCk{in: in, trig: trig, kg: kg, up: up}
-	c.ofStage[id.Stage] = append(c.ofStage[id.Stage], id)
+	c.subtasks[id] = &subtaskCk{in: in, trig: trig, up: up}
+	c.node.AddSubtask(id, kg)
 	return nil
 }
 
-// upstreamFinished reports whether every subtask feeding stage has finished.
-func (c *coordinator) upstreamFinished(stage string) bool {
-	for _, up := range c.upstream[stage] {
-		for _, id := range c.ofStage[up] {
-			if !c.subtasks[id].finished {
-				return false
-			}
+// step feeds the coordinator one event (decide, under c.mu) and carries
+// out what it decides: barriers at once, under c.mu (a subtask's trigger
+// channel has one sender), the rest after it is released.
+func (c *coordinator) step(decide func(n *coord.Coordinator[finalization]) []coord.Action[finalization]) {
+	c.mu.Lock()
+	acts := decide(c.node)
+	rest := acts[:0:0]
+	for _, a := range acts {
+		if a.Kind == coord.Trigger {
+			c.triggerLocked(c.subtasks[a.Subtask], a.Chk)
+		} else {
+			rest = append(rest, a)
 		}
 	}
-	return true
+	c.mu.Unlock()
+	c.do(rest)
 }
 
-// loop triggers checkpoints every interval and aborts those that time out,
-// until ctx ends; then it waits for the uploads it started.
+// loop ticks the coordinator (checkpoints start, time out) until ctx ends;
+// then it waits for the uploads and commits it started.
 func (c *coordinator) loop() {
 	defer c.sends.Wait()
 	defer c.wg.Wait()
@@ -208,46 +137,14 @@ func (c *coordinator) loop() {
 		<-c.ctx.Done()
 		return
 	}
-	tick := time.NewTicker(min(c.o.Interval, 100*time.Millisecond))
+	tick := c.e.o.Clock.NewTicker(min(c.o.Interval, 100*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
-		case <-tick.C:
-		}
-		c.mu.Lock()
-		now := time.Now()
-		switch {
-		case c.pending != nil && !c.pending.committing && now.Sub(c.pending.started) > c.o.Timeout:
-			c.abortLocked(c.pending.id, fmt.Errorf("timed out after %s", c.o.Timeout))
-		case c.pending == nil && now.Sub(c.lastStart) >= c.o.Interval && now.Sub(c.lastEnd) >= c.o.MinPause:
-			c.startLocked(now)
-		}
-		c.mu.Unlock()
-	}
-}
-
-func (c *coordinator) startLocked(now time.Time) {
-	live := 0
-	for _, s := range c.subtasks {
-		if !s.finished {
-			live++
-		}
-	}
-	if live == 0 {
-		return // the job is ending
-	}
-	c.lastStart = now
-	p := &pendingCk{id: c.nextID, started: now, acks: map[checkpoint.SubtaskID]checkpoint.SubtaskState{}, snapped: map[checkpoint.SubtaskID]bool{}}
-	c.nextID++
-	c.pending = p
-	for id, s := range c.subtasks {
-		switch {
-		case s.finished:
-			p.acks[id] = checkpoint.SubtaskState{SubtaskID: id, KeyGroups: s.kg, Finished: true}
-		case s.ended:
-			c.triggerLocked(s, p.id)
+		case now := <-tick.Chan():
+			c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] { return n.Tick(now) })
 		}
 	}
 }
@@ -270,62 +167,25 @@ func (c *coordinator) triggerLocked(s *subtaskCk, chk int64) {
 
 // ended: all inputs of subtask id have ended.
 func (c *coordinator) ended(id checkpoint.SubtaskID) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.subtasks[id]
-	s.ended = true
 	c.e.o.Logger.Debug("subtask inputs ended", "subtask", id.String())
-	if p := c.pending; p != nil && !p.snapped[id] {
-		c.triggerLocked(s, p.id)
-	}
+	c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] { return n.Ended(id) })
 }
 
 // finished: subtask id has ended its outputs and returned; fin are its
-// bundles still waiting for finalization.
+// bundles still waiting for finalization, and its metrics since its last
+// snapshot go to the first checkpoint that records it finished.
 func (c *coordinator) finished(id checkpoint.SubtaskID, fin []finalization) {
-	c.mu.Lock()
-	s := c.subtasks[id]
-	s.finished = true
-	// A checkpoint that took this subtask's snapshot before it finished
-	// does not hold the effects of its last bundles: their finalization
-	// waits for the next checkpoint, which records the subtask finished.
-	from := leftoverFrom(c.pending, id, c.nextID)
-	for _, f := range fin {
-		c.leftover = append(c.leftover, leftoverFin{finalization: f, from: from})
-	}
-	c.handOverMetricsLocked(id)
-	for _, down := range c.downstream[id.Stage] {
-		if !c.upstreamFinished(down) {
-			continue
-		}
-		for _, d := range c.ofStage[down] {
-			if ds := c.subtasks[d]; !ds.ended {
-				ds.ended = true // its input is all in flight
-				if p := c.pending; p != nil && !p.snapped[d] {
-					c.triggerLocked(ds, p.id)
-				}
-			}
-		}
-	}
-	p := c.pending
-	if p == nil || p.snapped[id] {
-		c.mu.Unlock()
-		return
-	}
-	p.snapped[id] = true
-	p.acks[id] = checkpoint.SubtaskState{SubtaskID: id, KeyGroups: s.kg, Finished: true}
-	c.e.o.Logger.Debug("subtask finished during a checkpoint", "checkpoint", p.id, "subtask", id.String(), "after", time.Since(p.started))
-	c.mu.Unlock()
-	c.maybeCommit(p.id)
+	c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] {
+		c.e.metrics.handOver(id, n.Holds(id))
+		return n.Finished(id, fin)
+	})
 }
 
 // aligned records how long a subtask waited to align barrier chk.
 func (c *coordinator) aligned(chk int64, took time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := c.pending; p != nil && p.id == chk {
-		p.alignment = max(p.alignment, took)
-	}
+	c.node.Aligned(chk, took)
 }
 
 // snapshot takes a subtask's part of checkpoint chk: its engine state, and
@@ -334,28 +194,25 @@ func (c *coordinator) aligned(chk int64, took time.Duration) {
 // checkpoint completes.
 func (c *coordinator) snapshot(chk int64, id checkpoint.SubtaskID, blob []byte, dir string, fin []finalization) {
 	c.mu.Lock()
-	p := c.pending
-	if p == nil || p.id != chk {
+	wanted := c.node.Snapshot(chk, id, fin)
+	if wanted {
+		c.e.metrics.handOver(id, chk)
+	}
+	s := c.subtasks[id]
+	c.mu.Unlock()
+	if !wanted {
 		// Aborted: nothing waits for the snapshot, but its bundles' effects
 		// are in the subtask's state and so in the next checkpoint.
-		c.rollForwardLocked(fin, chk)
-		c.mu.Unlock()
 		if dir != "" {
 			os.RemoveAll(dir)
 		}
 		return
 	}
-	p.snapped[id] = true
-	p.finalize = append(p.finalize, fin...)
-	c.e.metrics.handOver(id, chk)
-	c.e.o.Logger.Debug("subtask snapshot", "checkpoint", chk, "subtask", id.String(), "after", time.Since(p.started))
-	s := c.subtasks[id]
-	c.mu.Unlock()
-
+	c.e.o.Logger.Debug("subtask snapshot", "checkpoint", chk, "subtask", id.String())
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		st := checkpoint.SubtaskState{SubtaskID: id, KeyGroups: s.kg, SourcePosition: blob}
+		st := checkpoint.SubtaskState{SourcePosition: blob}
 		var up int64
 		if dir != "" {
 			defer os.RemoveAll(dir)
@@ -370,13 +227,7 @@ func (c *coordinator) snapshot(chk int64, id checkpoint.SubtaskID, blob []byte, 
 			c.e.fail(fmt.Errorf("checkpoint %d, subtask %s: %w", chk, id, err))
 			return
 		}
-		c.mu.Lock()
-		if c.pending == p {
-			p.acks[id] = st
-			p.uploaded += up
-		}
-		c.mu.Unlock()
-		c.maybeCommit(chk)
+		c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] { return n.Acked(chk, id, st, up) })
 	}()
 }
 
@@ -387,132 +238,92 @@ func (c *coordinator) fault(point string, chk int64) error {
 	return c.o.Fault(point, chk)
 }
 
-// maybeCommit commits checkpoint chk once every subtask has acknowledged.
-func (c *coordinator) maybeCommit(chk int64) {
-	c.mu.Lock()
-	p := c.pending
-	if p == nil || p.id != chk || p.committing || len(p.acks) < len(c.subtasks) {
-		c.mu.Unlock()
-		return
+// do carries out the coordinator's actions other than barriers, in order.
+func (c *coordinator) do(acts []coord.Action[finalization]) {
+	for _, a := range acts {
+		switch a.Kind {
+		case coord.Commit:
+			c.commit(a.Chk, a.Commit)
+		case coord.Report:
+			if a.Stats.Failed == "" {
+				c.e.o.Logger.Info("checkpoint completed", "checkpoint", a.Chk, "took", a.Stats.Duration, "uploaded", a.Stats.Uploaded, "size", a.Stats.FullSize)
+			}
+			if c.o.OnCheckpoint != nil {
+				c.o.OnCheckpoint(a.Stats)
+			}
+		case coord.Finalize:
+			// The checkpoint covers these bundles: their effects are final
+			// now. Their finalization callbacks live in the workers'
+			// memory, so they run at once, before anything else can fail
+			// the run: a restart stops the workers, and a restore from
+			// this checkpoint never replays these bundles. Only a crash of
+			// the process in between loses them (Beam's finalization is at
+			// most once).
+			c.e.metrics.commitUpTo(a.Chk)
+			c.finalizeAll(c.ctx, a.Fins)
+		case coord.Retain:
+			if err := c.fault(FaultAfterCommit, a.Chk); err != nil {
+				c.e.fail(fmt.Errorf("after checkpoint %d: %w", a.Chk, err))
+				return
+			}
+			if _, err := checkpoint.Retain(c.ctx, c.o.Storage, c.o.Job, c.o.Retained, a.Recent...); err != nil {
+				c.e.o.Logger.Warn("deleting old checkpoints failed", "err", err)
+			}
+		case coord.Discard:
+			if c.ctx.Err() != nil {
+				continue
+			}
+			c.e.o.Logger.Warn("checkpoint aborted", "checkpoint", a.Chk, "err", a.Stats.Failed)
+			chk := a.Chk
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				if err := checkpoint.Discard(c.ctx, c.o.Storage, c.o.Job, chk); err != nil {
+					c.e.o.Logger.Warn("cleaning up an aborted checkpoint failed", "checkpoint", chk, "err", err)
+				}
+			}()
+		}
 	}
-	p.committing = true
+}
+
+// commit writes checkpoint chk's metadata and tells the coordinator how
+// it went. Only one commit runs: the last acknowledgement of chk asks for
+// it.
+func (c *coordinator) commit(chk int64, tc *coord.ToCommit) {
 	meta := &checkpoint.Metadata{
 		JobID:          c.o.Job,
 		CheckpointID:   chk,
 		MaxParallelism: c.e.o.MaxParallelism,
-		Created:        p.started.UTC(),
+		Created:        tc.Started.UTC(),
 		TransformNames: c.e.transformNames(),
+		Subtasks:       tc.Subtasks,
+		Stats:          &checkpoint.Stats{DurationMS: c.e.now().Sub(tc.Started).Milliseconds(), AlignmentMS: tc.Alignment.Milliseconds(), UploadedBytes: tc.Uploaded},
+		Metrics:        c.e.metrics.values(chk),
 	}
-	for _, st := range p.acks {
-		meta.Subtasks = append(meta.Subtasks, st)
-	}
-	sort.Slice(meta.Subtasks, func(i, j int) bool {
-		a, b := meta.Subtasks[i].SubtaskID, meta.Subtasks[j].SubtaskID
-		return a.Stage < b.Stage || a.Stage == b.Stage && a.Subtask < b.Subtask
-	})
-	meta.Stats = &checkpoint.Stats{DurationMS: time.Since(p.started).Milliseconds(), AlignmentMS: p.alignment.Milliseconds(), UploadedBytes: p.uploaded}
-	meta.Metrics = c.e.metrics.values(chk)
-	c.mu.Unlock()
-
-	// Only one commit runs: the last acknowledgement of chk calls this.
 	if err := c.fault(FaultBeforeCommit, chk); err != nil {
 		c.e.fail(fmt.Errorf("before committing checkpoint %d: %w", chk, err))
 		return
 	}
 	if err := checkpoint.Commit(c.ctx, c.o.Storage, meta); err != nil {
-		c.mu.Lock()
-		p.committing = false
-		c.mu.Unlock()
-		c.abort(chk, err)
+		c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] {
+			return n.CommitFailed(chk, err, c.e.now())
+		})
 		return
 	}
-	c.mu.Lock()
-	if c.pending == p {
-		c.pending = nil
-	}
-	var due []finalization
-	due, c.leftover = dueLeftovers(c.leftover, chk)
-	fin := append(p.finalize, due...)
-	c.lastEnd = time.Now()
-	c.base = meta
-	c.recent = append(c.recent, meta)
-	if n := len(c.recent) - max(c.o.Retained, 1); n > 0 {
-		c.recent = append([]*checkpoint.Metadata(nil), c.recent[n:]...)
-	}
-	recent := c.recent
-	for _, s := range c.subtasks {
-		s.up.Committed(meta)
-	}
-	full := meta.FullSize()
-	stats := CheckpointStats{ID: chk, Started: p.started, Duration: c.lastEnd.Sub(p.started), Alignment: p.alignment, Uploaded: p.uploaded, FullSize: full, Subtasks: len(meta.Subtasks)}
-	c.record(stats)
-	c.mu.Unlock()
-	c.e.o.Logger.Info("checkpoint completed", "checkpoint", chk, "took", stats.Duration, "uploaded", stats.Uploaded, "size", full)
-
-	c.e.metrics.commitUpTo(chk)
-	// The checkpoint covers these bundles: their effects are final now.
-	// Their finalization callbacks live in the workers' memory, so they
-	// run at once, before anything else can fail the run: a restart stops
-	// the workers, and a restore from this checkpoint never replays these
-	// bundles. Only a crash of the process in between loses them (Beam's
-	// finalization is at most once).
-	c.finalizeAll(c.ctx, fin)
-	if err := c.fault(FaultAfterCommit, chk); err != nil {
-		c.e.fail(fmt.Errorf("after checkpoint %d: %w", chk, err))
-		return
-	}
-	if _, err := checkpoint.Retain(c.ctx, c.o.Storage, c.o.Job, c.o.Retained, recent...); err != nil {
-		c.e.o.Logger.Warn("deleting old checkpoints failed", "err", err)
-	}
+	c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] {
+		for _, s := range c.subtasks {
+			s.up.Committed(meta)
+		}
+		return n.Committed(meta, c.e.now())
+	})
 }
 
 // abort gives up checkpoint chk (if it is still pending) and deletes what
 // it wrote; the job goes on.
 func (c *coordinator) abort(chk int64, why error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p := c.pending; p != nil && p.id == chk && !p.committing {
-		c.abortLocked(chk, why)
-	}
-}
-
-func (c *coordinator) abortLocked(chk int64, why error) {
-	p := c.pending
-	c.pending = nil
-	c.rollForwardLocked(p.finalize, chk)
-	c.lastEnd = time.Now()
-	c.record(CheckpointStats{ID: chk, Started: p.started, Duration: c.lastEnd.Sub(p.started), Alignment: p.alignment, Uploaded: p.uploaded, Failed: why.Error()})
-	if errors.Is(why, context.Canceled) || c.ctx.Err() != nil {
-		return
-	}
-	c.e.o.Logger.Warn("checkpoint aborted", "checkpoint", chk, "err", why)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		if err := checkpoint.Discard(c.ctx, c.o.Storage, c.o.Job, chk); err != nil {
-			c.e.o.Logger.Warn("cleaning up an aborted checkpoint failed", "checkpoint", chk, "err", err)
-		}
-	}()
-}
-
-// rollForwardLocked hands the finalizations of checkpoint chk, which will
-// not complete, to the next checkpoint that does: every later checkpoint
-// holds those bundles' effects (or the job's end does). c.mu is held.
-func (c *coordinator) rollForwardLocked(fin []finalization, chk int64) {
-	for _, f := range fin {
-		c.leftover = append(c.leftover, leftoverFin{finalization: f, from: chk + 1})
-	}
-}
-
-// record keeps stats (the last 100) and reports them; c.mu is held.
-func (c *coordinator) record(s CheckpointStats) {
-	c.stats = append(c.stats, s)
-	if len(c.stats) > 100 {
-		c.stats = c.stats[len(c.stats)-100:]
-	}
-	if c.o.OnCheckpoint != nil {
-		c.o.OnCheckpoint(s)
-	}
+	c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] {
+		return n.Abort(chk, why, c.e.now())
+	})
 }
 
 // setUpCheckpoints makes the coordinator of a run when checkpoints are on,
@@ -545,8 +356,7 @@ func (e *Engine) setUpCheckpoints(ctx context.Context, dir string, restore *chec
 	for _, s := range e.plan.Stages {
 		for _, pc := range s.Outputs {
 			for _, cons := range e.plan.PColls[pc].Consumers {
-				e.ck.downstream[s.ID] = append(e.ck.downstream[s.ID], cons.Stage.ID)
-				e.ck.upstream[cons.Stage.ID] = append(e.ck.upstream[cons.Stage.ID], s.ID)
+				e.ck.node.AddEdge(s.ID, cons.Stage.ID)
 			}
 		}
 	}
@@ -647,15 +457,7 @@ func (c *coordinator) jobDone(ctx context.Context) error {
 		return err
 	}
 	c.mu.Lock()
-	var fin []finalization
-	if p := c.pending; p != nil {
-		fin = append(fin, p.finalize...)
-		p.finalize = nil
-	}
-	for _, l := range c.leftover {
-		fin = append(fin, l.finalization)
-	}
-	c.leftover = nil
+	fin := c.node.JobDone()
 	c.mu.Unlock()
 	c.e.metrics.commitAll()
 	c.finalizeAll(ctx, fin)

@@ -21,12 +21,21 @@
 //     bundle's state), which package sdkharness implements over the Fn API
 //     and in process (translating the Fn State API into harness.State
 //     calls), and fakeharness_test.go with a fake that needs no SDK;
-//   - gbk.go, gbk_trigger.go: GroupByKeys, default and triggered;
+//   - gbk.go, gbk_trigger.go: GroupByKeys, default (a step function per
+//     message, scripts in testdata/gbk) and triggered;
 //   - teststream.go, quiet.go: TestStream replay, which waits for quiescence;
-//   - checkpoint.go, align.go, snapshot.go: the checkpoint coordinator,
-//     barrier alignment (a step function; senders wait at the receiver's
-//     gate after their barrier), a subtask's snapshot and restore,
-//     finalization;
-//   - metrics.go: attempted and committed metrics; limits.go: every
+//   - coord/: checkpoint coordination's decisions as state machines
+//     (coord.Coordinator: when checkpoints start, time out, commit or
+//     abort, what each commit finalizes; coord.Aligner: what a task sees
+//     of its inbox around barriers), driven by scripts in coord/testdata;
+//   - checkpoint.go, align.go, snapshot.go: their goroutine shells (the
+//     coordinator's ticks, barriers, uploads, commits and finalization;
+//     the aligner between a subtask's inbox and its task loop, and the
+//     gate senders wait at after a barrier), a subtask's snapshot and
+//     restore;
+//   - metrics.go: attempted and committed metrics (scripts of their
+//     hand-over, and of finalization, in testdata/handover); limits.go: every
 //     internal limit (Limits), which tests set small.
+//
+// Every wait and every reading of time goes through Options.Clock.
 package engine

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/checkpoint"
 	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
@@ -36,8 +37,9 @@ type Options struct {
 	OnMetrics func(attempted, committed []*pipepb.MonitoringInfo)
 	// ProgressEvery is how often progress is logged (0: never).
 	ProgressEvery time.Duration
-	// Clock is processing time: when processing-time timers fire and
-	// deferred residuals resume (nil: the wall clock).
+	// Clock is processing time and every wait the engine times: when
+	// processing-time timers fire, deferred residuals resume, checkpoints
+	// start and time out, triggered panes fire (nil: the wall clock).
 	Clock Clock
 	// Checkpoint turns on checkpoints, restores and restarts (nil: off).
 	Checkpoint *CheckpointOptions
@@ -45,12 +47,9 @@ type Options struct {
 	Limits Limits
 }
 
-// Clock tells processing time.
-type Clock interface{ Now() time.Time }
-
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
+// Clock tells processing time and times the engine's waits
+// (clockwork.NewFakeClock in tests).
+type Clock = clockwork.Clock
 
 // now is the engine's processing time.
 func (e *Engine) now() time.Time { return e.o.Clock.Now() }
@@ -98,7 +97,7 @@ func New(p *plan.Plan, o Options) *Engine {
 		o.MaxAttempts = 4
 	}
 	if o.Clock == nil {
-		o.Clock = wallClock{}
+		o.Clock = clockwork.NewRealClock()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -175,7 +174,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			ck.OnRestart()
 		}
 		select {
-		case <-time.After(ck.RestartBackoff):
+		case <-e.o.Clock.After(ck.RestartBackoff):
 		case <-ctx.Done():
 			return err
 		}
@@ -245,6 +244,7 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 			// Sharing work between subtasks would move source positions
 			// between snapshots; with checkpoints each keeps its own.
 			split = newSplitPool(len(inboxes[s]))
+			split.clock = e.o.Clock
 		}
 		for i := range inboxes[s] {
 			r, err := e.router(s, i, inboxes)
@@ -300,9 +300,9 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 		go func() {
 			defer wg.Done()
 			defer stop()
-			start := time.Now()
+			start := e.o.Clock.Now()
 			defer func() {
-				e.o.Logger.Debug("subtask finished", "subtask", t.id(), "took", time.Since(start))
+				e.o.Logger.Debug("subtask finished", "subtask", t.id(), "took", e.o.Clock.Since(start))
 			}()
 			err := t.run(tctx)
 			if r, ok := t.(interface{ release() }); ok {

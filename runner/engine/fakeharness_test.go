@@ -15,6 +15,7 @@ import (
 	"time"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
 )
@@ -173,7 +174,7 @@ func (w *fakeWorker) Stop() {
 // "sink") whose bundles run on h's workers.
 func fakeTask(h *fakeHarness, attempts int) *sdkTask {
 	st := &plan.Stage{ID: "s", Name: "Fake", EnvID: "env", SourceID: "src", SinkIDs: map[string]string{"out": "sink"}}
-	e := &Engine{o: Options{Limits: DefaultLimits, MaxAttempts: attempts, Logger: slog.New(slog.DiscardHandler)}}
+	e := &Engine{o: Options{Clock: clockwork.NewRealClock(), Limits: DefaultLimits, MaxAttempts: attempts, Logger: slog.New(slog.DiscardHandler)}}
 	e.pool = &pool{start: h.start, workers: map[string]harness.Worker{}, log: e.o.Logger}
 	e.pool.addDescriptor("env", &fnpb.ProcessBundleDescriptor{Id: "s"})
 	return &sdkTask{subtask: subtask{stage: st, e: e}, outputs: []string{"sink"}, sinkTo: map[string]string{"sink": "out"},

@@ -75,103 +75,121 @@ func (t *gbkTask) restore(st *taskState) error {
 	return nil
 }
 
+// run is the subtask's goroutine: it takes its inbox's messages one at a
+// time to step, then finishes.
 func (t *gbkTask) run(ctx context.Context) error {
 	defer t.db.Close()
-	maxP := t.e.o.MaxParallelism
-	lateness := t.stage.WindowingStrategy.GetAllowedLateness()
-	in, fired := t.wmIn, t.wmFired // input watermark; windows fired up to
 	for !t.allDone() {
 		m, err := t.recv(ctx)
 		if err != nil {
 			return err
 		}
-		if m.kind == msgBarrier {
-			// What the buffer holds in its batch is part of the
-			// checkpoint: it goes into Pebble before the snapshot.
-			if err := t.buf.Flush(); err != nil {
-				return fmt.Errorf("%s: checkpoint %d: %w", t.name(), m.chk, err)
-			}
-			st := &taskState{InWM: in, Fired: fired, Dropped: int64(t.dropped)}
-			if err := t.snapshot(ctx, m.chk, t.db, st, nil); err != nil {
-				return err
-			}
-			continue
+		if err := t.step(ctx, m); err != nil {
+			return err
 		}
-		if m.kind != msgData {
-			if !t.ports[m.port].observe(m) {
+	}
+	return t.finish(ctx)
+}
+
+// step takes one message: a barrier snapshots the subtask; a watermark
+// that moves the input's fires the windows it closes and is passed on;
+// data is buffered (a late element fires its window's late pane at once,
+// one past the allowed lateness is dropped; the Always trigger fires
+// every element as its own pane).
+func (t *gbkTask) step(ctx context.Context, m msg) error {
+	switch m.kind {
+	case msgBarrier:
+		// What the buffer holds in its batch is part of the checkpoint: it
+		// goes into Pebble before the snapshot.
+		if err := t.buf.Flush(); err != nil {
+			return fmt.Errorf("%s: checkpoint %d: %w", t.name(), m.chk, err)
+		}
+		st := &taskState{InWM: t.wmIn, Fired: t.wmFired, Dropped: int64(t.dropped)}
+		return t.snapshot(ctx, m.chk, t.db, st, nil)
+	case msgData:
+		return t.takeData(ctx, m)
+	}
+	if !t.ports[m.port].observe(m) {
+		return nil
+	}
+	if wm := t.ports[0].watermark(); wm > t.wmIn && wm < wire.MaxTimestamp {
+		t.wmIn = wm
+		if err := t.fire(ctx, t.wmFired, wm); err != nil {
+			return err
+		}
+		t.wmFired = wm
+		return t.out.control(ctx, msgWatermark, wm)
+	}
+	return nil
+}
+
+// takeData buffers a message of input.
+func (t *gbkTask) takeData(ctx context.Context, m msg) error {
+	maxP := t.e.o.MaxParallelism
+	lateness := t.stage.WindowingStrategy.GetAllowedLateness()
+	in, fired := t.wmIn, t.wmFired
+	late := false
+	var early []byte
+	var n int64
+	err := t.in.ForEach(m.data, func(e wire.Element) error {
+		n++
+		k, v, err := t.in.Elem.SplitKV(e.Value)
+		if err != nil {
+			return err
+		}
+		kg := state.KeyGroup(k, maxP)
+		for _, w := range e.Windows {
+			if t.merging {
+				if err := t.buf.Add(kg, k, w, e.Timestamp, v); err != nil {
+					return err
+				}
 				continue
 			}
-			if wm := t.ports[0].watermark(); wm > in && wm < wire.MaxTimestamp {
-				in = wm
-				if err := t.fire(ctx, fired, in); err != nil {
-					return err
-				}
-				fired = in
-				if err := t.out.control(ctx, msgWatermark, in); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		late := false
-		var early []byte
-		var n int64
-		err = t.in.ForEach(m.data, func(e wire.Element) error {
-			n++
-			k, v, err := t.in.Elem.SplitKV(e.Value)
+			maxTs, err := wire.WindowMaxTimestamp(t.window, w)
 			if err != nil {
 				return err
 			}
-			kg := state.KeyGroup(k, maxP)
-			for _, w := range e.Windows {
-				if t.merging {
-					if err := t.buf.Add(kg, k, w, e.Timestamp, v); err != nil {
-						return err
-					}
-					continue
-				}
-				maxTs, err := wire.WindowMaxTimestamp(t.window, w)
-				if err != nil {
+			if t.always {
+				// Always fires on every element: it is its own pane.
+				g := &group{window: w, min: e.Timestamp, max: e.Timestamp, values: [][]byte{v}}
+				var err error
+				if early, err = t.appendGroup(early, k, g, t.earlyPane); err != nil {
 					return err
 				}
-				if t.always {
-					// Always fires on every element: it is its own pane.
-					g := &group{window: w, min: e.Timestamp, max: e.Timestamp, values: [][]byte{v}}
-					var err error
-					if early, err = t.appendGroup(early, k, g, t.earlyPane); err != nil {
-						return err
-					}
-					continue
-				}
-				if maxTs <= fired {
-					if maxTs+lateness < in {
-						t.dropped++ // past allowed lateness: dropped
-						continue
-					}
-					late = true
-				}
-				if err := t.buf.Add(kg, state.WindowKey(maxTs, w), k, e.Timestamp, v); err != nil {
-					return err
-				}
+				continue
 			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("%s: buffering input: %w", t.name(), err)
-		}
-		t.e.countInput(t.stage, n)
-		if len(early) > 0 && len(t.stage.Outputs) > 0 {
-			if err := t.out.emit(ctx, t.stage.Outputs[0], early); err != nil {
+			if maxTs <= fired {
+				if maxTs+lateness < in {
+					t.dropped++ // past allowed lateness: dropped
+					continue
+				}
+				late = true
+			}
+			if err := t.buf.Add(kg, state.WindowKey(maxTs, w), k, e.Timestamp, v); err != nil {
 				return err
 			}
 		}
-		if late {
-			if err := t.fire(ctx, fired, fired); err != nil {
-				return err
-			}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: buffering input: %w", t.name(), err)
+	}
+	t.e.countInput(t.stage, n)
+	if len(early) > 0 && len(t.stage.Outputs) > 0 {
+		if err := t.out.emit(ctx, t.stage.Outputs[0], early); err != nil {
+			return err
 		}
 	}
-	if err := t.emitAll(ctx, fired); err != nil {
+	if late {
+		return t.fire(ctx, fired, fired)
+	}
+	return nil
+}
+
+// finish emits what is left once every input has ended, and ends the
+// output.
+func (t *gbkTask) finish(ctx context.Context) error {
+	if err := t.emitAll(ctx, t.wmFired); err != nil {
 		return err
 	}
 	if t.dropped > 0 {

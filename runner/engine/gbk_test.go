@@ -41,6 +41,15 @@ func windowing(fn string, ot pipepb.OutputTime_Enum) *pipepb.WindowingStrategy {
 // `senders` upstream subtasks, and starts it.
 func startGBK(t *testing.T, ws *pipepb.WindowingStrategy, winID string, parallelism, index, senders int) *gbkHarness {
 	t.Helper()
+	h := buildGBK(t, ws, winID, parallelism, index, senders)
+	ctx := testCtx(t)
+	go func() { h.done <- h.task.run(ctx) }()
+	return h
+}
+
+// buildGBK is startGBK without the goroutine: the test steps the task.
+func buildGBK(t *testing.T, ws *pipepb.WindowingStrategy, winID string, parallelism, index, senders int) *gbkHarness {
+	t.Helper()
 	coders := testCoders()
 	inWV := wire.AddWindowedValue(coders, "kv", winID)
 	iter := wire.AddCoder(coders, wire.URNIterable, nil, "str")
@@ -68,8 +77,7 @@ func startGBK(t *testing.T, ws *pipepb.WindowingStrategy, winID string, parallel
 		t.Fatal(err)
 	}
 	h.task = task
-	ctx := testCtx(t)
-	go func() { h.done <- task.run(ctx) }()
+	t.Cleanup(func() { task.db.Close() })
 	return h
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/runner/trigger"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/state"
@@ -102,7 +103,7 @@ func newTriggeredGBK(g *gbkTask) (*triggeredGBK, error) {
 			return nil, fmt.Errorf("group by key %q: %w", g.stage.Name, err)
 		}
 		if advancesProcessingTime(payload) {
-			c := clockOf(ts)
+			c := clockOf(ts, t.e.now())
 			t.sub, t.pt = c.subscribe(via), c.start
 		}
 	}
@@ -134,10 +135,11 @@ func (t *triggeredGBK) run(ctx context.Context) error {
 	}
 	for !t.allDone() {
 		var wake <-chan time.Time
-		var tm *time.Timer
+		var tm clockwork.Timer
 		if t.wake > 0 {
-			tm = time.NewTimer(time.Until(time.UnixMilli(t.wake)))
-			wake = tm.C
+			c := t.e.o.Clock
+			tm = c.NewTimer(time.UnixMilli(t.wake).Sub(c.Now()))
+			wake = tm.Chan()
 		}
 		var err error
 		t.subtask.release()

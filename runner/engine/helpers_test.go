@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -95,6 +96,20 @@ func readStrIterable(t testing.TB, b []byte) []string {
 		t.Fatalf("iterable says %d elements, holds %d", n, len(out))
 	}
 	return out
+}
+
+// readGroup decodes a grouped KV<string, iterable<string>> element: its
+// key, its values sorted (a GroupByKey promises no order) and its pane.
+func readGroup(t testing.TB, wv wire.WVCoder, e wire.Element) (string, []string, wire.Pane, error) {
+	k, v, err := wv.Elem.SplitKV(e.Value)
+	if err != nil {
+		return "", nil, wire.Pane{}, err
+	}
+	key, _ := readStr(t, k)
+	vals := readStrIterable(t, v)
+	sort.Strings(vals)
+	p, _, err := wire.ReadPane(e.Pane)
+	return key, vals, p, err
 }
 
 // winString renders an encoded window of either kind.

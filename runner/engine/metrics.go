@@ -408,15 +408,3 @@ func elementsOf(infos []*pipepb.MonitoringInfo, pcoll string) int64 {
 	}
 	return n
 }
-
-// handOverMetricsLocked hands the open metric delta of subtask id, which
-// has finished, to the first checkpoint that records it finished: the
-// pending one if it has not snapshotted the subtask, else the next one (or
-// the job's end). c.mu is held.
-func (c *coordinator) handOverMetricsLocked(id checkpoint.SubtaskID) {
-	chk := c.nextID
-	if p := c.pending; p != nil && !p.snapped[id] {
-		chk = p.id
-	}
-	c.e.metrics.handOver(id, chk)
-}

@@ -15,8 +15,11 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/metricsx"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/cockroachdb/datadriven"
+	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/checkpoint"
 	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/runner/engine/coord"
 	"github.com/weir-runner/weir/runner/plan"
 )
 
@@ -274,7 +277,7 @@ func newHandOverRig(t *testing.T) *handOverRig {
 	}
 	t.Cleanup(func() { st.Close() })
 	r := &handOverRig{t: t, st: st, fin: map[string][]finalization{}, finalized: map[string]int{}}
-	r.e = &Engine{plan: &plan.Plan{}, o: Options{MaxParallelism: 128, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	r.e = &Engine{plan: &plan.Plan{}, o: Options{MaxParallelism: 128, Clock: clockwork.NewRealClock(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	r.e.metrics = newMetrics(func(a, c []*pipepb.MonitoringInfo) { r.a, r.b = counts(t, a, c) })
 	r.e.fail = func(err error) { t.Errorf("engine failed: %v", err) }
 	r.run(nil)
@@ -318,10 +321,10 @@ func (r *handOverRig) do(step string) {
 		r.bundles++
 		r.fin[f[1]] = append(r.fin[f[1]], finalization{w: r, inst: strconv.Itoa(r.bundles)})
 	case "start": // the coordinator starts a checkpoint
-		r.c.mu.Lock()
-		r.cur = r.c.nextID
-		r.c.startLocked(time.Now())
-		r.c.mu.Unlock()
+		r.c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] {
+			r.cur = n.Next()
+			return n.Start(time.Now())
+		})
 	case "snap": // snap <subtask>: its snapshot for the checkpoint last started
 		r.c.snapshot(r.cur, rigSubtasks[f[1]], nil, "", r.take(f[1]))
 	case "finish": // finish <subtask>
@@ -351,156 +354,42 @@ func (r *handOverRig) do(step string) {
 	r.c.wg.Wait() // uploads and commits
 }
 
-// TestMetricsHandOver: committed counts the bundles a completed
+// TestHandOverScripts runs the scripts in testdata/handover: a
+// checkpointed job's metrics and finalizations driven through the
+// coordinator (bundles of subtasks a and b, checkpoints started,
+// snapshotted, aborted and committed to file storage, subtasks finishing,
+// restarts, the job's end; see handOverRig.do). After each step it prints
+// the last metrics notification (committed counts the bundles a completed
 // checkpoint holds, or that the finished job ran, each once; attempted
-// counts every successful bundle.
-func TestMetricsHandOver(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		// steps, and "want <attempted> <committed>" checks of the last
-		// notification, or "saved <attempted> <committed>" checks of the
-		// latest checkpoint's metadata.
-		script []string
-	}{
-		{"bundles wait for a checkpoint", []string{
-			"bundle a 3", "bundle b 4", "want 7 0",
-			"start", "snap a", "bundle a 5", "want 12 0", // a's 5 came after its barrier
-			"snap b", "want 12 7", "saved 12 7",
-			"end", "want 12 12",
-		}},
-		{"an aborted checkpoint's deltas go to the next", []string{
-			"bundle a 3", "start", "snap a", "abort", "want 3 0",
-			"bundle a 2", "bundle b 4",
-			"start", "snap a", "want 9 0", "snap b", "want 9 9", "saved 9 9",
-		}},
-		{"a snapshot for an aborted checkpoint keeps its delta", []string{
-			"start", "abort", "bundle a 3", "snap a", // checkpoint 1 is gone
-			"start", "bundle a 1", "snap a", "snap b", "want 4 4",
-		}},
-		{"a subtask finishing before its snapshot hands its delta to the pending checkpoint", []string{
-			"bundle a 3", "start", "bundle b 4", "finish b", "want 7 0",
-			"snap a", "want 7 7",
-		}},
-		{"a subtask finishing after its snapshot hands its delta to the next checkpoint", []string{
-			"bundle a 3", "bundle b 4", "start", "snap b", "bundle b 6", "finish b",
-			"snap a", "want 13 7", "saved 13 7",
-			"start", "snap a", "want 13 13", "saved 13 13",
-		}},
-		{"the job's end commits what finished subtasks left", []string{
-			"bundle a 3", "bundle b 4", "start", "snap b", "bundle b 6", "finish b",
-			"snap a", "want 13 7", "end", "want 13 13",
-		}},
-		{"the job's end commits a pending checkpoint's deltas once", []string{
-			"bundle a 3", "bundle b 2", "start", "snap a", "end", "want 5 5",
-			"snap b", "want 5 5", "saved 5 5", // checkpoint 1 commits after the end
-		}},
-		{"an aborted checkpoint of a finished subtask's delta", []string{
-			"bundle b 4", "start", "finish b", "abort", "want 4 0",
-			"start", "snap a", "want 4 4",
-		}},
-		{"a restart replays what no checkpoint holds", []string{
-			"bundle a 3", "start", "snap a", "snap b", "want 3 3",
-			"bundle a 5", "bundle b 2", "want 10 3",
-			"restart", "want 10 3",
-			"bundle a 5", "bundle b 2", "want 17 3", // replayed
-			"end", "want 17 10",
-		}},
-		{"a restart with no checkpoint starts committed from nothing", []string{
-			"bundle a 3", "start", "snap a", "abort", "restart", "want 3 0",
-			"bundle a 3", "end", "want 6 3",
-		}},
-		{"a restart from an older checkpoint rewinds committed", []string{
-			"bundle a 3", "start", "snap a", "snap b", "saved 3 3",
-			"bundle a 4", "start", "snap a", "snap b", "want 7 7", "saved 7 7",
-			"restore-from 1", "want 7 3", // checkpoint 2 was unusable
-			"bundle a 4", "end", "want 11 7",
-		}},
-		{"a resumed job starts both aggregates from its checkpoint", []string{
-			"bundle a 3", "start", "snap a", "bundle a 4", "snap b", "want 7 3", "saved 7 3",
-			"resume", "want 7 3",
-			"bundle a 4", "end", "want 11 7",
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := newHandOverRig(t)
-			for i, step := range tc.script {
-				f := strings.Fields(step)
-				switch f[0] {
-				case "want":
-					if got := fmt.Sprintf("want %d %d", r.a, r.b); got != step {
-						t.Fatalf("step %d: attempted %d, committed %d; %s", i, r.a, r.b, step)
-					}
-				case "saved":
-					m := r.latest()
-					if m == nil || m.Metrics == nil {
-						t.Fatalf("step %d: %s: the latest checkpoint %v has no metrics", i, step, m)
-					}
-					a, c := counts(t, aggFromCheckpoint(m.Metrics.Attempted).infos(), aggFromCheckpoint(m.Metrics.Committed).infos())
-					if got := fmt.Sprintf("saved %d %d", a, c); got != step {
-						t.Fatalf("step %d: checkpoint %d saved attempted %d, committed %d; %s", i, m.CheckpointID, a, c, step)
-					}
-				default:
-					r.do(step)
+// counts every successful bundle) and how many bundles have been
+// finalized (each exactly once, when the first completed checkpoint
+// holding its effects commits or the job ends); "saved" prints the
+// metrics the latest checkpoint recorded.
+func TestHandOverScripts(t *testing.T) {
+	datadriven.Walk(t, "testdata/handover", func(t *testing.T, path string) {
+		r := newHandOverRig(t)
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			if d.Cmd == "saved" {
+				m := r.latest()
+				if m == nil || m.Metrics == nil {
+					return fmt.Sprintf("the latest checkpoint %v has no metrics\n", m)
+				}
+				a, c := counts(t, aggFromCheckpoint(m.Metrics.Attempted).infos(), aggFromCheckpoint(m.Metrics.Committed).infos())
+				return fmt.Sprintf("checkpoint %d: attempted %d, committed %d\n", m.CheckpointID, a, c)
+			}
+			step := d.Cmd
+			for _, a := range d.CmdArgs {
+				step += " " + a.String()
+			}
+			r.do(step)
+			for inst, n := range r.finalized {
+				if n != 1 {
+					t.Fatalf("%s: bundle %s finalized %d times", d.Pos, inst, n)
 				}
 			}
+			return fmt.Sprintf("attempted %d, committed %d, finalized %d\n", r.a, r.b, len(r.finalized))
 		})
-	}
-}
-
-// TestFinalizationsHandOver: a bundle is finalized exactly once, when the
-// first completed checkpoint holding its effects commits or the job ends,
-// whether the checkpoint it was handed to completes, aborts, or is still
-// pending at the end (scripts as TestMetricsHandOver's; "finalized N"
-// checks how many bundles have been finalized, each at most once).
-func TestFinalizationsHandOver(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		script []string
-	}{
-		{"a completed checkpoint finalizes what it holds", []string{
-			"bundle a 1", "bundle b 1", "start", "snap a", "bundle a 1", "finalized 0",
-			"snap b", "finalized 2", "end", "finalized 2", // a's second bundle is with a
-		}},
-		{"an aborted checkpoint's bundles wait for the next", []string{
-			"bundle a 1", "bundle b 1", "start", "snap a", "snap b", "finalized 2",
-			"bundle a 1", "bundle b 1", "start", "snap a", "abort", "finalized 2",
-			"start", "snap a", "snap b", "finalized 4",
-		}},
-		{"a snapshot arriving after its checkpoint aborted hands its bundles on", []string{
-			"bundle a 1", "start", "abort", "snap a", "finalized 0",
-			"start", "snap a", "snap b", "finalized 1",
-		}},
-		{"a checkpoint pending at the job's end: finalized at the end, once", []string{
-			"bundle a 1", "start", "snap a", "end", "finalized 1",
-			"snap b", "finalized 1", // checkpoint 1 commits after the end
-		}},
-		{"an aborted checkpoint's bundles at the job's end", []string{
-			"bundle a 1", "start", "snap a", "abort", "finish a", "finish b", "end", "finalized 1",
-		}},
-		{"a restart loses what no completed checkpoint held", []string{
-			"bundle a 1", "start", "snap a", "snap b", "finalized 1",
-			"bundle a 1", "start", "snap a", "restart", "end", "finalized 1",
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := newHandOverRig(t)
-			for i, step := range tc.script {
-				f := strings.Fields(step)
-				if f[0] != "finalized" {
-					r.do(step)
-					continue
-				}
-				for inst, n := range r.finalized {
-					if n != 1 {
-						t.Fatalf("step %d: bundle %s finalized %d times", i, inst, n)
-					}
-				}
-				if got := fmt.Sprintf("finalized %d", len(r.finalized)); got != step {
-					t.Fatalf("step %d: %s; want %s", i, got, step)
-				}
-			}
-		})
-	}
+	})
 }
 
 // TestMetricsCheckpointRoundTrip: every metric type a checkpoint records
@@ -525,34 +414,6 @@ func TestMetricsCheckpointRoundTrip(t *testing.T) {
 		checkpoint.Metric{URN: metricsx.UrnToString(metricsx.UrnUserSumInt64), Type: typeSum, Labels: userLabels("pardo", "ns", "two"), Values: []int64{1, 2}},
 	)
 	checkResults(t, aggFromCheckpoint(bad).infos(), want...)
-}
-
-// TestLeftoverFinalizations: a finished subtask's last bundles are
-// finalized by the first checkpoint that records it finished: not by a
-// pending one that took its snapshot before it finished, whose state
-// does not hold their effects.
-func TestLeftoverFinalizations(t *testing.T) {
-	a, b := checkpoint.SubtaskID{Stage: "s", Subtask: 0}, checkpoint.SubtaskID{Stage: "s", Subtask: 1}
-	pending := &pendingCk{id: 4, snapped: map[checkpoint.SubtaskID]bool{a: true}}
-	for _, tc := range []struct {
-		name    string
-		pending *pendingCk
-		id      checkpoint.SubtaskID
-		want    int64
-	}{
-		{"no checkpoint pending: the next one", nil, a, 7},
-		{"pending, snapshot taken before the finish: the next one", pending, a, 7},
-		{"pending, no snapshot yet: the pending one records it finished", pending, b, 4},
-	} {
-		if got := leftoverFrom(tc.pending, tc.id, 7); got != tc.want {
-			t.Errorf("%s: from checkpoint %d, want %d", tc.name, got, tc.want)
-		}
-	}
-	left := []leftoverFin{{finalization{inst: "x"}, 4}, {finalization{inst: "y"}, 5}, {finalization{inst: "z"}, 3}}
-	due, kept := dueLeftovers(left, 4)
-	if len(due) != 2 || due[0].inst != "x" || due[1].inst != "z" || len(kept) != 1 || kept[0].inst != "y" {
-		t.Errorf("checkpoint 4 makes due %v and keeps %v; want x, z due and y kept", due, kept)
-	}
 }
 
 // TestCrashAfterCommitAtTheEnd: a commit under way as the job ends that

@@ -74,13 +74,13 @@ func FormatWatermark(wm int64) string {
 
 // reportProgress logs the job's progress every interval until ctx ends.
 func (e *Engine) reportProgress(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+	t := e.o.Clock.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.Chan():
 		}
 		var b strings.Builder
 		for _, p := range e.Progress() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
@@ -90,10 +91,10 @@ func (t *sdkTask) run(ctx context.Context) error {
 	in, out := wire.MinTimestamp, wire.MinTimestamp // input watermark acted on; output watermark sent
 	for !t.allDone() || len(t.pending) > 0 || len(t.delayed) > 0 || t.park.any {
 		var wake <-chan time.Time
-		var timer *time.Timer
+		var timer clockwork.Timer
 		if d, ok := t.nextWake(); ok {
-			timer = time.NewTimer(d)
-			wake = timer.C
+			timer = t.e.o.Clock.NewTimer(d)
+			wake = timer.Chan()
 		}
 		t.release() // what the last iteration took in has been handled
 		if (t.stepwise() && len(t.pending) > 0) || t.park.more {
@@ -106,10 +107,17 @@ func (t *sdkTask) run(ctx context.Context) error {
 			}
 		default:
 		}
+		// Stepwise, input is read no faster than bundles run it: what is
+		// not pending stays in the bounded inbox, so backpressure holds and
+		// a barrier finds at most one bundle's worth of input before it.
+		inbox := t.in
+		if t.stepwise() && t.pendingBytes >= t.bundleBytes() && t.stage.Splittable == "" {
+			inbox = nil
+		}
 		var m msg
 		got := false
 		select {
-		case m = <-t.in:
+		case m = <-inbox:
 			got = true
 			t.took(m)
 		case <-wake:
@@ -456,14 +464,14 @@ func (t *sdkTask) waitDelayed(ctx context.Context, wake <-chan struct{}, poll bo
 	}
 	var due, tick <-chan time.Time
 	if ok {
-		timer := time.NewTimer(d)
+		timer := t.e.o.Clock.NewTimer(d)
 		defer timer.Stop()
-		due = timer.C
+		due = timer.Chan()
 	}
 	if poll {
-		timer := time.NewTimer(wmCheck)
+		timer := t.e.o.Clock.NewTimer(wmCheck)
 		defer timer.Stop()
-		tick = timer.C
+		tick = timer.Chan()
 	}
 	select {
 	case <-due:
@@ -657,7 +665,7 @@ func (t *sdkTask) process(ctx context.Context, input [][]byte, fired []state.Tim
 			continue
 		}
 		select {
-		case <-time.After(time.Duration(attempt*attempt) * 50 * time.Millisecond):
+		case <-t.e.o.Clock.After(time.Duration(attempt*attempt) * 50 * time.Millisecond):
 		case <-ctx.Done():
 			return nil, nil, context.Cause(ctx)
 		}

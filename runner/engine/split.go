@@ -6,6 +6,7 @@ import (
 	"time"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
+	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/wire"
 )
@@ -21,6 +22,7 @@ import (
 // forwards that bound as its output watermark, so that a subtask without
 // work of its own does not hold its consumers back until the stage ends.
 type splitPool struct {
+	clock   Clock // times its waits
 	mu      sync.Mutex
 	queue   [][]byte // chunks of whole elements
 	holds   []int64  // the watermark hold of each queued chunk, in step with queue
@@ -57,7 +59,7 @@ const (
 const wmCheck = 20 * time.Millisecond
 
 func newSplitPool(n int) *splitPool {
-	p := &splitPool{running: n, wake: make(chan struct{}), subs: make([]poolSub, n)}
+	p := &splitPool{clock: clockwork.NewRealClock(), running: n, wake: make(chan struct{}), subs: make([]poolSub, n)}
 	for i := range p.subs {
 		p.subs[i].hold = wire.MinTimestamp
 	}
@@ -250,10 +252,10 @@ func (p *splitPool) takeFor(ctx context.Context, i int, forward func(bound int64
 		}
 		wake := p.wake
 		var tick <-chan time.Time
-		var timer *time.Timer
+		var timer clockwork.Timer
 		if forward != nil && p.pollsLocked(i) {
-			timer = time.NewTimer(wmCheck)
-			tick = timer.C
+			timer = p.clock.NewTimer(wmCheck)
+			tick = timer.Chan()
 		}
 		p.mu.Unlock()
 		select {
@@ -385,16 +387,17 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 		return
 	}
 	lim := s.t.e.o.Limits
-	tick := time.NewTicker(lim.SplitCheck)
+	clock := s.t.e.o.Clock
+	tick := clock.NewTicker(lim.SplitCheck)
 	defer tick.Stop()
-	start := time.Now()
+	start := clock.Now()
 	for {
 		select {
 		case <-done:
 			return
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.Chan():
 		}
 		share := s.t.split != nil && s.t.split.wantsWork()
 		draining := false
@@ -405,7 +408,7 @@ func (s *splitter) run(ctx context.Context, done <-chan struct{}) {
 		}
 		if draining {
 			share = false
-		} else if !share && time.Since(start) < lim.BundleTime && s.w.OutputBytes(inst) < int64(lim.BundleOutputBytes) {
+		} else if !share && clock.Since(start) < lim.BundleTime && s.w.OutputBytes(inst) < int64(lim.BundleOutputBytes) {
 			continue
 		}
 		fraction := 0.5

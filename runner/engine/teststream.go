@@ -40,7 +40,7 @@ func (t *testStreamTask) run(ctx context.Context) error {
 	var clock *tsClock
 	var pt int64
 	if advancesProcessingTime(payload) {
-		clock = clockOf(t.stage)
+		clock = clockOf(t.stage, t.e.now())
 		pt = clock.start
 	}
 	wm := wire.MinTimestamp
@@ -158,13 +158,13 @@ var tsClocks = struct {
 }{m: map[weak.Pointer[plan.Stage]]*tsClock{}}
 
 // clockOf returns the synthetic processing time of TestStream stage ts.
-func clockOf(ts *plan.Stage) *tsClock {
+func clockOf(ts *plan.Stage, now time.Time) *tsClock {
 	k := weak.Make(ts)
 	tsClocks.Lock()
 	defer tsClocks.Unlock()
 	c := tsClocks.m[k]
 	if c == nil {
-		c = &tsClock{start: time.Now().UnixMilli()}
+		c = &tsClock{start: now.UnixMilli()}
 		tsClocks.m[k] = c
 		runtime.AddCleanup(ts, func(k weak.Pointer[plan.Stage]) {
 			tsClocks.Lock()
@@ -254,16 +254,17 @@ func (c *tsClock) advance(ctx context.Context, e *Engine, sent, at int64) error 
 // settle waits until SDK stage s has read n elements.
 func settle(ctx context.Context, e *Engine, s *plan.Stage, n int64) error {
 	p := e.progress[s]
-	last, since := p.in.Load(), time.Now()
+	clock := e.o.Clock
+	last, since := p.in.Load(), clock.Now()
 	for p.in.Load() < n {
 		if got := p.in.Load(); got != last {
-			last, since = got, time.Now()
-		} else if time.Since(since) > settleTimeout {
+			last, since = got, clock.Now()
+		} else if clock.Since(since) > settleTimeout {
 			e.o.Logger.Warn("TestStream: advancing processing time before the next stage has read what was sent", "stage", s.Name, "read", got, "sent", n)
 			return nil
 		}
 		select {
-		case <-time.After(time.Millisecond):
+		case <-clock.After(time.Millisecond):
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}

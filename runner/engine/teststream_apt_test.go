@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -199,17 +198,10 @@ func (h *tsPipeline) render(ms []msg) []string {
 		}
 		h.dataMsgs++
 		err := h.outWV.ForEach(m.data, func(e wire.Element) error {
-			p, _, err := wire.ReadPane(e.Pane)
+			key, vals, p, err := readGroup(h.t, h.outWV, e)
 			if err != nil {
 				return err
 			}
-			k, v, err := h.outWV.Elem.SplitKV(e.Value)
-			if err != nil {
-				return err
-			}
-			key, _ := readStr(h.t, k)
-			vals := readStrIterable(h.t, v)
-			sort.Strings(vals)
 			s := fmt.Sprintf("%s %v %s", key, vals, p.Timing)
 			if p.IsLast {
 				s += " last"
@@ -357,7 +349,7 @@ func TestTriggeredWallClockWakesEveryKey(t *testing.T) {
 // The clock of a TestStream stage goes when the stage does.
 func TestTSClockForgotten(t *testing.T) {
 	s := &plan.Stage{ID: "ts", Kind: plan.KindTestStream}
-	if c1, c2 := clockOf(s), clockOf(s); c1 != c2 {
+	if c1, c2 := clockOf(s, time.Now()), clockOf(s, time.Now()); c1 != c2 {
 		t.Fatal("two clocks for one stage")
 	}
 	k := weak.Make(s)
