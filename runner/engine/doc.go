@@ -10,9 +10,11 @@
 // What each file holds:
 //   - engine.go: Run (restarts from checkpoints), runOnce, the task kinds;
 //   - router.go, msg.go: keyed exchanges, broadcasts, messages and inboxes;
-//   - sdk.go, keyed.go: SDK stages, per-key user state and timers
-//     served from Pebble (package state) as typed calls (harness.State:
-//     bag, multimap, ordered list, side inputs);
+//   - sdk.go, keyed.go: SDK stages (sdkTask.step takes one event: a
+//     message, a wake-up, the drain, the coordinator's request; run is the
+//     shell that waits for it), per-key user state and timers served from
+//     Pebble (package state) as typed calls (harness.State: bag, multimap,
+//     ordered list, side inputs);
 //   - side*.go: side inputs, their readiness per window, parked main input;
 //   - split.go, progress.go, pool.go: splittable DoFns (runtime splits,
 //     residuals), progress, the worker pool;
@@ -21,8 +23,9 @@
 //     bundle's state), which package sdkharness implements over the Fn API
 //     and in process (translating the Fn State API into harness.State
 //     calls), and fakeharness_test.go with a fake that needs no SDK;
-//   - gbk.go, gbk_trigger.go: GroupByKeys, default (a step function per
-//     message, scripts in testdata/gbk) and triggered;
+//   - gbk.go, gbk_trigger.go: GroupByKeys, default (gbkTask.step per
+//     message) and triggered (triggeredGBK.step per message, wake-up or
+//     TestStream tick);
 //   - teststream.go, quiet.go: TestStream replay, which waits for quiescence;
 //   - coord/: checkpoint coordination's decisions as state machines
 //     (coord.Coordinator: when checkpoints start, time out, commit or
@@ -38,4 +41,9 @@
 //     internal limit (Limits), which tests set small.
 //
 // Every wait and every reading of time goes through Options.Clock.
+//
+// TestScripts runs the scripts in testdata/<kind>: sdk (an SDK subtask on
+// the fake harness, with barriers and restores), gbk and trigger (a
+// GroupByKey subtask), handover (metrics and finalization through the
+// coordinator), each stepping a subtask without its goroutine.
 package engine

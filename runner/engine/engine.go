@@ -484,6 +484,23 @@ type subtask struct {
 	held    int64 // messages taken and not yet handled (quiescence)
 }
 
+// runSteps is the goroutine shell of a subtask: while more says there is
+// work left, it waits for the next event and steps with it; then it
+// finishes. The decisions are all in step and finish, which tests drive
+// without the shell.
+func runSteps[E any](ctx context.Context, more func() bool, next func(context.Context) (E, error), step func(context.Context, E) error, finish func(context.Context) error) error {
+	for more() {
+		ev, err := next(ctx)
+		if err != nil {
+			return err
+		}
+		if err := step(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return finish(ctx)
+}
+
 func (s *subtask) id() string { return s.name() }
 
 func (s *subtask) name() string { return fmt.Sprintf("%s[%d] %q", s.stage.ID, s.index, s.stage.Name) }

@@ -26,8 +26,19 @@ type fakeBundle struct {
 	inst string
 	spec harness.BundleSpec
 	// out is the data output; a running bundle's OutputBytes is its size.
-	mu  sync.Mutex
-	out map[string][]byte
+	mu     sync.Mutex
+	out    map[string][]byte
+	timers map[harness.TimerKey][]byte
+}
+
+// setTimers sets (or clears) timers of a family, encoded as the SDK does.
+func (b *fakeBundle) setTimers(k harness.TimerKey, encoded []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.timers == nil {
+		b.timers = map[harness.TimerKey][]byte{}
+	}
+	b.timers[k] = append(b.timers[k], encoded...)
 }
 
 func (b *fakeBundle) emit(sink string, data []byte) {
@@ -115,7 +126,7 @@ func (w *fakeWorker) ProcessBundle(ctx context.Context, spec harness.BundleSpec)
 	if resp == nil {
 		resp = &fnpb.ProcessBundleResponse{}
 	}
-	return &harness.Result{InstructionID: b.inst, Outputs: b.out, Response: resp}, nil
+	return &harness.Result{InstructionID: b.inst, Outputs: b.out, Timers: b.timers, Response: resp}, nil
 }
 
 func (w *fakeWorker) bundle(inst string) *fakeBundle {

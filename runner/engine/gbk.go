@@ -79,17 +79,11 @@ func (t *gbkTask) restore(st *taskState) error {
 // time to step, then finishes.
 func (t *gbkTask) run(ctx context.Context) error {
 	defer t.db.Close()
-	for !t.allDone() {
-		m, err := t.recv(ctx)
-		if err != nil {
-			return err
-		}
-		if err := t.step(ctx, m); err != nil {
-			return err
-		}
-	}
-	return t.finish(ctx)
+	return runSteps(ctx, t.more, t.recv, t.step, t.finish)
 }
+
+// more says an input has not ended.
+func (t *gbkTask) more() bool { return !t.allDone() }
 
 // step takes one message: a barrier snapshots the subtask; a watermark
 // that moves the input's fires the windows it closes and is passed on;

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/state"
@@ -30,6 +31,11 @@ type gbkHarness struct {
 	done   chan error
 	// dataMsgs counts the data messages finish read.
 	dataMsgs int
+	// Scripts (gbk_scripts_test.go): the triggered subtask if any, the
+	// fake clock of processing time, the wake-up last printed.
+	trig  *triggeredGBK
+	clock *clockwork.FakeClock
+	wake  int64
 }
 
 func windowing(fn string, ot pipepb.OutputTime_Enum) *pipepb.WindowingStrategy {

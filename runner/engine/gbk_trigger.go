@@ -8,7 +8,6 @@ import (
 	"time"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
-	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/runner/trigger"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/state"
@@ -126,47 +125,75 @@ func (t *triggeredGBK) timer(kg int, key, window []byte, domain int, fam string)
 	return state.TimerID{KeyGroup: kg, Domain: domain, Transform: gTransform, Family: fam, Key: key, Window: window}
 }
 
+// trigEvent is one thing that happens to a triggered GroupByKey: a message
+// of its inbox, the processing-time wake-up it asked for falling due, or
+// a tick of the TestStream clock it follows. Exactly one is set.
+type trigEvent struct {
+	m    *msg
+	wake bool
+	tick *tsTick
+}
+
+// run is the subtask's goroutine: it waits for the next event and steps.
 func (t *triggeredGBK) run(ctx context.Context) error {
 	defer t.db.Close()
-	var ticks chan tsTick
 	if t.sub != nil {
 		defer close(t.sub.quit)
+	}
+	return runSteps(ctx, t.more, t.next, t.step, t.finish)
+}
+
+// next waits for the next event: a message, the wake-up the subtask set
+// (timed on the engine's clock), or a TestStream tick.
+func (t *triggeredGBK) next(ctx context.Context) (trigEvent, error) {
+	var wake <-chan time.Time
+	if t.wake > 0 {
+		c := t.e.o.Clock
+		tm := c.NewTimer(time.UnixMilli(t.wake).Sub(c.Now()))
+		defer tm.Stop()
+		wake = tm.Chan()
+	}
+	var ticks chan tsTick
+	if t.sub != nil {
 		ticks = t.sub.ticks
 	}
-	for !t.allDone() {
-		var wake <-chan time.Time
-		var tm clockwork.Timer
-		if t.wake > 0 {
-			c := t.e.o.Clock
-			tm = c.NewTimer(time.UnixMilli(t.wake).Sub(c.Now()))
-			wake = tm.Chan()
-		}
-		var err error
-		t.subtask.release()
-		select {
-		case m := <-t.subtask.in:
-			t.subtask.took(m)
-			err = t.handle(ctx, m)
-		case <-wake:
-			t.wake = 0
-			err = t.step(ctx, func(b *state.Bundle) error {
-				if err := t.onProcessingTime(b, t.inWM, t.now()); err != nil {
-					return err
-				}
-				return t.rearm(b)
-			})
-		case tk := <-ticks:
-			err = t.tick(ctx, tk)
-		case <-ctx.Done():
-			err = context.Cause(ctx)
-		}
-		if tm != nil {
-			tm.Stop()
-		}
-		if err != nil {
-			return err
-		}
+	t.subtask.release()
+	select {
+	case m := <-t.subtask.in:
+		t.subtask.took(m)
+		return trigEvent{m: &m}, nil
+	case <-wake:
+		return trigEvent{wake: true}, nil
+	case tk := <-ticks:
+		return trigEvent{tick: &tk}, nil
+	case <-ctx.Done():
+		return trigEvent{}, context.Cause(ctx)
 	}
+}
+
+// step takes one event: a message is taken in (handle), a wake-up fires
+// the processing-time timers due and sets the next one, a tick moves the
+// synthetic processing time.
+func (t *triggeredGBK) step(ctx context.Context, ev trigEvent) error {
+	switch {
+	case ev.m != nil:
+		return t.handle(ctx, *ev.m)
+	case ev.tick != nil:
+		return t.tick(ctx, *ev.tick)
+	case ev.wake:
+		t.wake = 0
+		return t.inBundle(ctx, func(b *state.Bundle) error {
+			if err := t.onProcessingTime(b, t.inWM, t.now()); err != nil {
+				return err
+			}
+			return t.rearm(b)
+		})
+	}
+	return nil
+}
+
+// finish ends the subtask once every input has ended.
+func (t *triggeredGBK) finish(ctx context.Context) error {
 	if t.closed > 0 {
 		t.e.o.Logger.Info("dropped data for closed or expired windows", "stage", t.name(), "elements", t.closed)
 	}
@@ -179,7 +206,7 @@ func (t *triggeredGBK) handle(ctx context.Context, m msg) error {
 		return t.snapshot(ctx, m.chk, t.db, &taskState{InWM: t.inWM, Dropped: t.closed}, nil)
 	}
 	now := t.now()
-	err := t.step(ctx, func(b *state.Bundle) error {
+	err := t.inBundle(ctx, func(b *state.Bundle) error {
 		switch m.kind {
 		case msgData:
 			var n int64
@@ -233,7 +260,7 @@ func (t *triggeredGBK) tick(ctx context.Context, tk tsTick) error {
 	}
 	if tk.at > t.pt {
 		t.pt = tk.at
-		if err := t.step(ctx, func(b *state.Bundle) error { return t.onProcessingTime(b, t.inWM, t.pt) }); err != nil {
+		if err := t.inBundle(ctx, func(b *state.Bundle) error { return t.onProcessingTime(b, t.inWM, t.pt) }); err != nil {
 			return err
 		}
 	}
@@ -241,8 +268,8 @@ func (t *triggeredGBK) tick(ctx context.Context, tk tsTick) error {
 	return nil
 }
 
-// step runs fn in a state bundle, commits it and sends the panes fired.
-func (t *triggeredGBK) step(ctx context.Context, fn func(b *state.Bundle) error) error {
+// inBundle runs fn in a state bundle, commits it and sends the panes fired.
+func (t *triggeredGBK) inBundle(ctx context.Context, fn func(b *state.Bundle) error) error {
 	b := t.db.NewBundle()
 	if err := fn(b); err != nil {
 		b.Discard()
@@ -265,7 +292,7 @@ func (t *triggeredGBK) step(ctx context.Context, fn func(b *state.Bundle) error)
 // processing-time wake-up from the timers restored in Pebble.
 func (t *triggeredGBK) restore(st *taskState) error {
 	t.inWM, t.closed = st.InWM, st.Dropped
-	return t.step(context.Background(), t.rearm)
+	return t.inBundle(context.Background(), t.rearm)
 }
 
 // rearm sets the wall-clock wake-up to the earliest processing-time timer

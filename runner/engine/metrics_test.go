@@ -354,7 +354,7 @@ func (r *handOverRig) do(step string) {
 	r.c.wg.Wait() // uploads and commits
 }
 
-// TestHandOverScripts runs the scripts in testdata/handover: a
+// runHandOverScript runs a script of testdata/handover: a
 // checkpointed job's metrics and finalizations driven through the
 // coordinator (bundles of subtasks a and b, checkpoints started,
 // snapshotted, aborted and committed to file storage, subtasks finishing,
@@ -365,30 +365,28 @@ func (r *handOverRig) do(step string) {
 // finalized (each exactly once, when the first completed checkpoint
 // holding its effects commits or the job ends); "saved" prints the
 // metrics the latest checkpoint recorded.
-func TestHandOverScripts(t *testing.T) {
-	datadriven.Walk(t, "testdata/handover", func(t *testing.T, path string) {
-		r := newHandOverRig(t)
-		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
-			if d.Cmd == "saved" {
-				m := r.latest()
-				if m == nil || m.Metrics == nil {
-					return fmt.Sprintf("the latest checkpoint %v has no metrics\n", m)
-				}
-				a, c := counts(t, aggFromCheckpoint(m.Metrics.Attempted).infos(), aggFromCheckpoint(m.Metrics.Committed).infos())
-				return fmt.Sprintf("checkpoint %d: attempted %d, committed %d\n", m.CheckpointID, a, c)
+func runHandOverScript(t *testing.T, path string) {
+	r := newHandOverRig(t)
+	datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+		if d.Cmd == "saved" {
+			m := r.latest()
+			if m == nil || m.Metrics == nil {
+				return fmt.Sprintf("the latest checkpoint %v has no metrics\n", m)
 			}
-			step := d.Cmd
-			for _, a := range d.CmdArgs {
-				step += " " + a.String()
+			a, c := counts(t, aggFromCheckpoint(m.Metrics.Attempted).infos(), aggFromCheckpoint(m.Metrics.Committed).infos())
+			return fmt.Sprintf("checkpoint %d: attempted %d, committed %d\n", m.CheckpointID, a, c)
+		}
+		step := d.Cmd
+		for _, a := range d.CmdArgs {
+			step += " " + a.String()
+		}
+		r.do(step)
+		for inst, n := range r.finalized {
+			if n != 1 {
+				t.Fatalf("%s: bundle %s finalized %d times", d.Pos, inst, n)
 			}
-			r.do(step)
-			for inst, n := range r.finalized {
-				if n != 1 {
-					t.Fatalf("%s: bundle %s finalized %d times", d.Pos, inst, n)
-				}
-			}
-			return fmt.Sprintf("attempted %d, committed %d, finalized %d\n", r.a, r.b, len(r.finalized))
-		})
+		}
+		return fmt.Sprintf("attempted %d, committed %d, finalized %d\n", r.a, r.b, len(r.finalized))
 	})
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	fnpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/fnexecution_v1"
-	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
@@ -27,8 +26,9 @@ type sdkTask struct {
 	keyed        *keyed     // nil unless the stage is stateful
 	split        *splitPool // shared by the subtasks of a splittable stage
 	inWV         wire.WVCoder
-	// inWM is the input watermark the run loop has acted on.
-	inWM int64
+	// inWM is the input watermark the subtask has acted on; outWM the
+	// output watermark it has sent.
+	inWM, outWM int64
 	// expired counts input elements dropped because their window had expired.
 	expired int64
 	// timersSet: a bundle set timers since event-time timers last fired; one
@@ -50,7 +50,8 @@ type sdkTask struct {
 }
 
 func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cache, split *splitPool) (*sdkTask, error) {
-	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}}, sinkTo: map[string]string{}, split: split}
+	t := &sdkTask{subtask: base, side: &sideState{inputs: map[[2]string]*sideInput{}}, sinkTo: map[string]string{}, split: split,
+		inWM: wire.MinTimestamp, outWM: wire.MinTimestamp}
 	p := base.e.plan
 	in, err := wire.Build(p.Components.GetCoders(), p.PColls[base.stage.Input].WireCoder)
 	if err != nil {
@@ -84,114 +85,156 @@ func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cach
 	return t, nil
 }
 
+// sdkEvent is one thing that happens to an SDK subtask: a message of its
+// inbox, the job's drain, the coordinator asking for a checkpoint once
+// every input has ended (chk), or, with none of them set, a wake-up: a
+// deferred residual or processing-time timers may be due, or pending input
+// can run.
+type sdkEvent struct {
+	m     *msg
+	drain bool
+	chk   int64
+}
+
+// run is the subtask's goroutine: it waits for the next event and steps,
+// until its inputs have ended and nothing is left to run; then it finishes.
 func (t *sdkTask) run(ctx context.Context) error {
 	if db := t.stateDB(); db != nil {
 		defer db.Close()
 	}
-	in, out := wire.MinTimestamp, wire.MinTimestamp // input watermark acted on; output watermark sent
-	for !t.allDone() || len(t.pending) > 0 || len(t.delayed) > 0 || t.park.any {
-		var wake <-chan time.Time
-		var timer clockwork.Timer
-		if d, ok := t.nextWake(); ok {
-			timer = t.e.o.Clock.NewTimer(d)
-			wake = timer.Chan()
-		}
-		t.release() // what the last iteration took in has been handled
-		if (t.stepwise() && len(t.pending) > 0) || t.park.more {
-			wake = closedCh // runnable input: look at the inbox, don't wait on it
-		}
-		select {
-		case chk := <-t.trig: // before anything else
-			if err := t.overtake(ctx, chk); err != nil {
+	return runSteps(ctx, t.busy, t.next, t.step, t.finish)
+}
+
+// busy says the subtask has more to do than finishing: an input has not
+// ended, or input, deferred residuals or parked input are left.
+func (t *sdkTask) busy() bool {
+	return !t.allDone() || len(t.pending) > 0 || len(t.delayed) > 0 || t.park.any
+}
+
+// next waits for the next event. A checkpoint the coordinator asks for
+// comes before anything else. Stepwise, input is read no faster than
+// bundles run it: what is not pending stays in the bounded inbox, so
+// backpressure holds and a barrier finds at most one bundle's worth of
+// input before it. Runnable input (pending stepwise, or parked input to
+// release) does not wait for the inbox.
+func (t *sdkTask) next(ctx context.Context) (sdkEvent, error) {
+	var wake <-chan time.Time
+	if d, ok := t.nextWake(); ok {
+		timer := t.e.o.Clock.NewTimer(d)
+		defer timer.Stop()
+		wake = timer.Chan()
+	}
+	t.release() // what the last step took in has been handled
+	if (t.stepwise() && len(t.pending) > 0) || t.park.more {
+		wake = closedCh
+	}
+	select {
+	case chk := <-t.trig:
+		return sdkEvent{chk: chk}, nil
+	default:
+	}
+	inbox := t.in
+	if t.stepwise() && t.pendingBytes >= t.bundleBytes() && t.stage.Splittable == "" {
+		inbox = nil
+	}
+	select {
+	case m := <-inbox:
+		t.took(m)
+		return sdkEvent{m: &m}, nil
+	case <-wake:
+		return sdkEvent{}, nil
+	case <-t.drainCh():
+		return sdkEvent{drain: true}, nil
+	case chk := <-t.trig:
+		return sdkEvent{chk: chk}, nil
+	case <-ctx.Done():
+		return sdkEvent{}, context.Cause(ctx)
+	}
+}
+
+// step takes one event, then does what it made due: residuals whose delay
+// passed join the pending input, parked input whose side inputs are ready
+// is released, pending input runs (as one bundle when stepwise, so
+// barriers get in between), event-time timers fire when the input
+// watermark moved (or a bundle set one already due) and expired state
+// goes, processing-time timers fire, and the output watermark (the input
+// watermark held by deferred residuals and timer holds) is sent when it
+// moves.
+func (t *sdkTask) step(ctx context.Context, ev sdkEvent) error {
+	got := ev.m != nil
+	switch {
+	case got:
+		switch m := *ev.m; m.kind {
+		case msgBarrier:
+			if err := t.barrier(ctx, m.chk); err != nil {
+				return err
+			}
+		case msgData:
+			if err := t.takeData(m); err != nil {
 				return err
 			}
 		default:
+			t.ports[m.port].observe(m)
 		}
-		// Stepwise, input is read no faster than bundles run it: what is
-		// not pending stays in the bounded inbox, so backpressure holds and
-		// a barrier finds at most one bundle's worth of input before it.
-		inbox := t.in
-		if t.stepwise() && t.pendingBytes >= t.bundleBytes() && t.stage.Splittable == "" {
-			inbox = nil
-		}
-		var m msg
-		got := false
-		select {
-		case m = <-inbox:
-			got = true
-			t.took(m)
-		case <-wake:
-		case <-t.drainCh():
-			t.startDrain()
-		case chk := <-t.trig:
-			if err := t.overtake(ctx, chk); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		advanced := false
-		if got {
-			switch m.kind {
-			case msgBarrier:
-				if err := t.barrier(ctx, m.chk); err != nil {
-					return err
-				}
-			case msgData:
-				if err := t.takeData(m); err != nil {
-					return err
-				}
-			default:
-				t.ports[m.port].observe(m)
-			}
-		}
-		t.readyDelayed(t.e.now())
-		if err := t.releaseParked(); err != nil {
+	case ev.drain:
+		t.startDrain()
+	case ev.chk > 0:
+		if err := t.overtake(ctx, ev.chk); err != nil {
 			return err
-		}
-		// Parked input holds the main input watermark.
-		if wm := t.mainWatermark(); wm > in {
-			in, advanced = wm, true
-		}
-		if len(t.pending) > 0 && (advanced || !got || t.pendingBytes >= t.bundleBytes() || len(t.in) == 0 || t.ports[0].done()) {
-			if err := t.flush(ctx); err != nil {
-				return err
-			}
-		}
-		// Input that arrived before the watermark moved has been run: what
-		// comes next is judged against the new watermark.
-		t.inWM = in
-		if (advanced || t.timersSet) && in > wire.MinTimestamp && in < wire.MaxTimestamp {
-			t.timersSet = false
-			if err := t.fireTimersIn(ctx, eventTime, in); err != nil {
-				return err
-			}
-			if err := t.expireState(in); err != nil {
-				return err
-			}
-		}
-		if err := t.fireTimersIn(ctx, processingTime, t.e.now().UnixMilli()); err != nil {
-			return err
-		}
-		hold, err := t.timerHold()
-		if err != nil {
-			return err
-		}
-		if wm := min(in, t.hold(), hold); wm > out && wm < wire.MaxTimestamp {
-			out = wm
-			if err := t.out.control(ctx, msgWatermark, out); err != nil {
-				return err
-			}
 		}
 	}
+	t.readyDelayed(t.e.now())
+	if err := t.releaseParked(); err != nil {
+		return err
+	}
+	// Parked input holds the main input watermark.
+	in := t.mainWatermark()
+	advanced := in > t.inWM
+	if !advanced {
+		in = t.inWM
+	}
+	if len(t.pending) > 0 && (advanced || !got || t.pendingBytes >= t.bundleBytes() || len(t.in) == 0 || t.ports[0].done()) {
+		if err := t.flush(ctx); err != nil {
+			return err
+		}
+	}
+	// Input that arrived before the watermark moved has been run: what
+	// comes next is judged against the new watermark.
+	t.inWM = in
+	if (advanced || t.timersSet) && in > wire.MinTimestamp && in < wire.MaxTimestamp {
+		t.timersSet = false
+		if err := t.fireTimersIn(ctx, eventTime, in); err != nil {
+			return err
+		}
+		if err := t.expireState(in); err != nil {
+			return err
+		}
+	}
+	if err := t.fireTimersIn(ctx, processingTime, t.e.now().UnixMilli()); err != nil {
+		return err
+	}
+	hold, err := t.timerHold()
+	if err != nil {
+		return err
+	}
+	if wm := min(in, t.hold(), hold); wm > t.outWM && wm < wire.MaxTimestamp {
+		t.outWM = wm
+		if err := t.out.control(ctx, msgWatermark, wm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish runs what is left once every input has ended: pending input, the
+// split pool's work (a splittable stage), every timer still set; then it
+// ends the subtask's output.
+func (t *sdkTask) finish(ctx context.Context) error {
 	if err := t.flush(ctx); err != nil {
 		return err
 	}
 	if t.split != nil {
-		if err := t.drainSplits(ctx, out); err != nil {
+		if err := t.drainSplits(ctx, t.outWM); err != nil {
 			return err
 		}
 	}
