@@ -10,14 +10,23 @@
 // What each file holds:
 //   - engine.go: Run (restarts from checkpoints), runOnce, the task kinds;
 //   - router.go, msg.go: keyed exchanges, broadcasts, messages and inboxes;
-//   - sdk.go, keyed.go: SDK stages (sdkTask.step takes one event: a
-//     message, a wake-up, the drain, the coordinator's request; run is the
-//     shell that waits for it), per-key user state and timers served from
-//     Pebble (package state) as typed calls (harness.State: bag, multimap,
-//     ordered list, side inputs);
+//   - sdk.go: SDK stages (sdkTask.step takes one event: a message, a
+//     wake-up, the drain, the coordinator's request; run is the shell
+//     that waits for it), their barriers, snapshots and restores;
+//   - bundle.go: running one bundle on a harness worker (input cut to
+//     bundle size, retries on a new worker or the same one, state batch,
+//     timers set, outputs, finalization);
+//   - timers.go, keyed.go: firing timers and expiring state of stateful
+//     stages; per-key user state and timers served from Pebble (package
+//     state) as typed calls (harness.State: bag, multimap, ordered list,
+//     side inputs);
+//   - deferred.go: residuals a splittable DoFn deferred, their watermark
+//     holds, and the drain;
 //   - side*.go: side inputs, their readiness per window, parked main input;
-//   - split.go, progress.go, pool.go: splittable DoFns (runtime splits,
-//     residuals), progress, the worker pool;
+//   - splitter.go: runtime splits of a running splittable bundle (when
+//     and at what fraction: splitNow); splitpool.go: work split off
+//     shared between a stage's subtasks, and a subtask's last phase of
+//     taking it; progress.go, pool.go: progress, the worker pool;
 //   - harness/: the contract with an SDK harness (harness.Worker: register,
 //     run a bundle, split, output size, finalize; harness.State: a
 //     bundle's state), which package sdkharness implements over the Fn API

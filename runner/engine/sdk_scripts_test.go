@@ -22,6 +22,8 @@ import (
 	"github.com/weir-runner/weir/runner/engine/coord"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // sdkRig is one SDK subtask stepped by a script (sdkTask.step, no
@@ -46,18 +48,24 @@ type sdkRig struct {
 
 // runSDKScript runs a script of testdata/sdk. Commands:
 //
-//	sdk [windows=fixed|global] [senders=N] [timer=end|+D] [timers-per-firing=N] [bundle-bytes=N] [checkpointing]
+//	sdk [windows=fixed|global] [senders=N] [timer=end|+D] [timers-per-firing=N] [bundle-bytes=N] [checkpointing] [splittable]
 //	                   a stage whose DoFn emits each element as it is; with
 //	                   timer, it is stateful and sets an event-time timer
 //	                   for the element's key and window (again for a key
 //	                   that has one: the later setting wins), holding the
 //	                   output watermark at the element's timestamp; the
-//	                   timer emits "<key> fired@<T>"
+//	                   timer emits "<key> fired@<T>"; splittable, it is a
+//	                   polling source: for element "<key> <n>" it emits it and
+//	                   defers "<key> <n+1>" for 1 s of processing time, and
+//	                   while the job drains (truncated) it emits
+//	                   "<key> <n>-truncated" and defers nothing
 //	data from=I        elements, one per line: key value timestamp window
 //	watermark from=I t=MS
 //	end from=I         the sender's end of input; after the last, the subtask
 //	                   finishes (pending input, every timer left, end of output)
 //	timers             lists the timers set (key, window, firing time)
+//	advance by=MS      processing time moves, then a wake-up
+//	drain              the job drains
 //	wake               a wake-up: pending input runs (one bundle when
 //	                   checkpointing), due residuals and timers
 //
@@ -94,6 +102,14 @@ func runSDKScript(t *testing.T, path string) {
 				return ""
 			case "wake":
 				err = r.event(ctx, sdkEvent{})
+			case "advance":
+				var by int64
+				d.ScanArgs(t, "by", &by)
+				r.clock.Advance(time.Duration(by) * time.Millisecond)
+				err = r.event(ctx, sdkEvent{})
+			case "drain":
+				r.task.e.Drain()
+				err = r.event(ctx, sdkEvent{drain: true})
 			case "timers":
 				return r.timers()
 			case "barrier":
@@ -277,8 +293,12 @@ func newSDKRig(t *testing.T, d *datadriven.TestData, st storage.Storage, restore
 	if r.st != nil {
 		o.Checkpoint = &CheckpointOptions{Storage: r.st, Job: sdkRigJob, Retained: 2}
 	}
+	if d.HasArg("splittable") {
+		s.Splittable = "sdf"
+	}
 	e := New(p, o)
 	e.pool.addDescriptor("env", &fnpb.ProcessBundleDescriptor{Id: "s"})
+	e.pool.addDescriptor("env", &fnpb.ProcessBundleDescriptor{Id: plan.DrainDescriptorID(s)})
 	if r.st != nil {
 		if err := e.setUpCheckpoints(testCtx(t), t.TempDir(), restore); err != nil {
 			t.Fatal(err)
@@ -295,7 +315,12 @@ func newSDKRig(t *testing.T, d *datadriven.TestData, st storage.Storage, restore
 			t.Fatal(err)
 		}
 	}
-	task, err := newSDKTask(context.Background(), base, t.TempDir(), nil, nil)
+	var pool *splitPool
+	if s.Splittable != "" && e.ck == nil {
+		pool = newSplitPool(1)
+		pool.clock = r.clock
+	}
+	task, err := newSDKTask(context.Background(), base, t.TempDir(), nil, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,9 +344,14 @@ func newSDKRig(t *testing.T, d *datadriven.TestData, st storage.Storage, restore
 func (r *sdkRig) doFn(_ context.Context, b *fakeBundle) (*fnpb.ProcessBundleResponse, error) {
 	elems, timers := 0, 0
 	var set []byte
+	resp := &fnpb.ProcessBundleResponse{}
+	drained := b.spec.Descriptor == plan.DrainDescriptorID(r.task.stage)
 	for _, chunk := range b.spec.Inputs["src"] {
 		err := r.outWV.ForEach(chunk, func(e wire.Element) error {
 			elems++
+			if r.task.stage.Splittable != "" {
+				return r.poll(e, drained, b, resp)
+			}
 			b.emit("sink", wire.AppendWindowedValue(nil, e.Timestamp, e.Windows, nil, e.Value))
 			if r.timer == "" {
 				return nil
@@ -365,11 +395,45 @@ func (r *sdkRig) doFn(_ context.Context, b *fakeBundle) (*fnpb.ProcessBundleResp
 		}
 		b.emit("sink", wire.AppendWindowedValue(nil, fire, [][]byte{w}, nil, kvBytes(tr.Key.Elm.(string), "fired@"+tsString(fire))))
 	}
-	r.bundles = append(r.bundles, fmt.Sprintf("bundle %d elements, %d timers", elems, timers))
+	line := fmt.Sprintf("bundle %d elements, %d timers", elems, timers)
+	if drained {
+		line = "drain " + line
+	}
+	if n := len(resp.ResidualRoots); n > 0 {
+		line += fmt.Sprintf(", %d deferred", n)
+	}
+	r.bundles = append(r.bundles, line)
 	if len(set) > 0 {
 		b.setTimers(famF, set)
 	}
-	return nil, nil
+	return resp, nil
+}
+
+// poll is the splittable DoFn of a polling source: it emits element e
+// ("<key> <n>") and defers "<key> <n+1>" for a second, its output
+// watermark at e's timestamp; drained, it emits "<key> <n>-truncated" and
+// ends.
+func (r *sdkRig) poll(e wire.Element, drained bool, b *fakeBundle, resp *fnpb.ProcessBundleResponse) error {
+	k, v, err := r.outWV.Elem.SplitKV(e.Value)
+	if err != nil {
+		return err
+	}
+	key, _ := readStr(r.t, k)
+	val, _ := readStr(r.t, v)
+	if drained {
+		b.emit("sink", wire.AppendWindowedValue(nil, e.Timestamp, e.Windows, nil, kvBytes(key, val+"-truncated")))
+		return nil
+	}
+	b.emit("sink", wire.AppendWindowedValue(nil, e.Timestamp, e.Windows, nil, e.Value))
+	var n int
+	fmt.Sscan(val, &n)
+	next := wire.AppendWindowedValue(nil, e.Timestamp, e.Windows, nil, kvBytes(key, fmt.Sprint(n+1)))
+	resp.ResidualRoots = append(resp.ResidualRoots, &fnpb.DelayedBundleApplication{
+		Application: &fnpb.BundleApplication{TransformId: "sdf", InputId: "in", Element: next,
+			OutputWatermarks: map[string]*timestamppb.Timestamp{"out": timestamppb.New(time.UnixMilli(e.Timestamp))}},
+		RequestedTimeDelay: durationpb.New(time.Second),
+	})
+	return nil
 }
 
 // tsString renders a timestamp, the end of the global window by name.

@@ -226,3 +226,34 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestSplitNow: what one look at a running splittable bundle decides.
+func TestSplitNow(t *testing.T) {
+	lim := Limits{BundleTime: time.Second, BundleOutputBytes: 100}
+	for _, tc := range []struct {
+		name            string
+		draining, share bool
+		ran             time.Duration
+		out             int64
+		fraction        float64
+		split, readOut  bool
+	}{
+		{name: "young small bundle", ran: 10 * time.Millisecond, out: 10, readOut: true},
+		{name: "ran its time", ran: time.Second, fraction: 0, split: true},
+		{name: "output full", ran: 10 * time.Millisecond, out: 100, split: true, readOut: true},
+		{name: "siblings want work", share: true, fraction: 0.5, split: true},
+		{name: "draining wins over sharing", draining: true, share: true, fraction: 0, split: true},
+		{name: "draining", draining: true, fraction: 0, split: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			read := false
+			f, ok := splitNow(lim, tc.draining, tc.share, tc.ran, func() int64 { read = true; return tc.out })
+			if f != tc.fraction || ok != tc.split {
+				t.Errorf("splitNow = %v, %v; want %v, %v", f, ok, tc.fraction, tc.split)
+			}
+			if read != tc.readOut {
+				t.Errorf("output size read: %v, want %v (it costs a call to the worker)", read, tc.readOut)
+			}
+		})
+	}
+}
