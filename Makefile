@@ -81,13 +81,17 @@ endif
 conformance: build
 	$(GO) run ./conformance/cmd/conform --weir=$(WEIR) $(PAR_FLAG) $(CONFORM_FLAGS)
 
+# Every benchmark runs even when an earlier one misses its target; make
+# bench then exits 1 (each prints its own PASS/FAIL).
 bench: build
-	$(GO) run ./bench/cmd/loadbench --weir=$(WEIR) --records=$(RECORDS) $(PAR_FLAG) $(BENCH_FLAGS)
-	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism --rounds=3
-	$(GO) run ./bench/cmd/statebench --pipeline=global --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism --rounds=3
-	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,weir-chk --rounds=3
-	$(GO) run ./bench/cmd/statebench --events=$(STATE_BIG_EVENTS) --keys=$(STATE_BIG_KEYS) --runners=weir --max_rss_mb=1024
-	$(GO) run ./bench/cmd/chkbench
+	@fail=0; set -x; \
+	$(GO) run ./bench/cmd/loadbench --weir=$(WEIR) --records=$(RECORDS) $(PAR_FLAG) $(BENCH_FLAGS) || fail=1; \
+	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism --rounds=3 || fail=1; \
+	$(GO) run ./bench/cmd/statebench --pipeline=global --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,prism --rounds=3 || fail=1; \
+	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,weir-chk --rounds=3 || fail=1; \
+	$(GO) run ./bench/cmd/statebench --events=$(STATE_BIG_EVENTS) --keys=$(STATE_BIG_KEYS) --runners=weir --max_rss_mb=1024 || fail=1; \
+	$(GO) run ./bench/cmd/chkbench || fail=1; \
+	{ set +x; } 2>/dev/null; exit $$fail
 
 soak:
 	$(GO) test ./conformance/metamorphic -run 'TestMetamorphic$$' -count=1 -timeout 0 -seeds=$(SEEDS) -seed_base=$(SEED_BASE) $(if $(BIG),-big)
