@@ -31,6 +31,9 @@ type sdkTask struct {
 	timersSet bool
 	// draining: bundles run the drain descriptor (truncated restrictions).
 	draining bool
+	// overtaking is the checkpoint the coordinator asked for, all inputs
+	// having ended, while the subtask reads what is queued (0: none).
+	overtaking int64
 	// delayed are residuals the SDK asked to resume later (or now).
 	delayed []residual
 	// checkpointed are residuals of checkpoint splits of the bundle's
@@ -82,9 +85,10 @@ func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cach
 
 // sdkEvent is one thing that happens to an SDK subtask: a message of its
 // inbox, the job's drain, the coordinator asking for a checkpoint once
-// every input has ended (chk), or, with none of them set, a wake-up: a
-// deferred residual or processing-time timers may be due, or pending input
-// can run.
+// every input has ended (chk: the subtask then takes in what is queued
+// without running it until it snapshots, see overtake), or, with none of
+// them set, a wake-up: a deferred residual or processing-time timers may
+// be due, or pending input can run.
 type sdkEvent struct {
 	m     *msg
 	drain bool
@@ -129,7 +133,10 @@ func (t *sdkTask) next(ctx context.Context) (sdkEvent, error) {
 	default:
 	}
 	inbox := t.in
-	if t.stepwise() && t.pendingBytes >= t.bundleBytes() && t.stage.Splittable == "" {
+	switch {
+	case t.overtaking > 0:
+		wake = nil // only what is queued matters until the snapshot
+	case t.stepwise() && t.pendingBytes >= t.bundleBytes() && t.stage.Splittable == "":
 		inbox = nil
 	}
 	select {
@@ -157,7 +164,17 @@ func (t *sdkTask) next(ctx context.Context) (sdkEvent, error) {
 // moves.
 func (t *sdkTask) step(ctx context.Context, ev sdkEvent) error {
 	got := ev.m != nil
+	if ev.chk > t.snapped {
+		t.overtaking = max(t.overtaking, ev.chk)
+	}
 	switch {
+	case t.overtaking > 0:
+		if ev.drain {
+			t.startDrain()
+		}
+		if done, err := t.overtake(ctx, ev.m); err != nil || !done {
+			return err
+		}
 	case got:
 		switch m := *ev.m; m.kind {
 		case msgBarrier:
@@ -173,10 +190,6 @@ func (t *sdkTask) step(ctx context.Context, ev sdkEvent) error {
 		}
 	case ev.drain:
 		t.startDrain()
-	case ev.chk > 0:
-		if err := t.overtake(ctx, ev.chk); err != nil {
-			return err
-		}
 	}
 	t.readyDelayed(t.e.now())
 	if err := t.releaseParked(); err != nil {
@@ -326,36 +339,41 @@ func (t *sdkTask) barrier(ctx context.Context, chk int64) error {
 	return t.snapshotNow(ctx, chk)
 }
 
-// overtake takes the subtask's part of checkpoint chk when the coordinator
-// asks, all its inputs having ended: what is still queued for it is read
-// into its pending input without running it, and the snapshot keeps it.
-// The barrier need not wait behind a backlog. If barrier chk itself comes
-// out of the queue first (the aligner completed it: a sender that had sent
-// it ended afterwards), what follows it is after the checkpoint: the
-// snapshot is taken there.
-func (t *sdkTask) overtake(ctx context.Context, chk int64) error {
-	if chk <= t.snapped {
-		return nil
-	}
-	for !t.allDone() {
-		m, err := t.recv(ctx)
-		if err != nil {
-			return err
-		}
+// overtake takes the subtask's part of checkpoint t.overtaking, which the
+// coordinator asked for once all the subtask's inputs ended: until the
+// snapshot, each message still queued (m, one a step; nil for none) is
+// taken into the pending input without running it, and the snapshot keeps
+// it. The barrier need not wait behind a backlog. If barrier chk itself
+// comes out of the queue first (the aligner completed it: a sender that
+// had sent it ended afterwards), what follows it is after the checkpoint:
+// the snapshot is taken there. done says the snapshot is taken and the
+// subtask goes on as usual.
+func (t *sdkTask) overtake(ctx context.Context, m *msg) (done bool, err error) {
+	chk := t.overtaking
+	if m != nil {
 		switch m.kind {
 		case msgData:
-			if err := t.takeData(m); err != nil {
-				return err
+			if err := t.takeData(*m); err != nil {
+				return false, err
 			}
 		case msgBarrier:
 			if m.chk >= chk {
-				return t.snapshotNow(ctx, m.chk)
+				t.overtaking = 0
+				return true, t.snapshotNow(ctx, m.chk)
 			} // older: an aborted checkpoint's
 		default:
-			t.ports[m.port].observe(m)
+			t.ports[m.port].observe(*m)
 		}
 	}
-	return t.snapshotNow(ctx, chk)
+	if chk <= t.snapped { // taken already, at its in-band barrier
+		t.overtaking = 0
+		return true, nil
+	}
+	if !t.allDone() {
+		return false, nil
+	}
+	t.overtaking = 0
+	return true, t.snapshotNow(ctx, chk)
 }
 
 // snapshotNow snapshots the subtask as it is: Pebble (keyed state, side

@@ -44,6 +44,11 @@ type sdkRig struct {
 	spec   *datadriven.TestData
 	st     storage.Storage
 	closed bool
+	// finished: the subtask has finished (its shell's loop would end).
+	finished bool
+	// awaiting is the checkpoint a trigger started while the subtask
+	// still reads what is queued (0: none).
+	awaiting int64
 }
 
 // runSDKScript runs a script of testdata/sdk. Commands:
@@ -61,8 +66,10 @@ type sdkRig struct {
 //	                   "<key> <n>-truncated" and defers nothing
 //	data from=I        elements, one per line: key value timestamp window
 //	watermark from=I t=MS
-//	end from=I         the sender's end of input; after the last, the subtask
-//	                   finishes (pending input, every timer left, end of output)
+//	end from=I         the sender's end of input
+//
+// Once every input has ended and nothing is left to run, the subtask
+// finishes (every timer left fires, its output ends), as its shell would.
 //	timers             lists the timers set (key, window, firing time)
 //	advance by=MS      processing time moves, then a wake-up
 //	drain              the job drains
@@ -76,7 +83,8 @@ type sdkRig struct {
 //	                   checkpoint committed
 //	trigger            the next checkpoint starts and the coordinator asks the
 //	                   subtask for it at once (its inputs have ended: the
-//	                   barrier overtakes what is pending)
+//	                   barrier overtakes what is pending, and what is still
+//	                   queued, the commands up to the last end)
 //	restore            the subtask is built again from the latest completed
 //	                   checkpoint (its inputs not ended), as after a crash
 //
@@ -92,9 +100,6 @@ func runSDKScript(t *testing.T, path string) {
 		var err error
 		if m, ok := scriptMsg(t, d); ok {
 			err = r.step(ctx, m)
-			if err == nil && m.kind == msgEOI && !r.task.busy() {
-				err = r.task.finish(ctx)
-			}
 		} else {
 			switch d.Cmd {
 			case "sdk":
@@ -121,7 +126,10 @@ func runSDKScript(t *testing.T, path string) {
 				}
 			case "trigger":
 				chk := r.startCheckpoint()
-				if err = r.event(ctx, sdkEvent{chk: chk}); err == nil {
+				if err = r.event(ctx, sdkEvent{chk: chk}); err == nil && r.task.overtaking > 0 {
+					r.awaiting = chk
+					return r.sent() + fmt.Sprintf("overtaking %d: what is queued goes into the snapshot\n", chk)
+				} else if err == nil {
 					return r.sent() + r.completed(chk)
 				}
 			case "restore":
@@ -136,10 +144,19 @@ func runSDKScript(t *testing.T, path string) {
 				t.Fatalf("%s: unknown command %q", d.Pos, d.Cmd)
 			}
 		}
+		if err == nil && r.task.allDone() && !r.task.busy() && !r.finished {
+			r.finished = true
+			err = r.task.finish(ctx)
+		}
 		if err != nil {
 			return fmt.Sprintf("error: %v\n", err)
 		}
-		return r.sent()
+		out := r.sent()
+		if chk := r.awaiting; chk > 0 && r.task.overtaking == 0 {
+			r.awaiting = 0
+			out += r.completed(chk)
+		}
+		return out
 	})
 }
 
