@@ -179,6 +179,13 @@ func TestResumeBadCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Another pipeline is refused before it runs, and leaves the job as it
+	// was for the right one.
+	err = runOn(t, srv, sumsPipeline(keyMod3), "loopback")
+	if err == nil || !strings.Contains(err.Error(), "another pipeline") {
+		t.Fatalf("resuming with another pipeline: err = %v, want a refusal naming the subtask", err)
+	}
+
 	sp := crashSpec("resume-bad-2")
 	if err := runOn(t, srv, crashPipeline(sp), "loopback"); err != nil {
 		t.Fatalf("resumed job failed: %v", err)
@@ -187,10 +194,70 @@ func TestResumeBadCheckpoints(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, newest) || !strings.Contains(l, "resuming from checkpoint") {
 		t.Errorf("the log does not name the truncated %s, or does not resume:\n%s", newest, l)
 	}
+}
 
-	err = runOn(t, srv, sumsPipeline(keyMod3), "loopback")
-	if err == nil || !strings.Contains(err.Error(), "another pipeline") {
-		t.Fatalf("resuming with another pipeline: err = %v, want a refusal naming the subtask", err)
+// TestResumeFinishedJob: --resume of a job whose run finished runs nothing
+// (replaying its tail from its last checkpoint would commit that tail
+// twice) and says so; a new run of the job name that dies before its first
+// checkpoint resumes from the start, not from the earlier run's last
+// checkpoint; and a run record that is not one is refused, naming it.
+func TestResumeFinishedJob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs checkpointed streaming jobs")
+	}
+	dir := t.TempDir()
+	defer setFlag(&jobopts.JobName, "finished")()
+	var logs logBuffer
+	srv := startResumingWeir(t, dir, &logs, nil)
+	sp := crashSpec("finished-1")
+	if err := runOn(t, srv, crashPipeline(sp), "loopback"); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	checkCommitted(t, sp, "the first run")
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	run, err := checkpoint.ReadRun(ctx, st, "finished")
+	if err != nil || run == nil || run.Finished == nil || run.Last == 0 {
+		t.Fatalf("after the first run the run record is %+v (%v); want finished, with its last checkpoint", run, err)
+	}
+
+	// The same sink again: a run that did anything would commit twice.
+	if err := runOn(t, srv, crashPipeline(sp), "loopback"); err != nil {
+		t.Fatalf("resuming the finished job: %v", err)
+	}
+	checkCommitted(t, sp, "resumed after it finished")
+	if !strings.Contains(logs.String(), "nothing to resume") {
+		t.Errorf("resuming a finished job does not say there is nothing to resume:\n%s", logs.String())
+	}
+
+	// A new run that took no checkpoint before it died: its record says
+	// its checkpoints start above the first run's.
+	next, err := checkpoint.NextID(ctx, st, "finished")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.WriteRun(ctx, st, "finished", checkpoint.Run{First: next, Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	from := len(logs.String())
+	sp2 := crashSpec("finished-2")
+	if err := runOn(t, srv, crashPipeline(sp2), "loopback"); err != nil {
+		t.Fatalf("resuming a run without checkpoints: %v", err)
+	}
+	checkCommitted(t, sp2, "resumed a run that had no checkpoint")
+	if l := logs.String()[from:]; !strings.Contains(l, "the latest is of an earlier run") || strings.Contains(l, "resuming from checkpoint") {
+		t.Errorf("a run without checkpoints resumed from an earlier run's, or did not say why not:\n%s", l)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "finished", "_run"), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = runOn(t, srv, crashPipeline(crashSpec("finished-3")), "loopback")
+	if err == nil || !strings.Contains(err.Error(), "finished/_run") {
+		t.Fatalf("a corrupt run record: err = %v, want a refusal naming it", err)
 	}
 }
 

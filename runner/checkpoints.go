@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
@@ -145,15 +146,28 @@ func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, 
 		RestartBackoff:  c.RestartBackoff,
 		Fault:           x.s.cfg.CheckpointFault,
 	}
+	run, err := checkpoint.ReadRun(ctx, st, job.Name)
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("not started: %w", err)
+	}
 	if c.Resume {
+		if run != nil && run.Finished != nil {
+			// Nothing to resume: the run finished and committed everything.
+			st.finished = run
+			return o, st, nil
+		}
 		meta, skipped, err := checkpoint.Latest(ctx, st, job.Name)
 		if skipped != nil {
 			x.s.log.Warn("passing over unusable checkpoints", "job", job.Name, "err", skipped)
 		}
 		switch {
-		case err == nil:
+		case err == nil && run.Mine(meta.CheckpointID):
 			o.Restore = meta
 			x.s.log.Info("resuming from checkpoint", "job", job.Name, "checkpoint", meta.CheckpointID)
+		case err == nil:
+			x.s.log.Info("no checkpoint of the job's last run to resume from (the latest is of an earlier run): starting fresh",
+				"job", job.Name, "dir", c.Dir, "checkpoint", meta.CheckpointID, "run_since", run.First)
 		case errors.Is(err, checkpoint.ErrNoCheckpoint):
 			x.s.log.Info("no checkpoint to resume from: starting fresh", "job", job.Name, "dir", c.Dir)
 		default:
@@ -161,6 +175,23 @@ func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, 
 			return nil, nil, fmt.Errorf("resuming job %s: %w", job.Name, err)
 		}
 	}
+	if o.Restore == nil || run == nil {
+		// A new run: checkpoints from here on are its own.
+		first, err := checkpoint.NextID(ctx, st, job.Name)
+		if err == nil && o.Restore != nil {
+			first = 1 // a dir of an older weir: its checkpoints are this run's
+		}
+		if err == nil {
+			run = &checkpoint.Run{Job: job.Name, First: first, Started: time.Now()}
+			err = checkpoint.WriteRun(ctx, st, job.Name, *run)
+		}
+		if err != nil {
+			st.Close()
+			return nil, nil, fmt.Errorf("not started: %w", err)
+		}
+	}
+	o.Since = run.First
+	st.rec = run
 	return o, st, nil
 }
 
@@ -172,6 +203,10 @@ type jobStorage struct {
 	raw             storage.Storage
 	lease           *checkpoint.Lease
 	log             *slog.Logger
+	// rec is this run's record; finished is set instead when --resume
+	// found the job's last run finished: there is nothing to run.
+	rec, finished *checkpoint.Run
+	last          atomic.Int64 // the latest checkpoint this run completed
 }
 
 // leaseCheckpoints takes the lease on job's checkpoints in st before
@@ -193,6 +228,24 @@ func (x *executor) leaseCheckpoints(ctx context.Context, st storage.Storage, job
 		log.Warn("took over the checkpoint lease of a job that is gone", "dir", st.String(), "previous", prev.String(), "because", why)
 	}
 	return &jobStorage{Storage: lease.Fence(st), raw: st, lease: lease, log: log}, nil
+}
+
+// checkpointed hears of every checkpoint of the run.
+func (s *jobStorage) checkpointed(c engine.CheckpointStats) {
+	if c.Failed == "" && c.ID > s.last.Load() {
+		s.last.Store(c.ID)
+	}
+}
+
+// finish records that the run ended successfully, while the job still holds
+// the lease: a --resume after this has nothing to run.
+func (s *jobStorage) finish(ctx context.Context, now time.Time) error {
+	r := *s.rec
+	r.Finished, r.Last = &now, s.last.Load()
+	if err := checkpoint.WriteRun(ctx, s.Storage, r.Job, r); err != nil {
+		return fmt.Errorf("the job's results are complete, but not the record that it finished: a --resume would run it again from checkpoint %d: %w", r.Last, err)
+	}
+	return nil
 }
 
 // Close releases the lease (if it is still ours) and closes the storage.

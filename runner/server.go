@@ -202,7 +202,15 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 	}
 	if st != nil {
 		defer st.Close() // releases the job's lease on its checkpoints
+		if r := st.finished; r != nil {
+			msg := fmt.Sprintf("job %s finished at %s (its last run took checkpoints from %d to %d): nothing to resume; run it without --resume to start it again",
+				job.Name, r.Finished.UTC().Format(time.RFC3339), r.First, r.Last)
+			x.s.log.Info(msg, "job", job.ID)
+			job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, msg)
+			return nil
+		}
 		ck.OnCheckpoint = func(c engine.CheckpointStats) {
+			st.checkpointed(c)
 			x.s.metrics.checkpoint(job.ID, c)
 			if x.s.cfg.OnCheckpoint != nil {
 				x.s.cfg.OnCheckpoint(job.ID, c)
@@ -229,7 +237,16 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 	job.OnDrain(e.Drain)
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))
 	if st != nil {
-		return st.run(ctx, e.Run) // fails the job if it loses the lease
+		// st.run fails the job if it loses the lease.
+		if err := st.run(ctx, e.Run); err != nil {
+			return err
+		}
+		if err := st.finish(ctx, time.Now()); err != nil {
+			// The job's results are complete; only --resume will not know.
+			x.s.log.Warn("the job finished, but its run record could not say so", "job", job.ID, "err", err)
+			job.Message(jobpb.JobMessage_JOB_MESSAGE_WARNING, err.Error())
+		}
+		return nil
 	}
 	return e.Run(ctx)
 }

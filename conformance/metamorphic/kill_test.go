@@ -107,7 +107,7 @@ func runKilled(t *testing.T, spec *Spec, set Settings, dir, job string, want map
 	deadline := time.After(timeout)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	killed := false
+	killed, finished := false, false
 wait:
 	for {
 		select {
@@ -129,6 +129,7 @@ wait:
 				first.Process.Signal(syscall.SIGKILL)
 				if err := <-done; err == nil {
 					o.notes = append(o.notes, "the first process ended before the kill")
+					finished = true
 				}
 				killed = true
 				break wait
@@ -151,7 +152,10 @@ wait:
 		if o.jobErr != nil {
 			return o
 		}
-		if !strings.Contains(log2.String(), "resuming from checkpoint") {
+		switch {
+		case finished && !strings.Contains(log2.String(), "nothing to resume"):
+			o.problem("kill", "the first process finished the job, but the second did not say there was nothing to resume")
+		case !finished && !strings.Contains(log2.String(), "resuming from checkpoint"):
 			o.problem("kill", "the second process did not resume from a checkpoint")
 		}
 		o.restarts = 1

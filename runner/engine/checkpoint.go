@@ -33,6 +33,10 @@ type CheckpointOptions struct {
 	Retained int
 	// Restore is the checkpoint to start from (nil: a fresh start).
 	Restore *checkpoint.Metadata
+	// Since is the first checkpoint ID of this run of the job (the run
+	// record's First): a restart after a failure never restores an older
+	// checkpoint, which an earlier run of the same job name left.
+	Since int64
 	// RestartAttempts is how often a failed job is restored from its latest
 	// checkpoint and run again before it fails; RestartBackoff is the pause
 	// before each restart.

@@ -183,8 +183,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.o.Logger.Warn("passing over unusable checkpoints", "err", skipped)
 		}
 		switch {
-		case lerr == nil:
+		case lerr == nil && meta.CheckpointID >= ck.Since:
 			restore = meta
+		case lerr == nil:
+			e.o.Logger.Info("the latest checkpoint is of an earlier run of the job: restarting from the start", "checkpoint", meta.CheckpointID, "run_since", ck.Since)
+			restore = nil
 		case errors.Is(lerr, checkpoint.ErrNoCheckpoint):
 			restore = nil // nothing completed yet: from the start
 		default:
