@@ -165,6 +165,9 @@ func (w *Worker) instruct(req *fnpb.InstructionRequest) (<-chan *fnpb.Instructio
 
 // call sends req and waits for its response.
 func (w *Worker) call(ctx context.Context, req *fnpb.InstructionRequest) (*fnpb.InstructionResponse, error) {
+	if err := context.Cause(ctx); err != nil {
+		return nil, err // not sent: nobody would wait for its response
+	}
 	ch, err := w.instruct(req)
 	if err != nil {
 		return nil, err

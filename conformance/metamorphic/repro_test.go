@@ -148,6 +148,25 @@ var reproCases = []reproCase{
 		set: Settings{Parallelism: 1, FailOp: -1, InProcess: true},
 	},
 	{
+		// Seed 3115, shrunk: restored from checkpoint 1 (a fault after its
+		// commit), the stateful DoFn behind a side-input ParDo whose main
+		// input waits, parked, for the generator's global-window output
+		// missed whole windows of some keys.
+		name: "RestoreParkedSideInput",
+		spec: func() *Spec {
+			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}
+			sl := Coll{Type: KVType, Win: WinFn{Kind: SlidingWindows, Size: 834, Period: 278}, TsKnown: true, Bounded: true, Multi: true}
+			return specOf([]Coll{kv, sl, sl, sl},
+				[]Op{
+					{Step: GenSource{Events: Events{N: 28, KeyMul: 149, KeyAdd: 278, Keys: 22, ValMul: 64331, ValAdd: 785, Base: 583805, TsStep: 15}, Splits: 7, SlowEvery: 1, SlowMicros: 16071}, Out: []int{0}},
+					{Step: WindowInto{Fn: WinFn{Kind: SlidingWindows, Size: 834, Period: 278}}, In: []int{0}, Out: []int{1}},
+					{Step: SideInput{Side: SideMultimap}, In: []int{1, 0}, Out: []int{2}},
+					{Step: Stateful{State: StateSet, End: EndEvery, Delta: 87, Chain: 2, KeyMod: 5}, In: []int{2}, Out: []int{3}},
+				}, 3)
+		},
+		set: Settings{Parallelism: 1, FailOp: -1, TimersPerFiring: 1, BundleBytes: 512, BundleOutputBytes: 1024, MessageBytes: 800, InboxSize: 5, BundleTime: 373 * time.Millisecond, Checkpoint: 15 * time.Millisecond, Fault: "after-commit", FaultN: 1},
+	},
+	{
 		name: "EndOfGlobalTimerOrderedList",
 		spec: func() *Spec {
 			kv := Coll{Type: KVType, Win: global, TsKnown: true, Bounded: true}

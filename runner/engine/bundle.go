@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/runner/engine/harness"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/state"
@@ -77,9 +78,7 @@ func (t *sdkTask) bundle(ctx context.Context, input [][]byte, fired []state.Time
 		// Final only once a checkpoint covers the bundle.
 		t.finalize = append(t.finalize, finalization{w: w, inst: res.InstructionID})
 	} else if res.Response.GetRequiresFinalization() {
-		if err := w.Finalize(ctx, res.InstructionID); err != nil {
-			t.e.o.Logger.Warn("bundle finalization failed", "stage", t.name(), "err", err)
-		}
+		t.e.finalize(ctx, finalization{w: w, inst: res.InstructionID})
 	}
 	return nil
 }
@@ -233,3 +232,42 @@ type fatalError struct{ err error }
 func (f *fatalError) Error() string { return f.err.Error() }
 
 func (f *fatalError) Unwrap() error { return f.err }
+
+// finalize runs the finalization callbacks of bundles whose effects are
+// final. Once asked for, a finalization runs to its end even if ctx (the
+// run's) ends meanwhile, for up to Limits.FinalizeTimeout after that: the
+// request is in the worker's hands, and a job that returned without
+// waiting for it would leave the worker committing for it afterwards.
+func (e *Engine) finalize(ctx context.Context, fin ...finalization) {
+	if len(fin) == 0 {
+		return
+	}
+	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	var mu sync.Mutex
+	var timeout clockwork.Timer
+	returned := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !returned {
+			timeout = e.o.Clock.AfterFunc(e.o.Limits.FinalizeTimeout, func() {
+				cancel(fmt.Errorf("the run ended %v before its finalizations did: %w", e.o.Limits.FinalizeTimeout, context.Cause(ctx)))
+			})
+		}
+	})
+	defer func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		returned = true
+		if timeout != nil {
+			timeout.Stop()
+		}
+	}()
+	for _, f := range fin {
+		if err := f.w.Finalize(fctx, f.inst); err != nil {
+			e.o.Logger.Warn("bundle finalization failed", "err", err)
+		}
+	}
+}

@@ -438,11 +438,7 @@ func (e *Engine) transformNames() map[string]string {
 
 // finalizeAll finalizes bundles whose effects are final.
 func (c *coordinator) finalizeAll(ctx context.Context, fin []finalization) {
-	for _, f := range fin {
-		if err := f.w.Finalize(ctx, f.inst); err != nil {
-			c.e.o.Logger.Warn("bundle finalization failed", "err", err)
-		}
-	}
+	c.e.finalize(ctx, fin...)
 }
 
 // jobDone finalizes what finished subtasks and checkpoints that did not

@@ -29,6 +29,11 @@ type Limits struct {
 	// (20 ms); BundleTime is how long it runs before it is checkpointed
 	// (split at fraction 0) so its output flows on (500 ms).
 	SplitCheck, BundleTime time.Duration
+	// FinalizeTimeout is how long the finalizations of bundles whose
+	// effects are final may go on once the run has failed or been
+	// cancelled (30 s): they run to their end rather than be left to the
+	// worker after the job has returned.
+	FinalizeTimeout time.Duration
 }
 
 // DefaultLimits are the limits a zero Limits field takes.
@@ -42,6 +47,7 @@ var DefaultLimits = Limits{
 	StateChunkBytes:     2 << 20,
 	SplitCheck:          20 * time.Millisecond,
 	BundleTime:          500 * time.Millisecond,
+	FinalizeTimeout:     30 * time.Second,
 }
 
 // withDefaults returns l with every zero field set to its default.
@@ -64,6 +70,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.BundleTime <= 0 {
 		l.BundleTime = d.BundleTime
+	}
+	if l.FinalizeTimeout <= 0 {
+		l.FinalizeTimeout = d.FinalizeTimeout
 	}
 	return l
 }

@@ -206,6 +206,13 @@ func (t *sdkTask) step(ctx context.Context, ev sdkEvent) error {
 			return err
 		}
 	}
+	if advanced && len(t.pending) > 0 {
+		// Stepwise, one bundle ran, and input that arrived before the
+		// watermark moved is left (a restored backlog, overtaken input):
+		// it runs first, in the steps that follow at once, and holds the
+		// watermark until it has.
+		in, advanced = t.inWM, false
+	}
 	// Input that arrived before the watermark moved has been run: what
 	// comes next is judged against the new watermark.
 	t.inWM = in

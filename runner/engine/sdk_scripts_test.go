@@ -70,6 +70,7 @@ type sdkRig struct {
 //
 // Once every input has ended and nothing is left to run, the subtask
 // finishes (every timer left fires, its output ends), as its shell would.
+//
 //	timers             lists the timers set (key, window, firing time)
 //	advance by=MS      processing time moves, then a wake-up
 //	drain              the job drains
