@@ -180,22 +180,27 @@ func (w *Worker) call(ctx context.Context, req *fnpb.InstructionRequest) (*fnpb.
 	}
 }
 
-// Register registers descriptors with the harness.
+// Register registers descriptors with the harness. A harness that refuses
+// the register instruction (Beam's TypeScript SDK does not know it) is no
+// error: it fetches each descriptor with GetProcessBundleDescriptor when a
+// bundle first names it, and a bundle it cannot run fails with its own
+// message (foreign.go).
 func (w *Worker) Register(ctx context.Context, descs ...*fnpb.ProcessBundleDescriptor) error {
+	sent := make([]*fnpb.ProcessBundleDescriptor, len(descs))
 	w.mu.Lock()
-	for _, d := range descs {
-		w.descriptors[d.GetId()] = d
+	for i, d := range descs {
+		sent[i] = w.harnessDescriptor(d)
 	}
 	w.mu.Unlock()
 	resp, err := w.call(ctx, &fnpb.InstructionRequest{
 		InstructionId: w.newInstructionID(),
-		Request:       &fnpb.InstructionRequest_Register{Register: &fnpb.RegisterRequest{ProcessBundleDescriptor: descs}},
+		Request:       &fnpb.InstructionRequest_Register{Register: &fnpb.RegisterRequest{ProcessBundleDescriptor: sent}},
 	})
 	if err != nil {
 		return fmt.Errorf("registering descriptors with worker %s: %w", w.id, err)
 	}
 	if msg := resp.GetError(); msg != "" {
-		return fmt.Errorf("worker %s refused descriptors: %s", w.id, msg)
+		w.srv.log.Info("worker refused registration; it is to fetch descriptors itself", "worker", w.id, "answer", msg)
 	}
 	return nil
 }
