@@ -17,7 +17,12 @@ import (
 //
 //   - it answers the register instruction with "Unknown instruction type"
 //     and fetches each descriptor itself with GetProcessBundleDescriptor
-//     when a bundle first names it, so a refused register is no error
+//     when a bundle first names it. Worse, its control stream takes
+//     messages of at most 4 MiB, and one register of all of a pipeline's
+//     descriptors is larger (their closures are serialized into them):
+//     the harness's process dies. So only the Go SDK's harness is sent
+//     register instructions; any other fetches each descriptor as it needs
+//     it, as the Fn API allows, and a refused register is no error
 //     (Worker.Register);
 //   - that call carries no worker_id metadata, so the descriptor is found
 //     by its ID alone (Server.descriptorByID): a harness of an SDK other
@@ -28,20 +33,20 @@ import (
 //     bundle it fails at once (a descriptor it cannot use) fails without
 //     waiting for that stream (Worker.sendInputs).
 
-// harnessDescriptor returns the descriptor to send to the harness for d,
-// and records the ID it is sent under. The Go SDK's harness always sends
-// worker_id and gets d as it is; any other gets a copy under an ID unique
-// to this worker. Call with w.mu held.
-func (w *Worker) harnessDescriptor(d *fnpb.ProcessBundleDescriptor) *fnpb.ProcessBundleDescriptor {
+// harnessDescriptor records d and reports whether to register it with the
+// harness. The Go SDK's harness always sends worker_id, gets d as it is and
+// is sent it; any other fetches a copy under an ID unique to this worker.
+// Call with w.mu held.
+func (w *Worker) harnessDescriptor(d *fnpb.ProcessBundleDescriptor) (push bool) {
 	w.descriptors[d.GetId()] = d
 	if goEnvironment(d, anyTransform(d)) {
-		return d
+		return true
 	}
 	alias := proto.Clone(d).(*fnpb.ProcessBundleDescriptor)
 	alias.Id = d.GetId() + "@" + w.id
 	w.descriptors[alias.Id] = alias
 	w.replanned[d.GetId()] = alias.Id
-	return alias
+	return false
 }
 
 // descriptorByID serves a GetProcessBundleDescriptor that carries no

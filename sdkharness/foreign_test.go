@@ -31,25 +31,37 @@ func tsDescriptor(id, payload string) *fnpb.ProcessBundleDescriptor {
 	}
 }
 
-// refuseRegister answers the next instruction, which must be a register,
-// as Beam's TypeScript harness does, and returns the descriptors it carried.
-func refuseRegister(t *testing.T, pool *fakePool) []*fnpb.ProcessBundleDescriptor {
-	t.Helper()
+// TestRegisterRefused: a harness that refuses the register instruction
+// is no error; it is to fetch its descriptors itself.
+func TestRegisterRefused(t *testing.T) {
+	srv, pool := startFakePool(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := pool.start(ctx, t, srv, "w1")
+	d := tsDescriptor("s1", "go")
+	d.Environments["ts"].Capabilities = []string{"beam:version:sdk_base:go:apache/beam_go_sdk:2.77.0"}
+	regErr := make(chan error, 1)
+	go func() { regErr <- w.Register(ctx, d) }()
 	req := <-pool.got
-	if req.GetRegister() == nil {
-		t.Fatalf("instruction %v, want a register", req)
+	if ds := req.GetRegister().GetProcessBundleDescriptor(); len(ds) != 1 || ds[0].GetId() != "s1" {
+		t.Fatalf("instruction %v, want a register of s1", req)
 	}
 	pool.answer <- &fnpb.InstructionResponse{InstructionId: req.GetInstructionId(), Error: "Unknown instruction type: register"}
-	return req.GetRegister().GetProcessBundleDescriptor()
+	if err := <-regErr; err != nil {
+		t.Fatalf("register refused as the TypeScript harness does: %v, want no error", err)
+	}
+	if got, err := srv.GetProcessBundleDescriptor(ctx, &fnpb.GetProcessBundleDescriptorRequest{ProcessBundleDescriptorId: "s1"}); err != nil || !proto.Equal(got, d) {
+		t.Errorf("descriptor s1 after a refused register: %v, %v", got, err)
+	}
 }
 
-// TestForeignHarnessDescriptors: a harness that refuses the register
-// instruction (Beam's TypeScript SDK) is no error, and it fetches the
-// descriptor a bundle names without worker_id metadata, by that ID
-// alone. Two workers of jobs whose plans share a stage ID get the
-// descriptor under IDs of their own, so the ID stays unique; an ID held
-// by two workers with different descriptors is refused by name, and one
-// they hold alike is served.
+// TestForeignHarnessDescriptors: a harness of an SDK other than Go is sent
+// no register instruction (Beam's TypeScript harness refuses it, and dies
+// of one larger than 4 MiB); it fetches the descriptor a bundle names,
+// without worker_id metadata, by that ID alone. Two workers of jobs whose
+// plans share a stage ID get the descriptor under IDs of their own, so the
+// ID stays unique; an ID held by two workers with different descriptors is
+// refused by name, and one they hold alike is served.
 func TestForeignHarnessDescriptors(t *testing.T) {
 	srv, pool := startFakePool(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -64,42 +76,34 @@ func TestForeignHarnessDescriptors(t *testing.T) {
 		return ctrl.GetProcessBundleDescriptor(ctx, &fnpb.GetProcessBundleDescriptorRequest{ProcessBundleDescriptorId: id})
 	}
 
-	var sent []string // IDs the harnesses were given for "s1"
-	for i, w := range []string{"job1-w1", "job2-w1"} {
-		w := pool.start(ctx, t, srv, w)
-		regErr := make(chan error, 1)
-		d := tsDescriptor("s1", w.id)
-		go func() { regErr <- w.Register(ctx, d) }()
-		got := refuseRegister(t, pool)
-		if err := <-regErr; err != nil {
-			t.Fatalf("register refused as the TypeScript harness does: %v, want no error", err)
+	var named []string // IDs the bundles named for "s1"
+	for _, id := range []string{"job1-w1", "job2-w1"} {
+		w := pool.start(ctx, t, srv, id)
+		if err := w.Register(ctx, tsDescriptor("s1", id)); err != nil {
+			t.Fatalf("register: %v", err)
 		}
-		if len(got) != 1 || got[0].GetId() == "s1" {
-			t.Fatalf("worker %d was sent %v, want s1 under an ID of its own", i, got)
-		}
-		sent = append(sent, got[0].GetId())
-
-		// The bundle names the ID the harness was given.
 		bundleDone := make(chan error, 1)
 		go func() { _, err := w.ProcessBundle(ctx, harness.BundleSpec{Descriptor: "s1"}); bundleDone <- err }()
-		req := <-pool.got
-		if req.GetProcessBundle().GetProcessBundleDescriptorId() != got[0].GetId() {
-			t.Fatalf("bundle names descriptor %q, want %q", req.GetProcessBundle().GetProcessBundleDescriptorId(), got[0].GetId())
+		req := <-pool.got // the first instruction: no register came before it
+		got := req.GetProcessBundle().GetProcessBundleDescriptorId()
+		if req.GetProcessBundle() == nil || got == "s1" {
+			t.Fatalf("worker %s: first instruction %v, want a bundle naming s1 under an ID of its own", id, req)
 		}
-		fetched, err := fetch(ctx, got[0].GetId())
+		named = append(named, got)
+		fetched, err := fetch(ctx, got)
 		if err != nil {
-			t.Fatalf("GetProcessBundleDescriptor(%q) without worker_id: %v", got[0].GetId(), err)
+			t.Fatalf("GetProcessBundleDescriptor(%q) without worker_id: %v", got, err)
 		}
-		if !proto.Equal(fetched, got[0]) {
-			t.Errorf("fetched %v, want %v", fetched, got[0])
+		if fetched.GetId() != got || string(fetched.GetTransforms()["t"].GetSpec().GetPayload()) != id {
+			t.Errorf("fetched %v, want worker %s's s1 under ID %q", fetched, id, got)
 		}
 		pool.answer <- bundleAnswer(req)
 		if err := <-bundleDone; err != nil {
 			t.Fatalf("bundle: %v", err)
 		}
 	}
-	if sent[0] == sent[1] {
-		t.Errorf("both workers were given descriptor ID %q", sent[0])
+	if named[0] == named[1] {
+		t.Errorf("both workers' bundles named descriptor %q", named[0])
 	}
 
 	// By engine ID "s1", held by both workers with different contents.

@@ -180,18 +180,23 @@ func (w *Worker) call(ctx context.Context, req *fnpb.InstructionRequest) (*fnpb.
 	}
 }
 
-// Register registers descriptors with the harness. A harness that refuses
-// the register instruction (Beam's TypeScript SDK does not know it) is no
-// error: it fetches each descriptor with GetProcessBundleDescriptor when a
-// bundle first names it, and a bundle it cannot run fails with its own
-// message (foreign.go).
+// Register makes descriptors known to the harness: it serves them to
+// GetProcessBundleDescriptor, and sends those of Go environments in a
+// register instruction. A harness that refuses that instruction is no
+// error: it fetches each descriptor when a bundle first names it, and a
+// bundle it cannot run fails with its own message (foreign.go).
 func (w *Worker) Register(ctx context.Context, descs ...*fnpb.ProcessBundleDescriptor) error {
-	sent := make([]*fnpb.ProcessBundleDescriptor, len(descs))
+	var sent []*fnpb.ProcessBundleDescriptor
 	w.mu.Lock()
-	for i, d := range descs {
-		sent[i] = w.harnessDescriptor(d)
+	for _, d := range descs {
+		if w.harnessDescriptor(d) {
+			sent = append(sent, d)
+		}
 	}
 	w.mu.Unlock()
+	if len(sent) == 0 {
+		return nil
+	}
 	resp, err := w.call(ctx, &fnpb.InstructionRequest{
 		InstructionId: w.newInstructionID(),
 		Request:       &fnpb.InstructionRequest_Register{Register: &fnpb.RegisterRequest{ProcessBundleDescriptor: sent}},
