@@ -2,8 +2,10 @@
 #
 #   make build        bin/weir
 #   make run          wordcount example on the shipped sample text, embedded (--runner=weir)
-#   make test         go vet, go test (the runner's tests twice: Fn API and in-process workers),
-#                     go test -race (runner and state; the runner's tests both ways), then conformance
+#   make test         go vet, go test (the runner's tests twice: Fn API and in-process workers;
+#                     conformance/typescript runs Beam's TypeScript SDK pipelines on bin/weir serve,
+#                     needing node and npm, skipped without them outside CI), go test -race (runner
+#                     and state; the runner's tests both ways), then conformance
 #   make conformance  Beam's Go suites against `bin/weir serve` (conformance/cmd/conform)
 #   make bench        Beam's Go load tests on weir, prism and direct (bench/cmd/loadbench), then the
 #                     stateful benchmark on weir and prism (three paired rounds; the window
@@ -66,8 +68,8 @@ vet:
 
 # The runner's tests run twice: with LOOPBACK workers over the Fn API (as
 # under weir serve), then in the test process as --runner=weir runs them.
-unit:
-	$(GO) test ./...
+unit: build
+	WEIR_BIN=$(abspath $(WEIR)) $(GO) test ./...
 	WEIR_TEST_INPROCESS=1 $(GO) test ./runner/
 
 race:

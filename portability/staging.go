@@ -16,6 +16,7 @@ import (
 
 	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -42,8 +43,14 @@ type stagingStream = jobpb.ArtifactStagingService_ReverseArtifactRetrievalServic
 // ReverseArtifactRetrievalService receives the staging token, then asks the client to resolve each
 // environment's dependencies and to send each resolved artifact, writes them under the preparation's
 // staging directory and rewrites the dependencies to the local files. The stream ends when all are staged.
+//
+// Response headers go out first: a client that awaits them (grpc-js through protobuf-ts, as Beam's
+// TypeScript SDK stages) never sees any when a stream ends with a status alone, and would wait forever.
 func (ss *stagingService) ReverseArtifactRetrievalService(stream stagingStream) error {
 	s := ss.s
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return grpcError("artifact staging: sending response headers", err)
+	}
 	first, err := stream.Recv()
 	if err == io.EOF {
 		return nil // the client offered nothing

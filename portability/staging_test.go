@@ -179,6 +179,29 @@ func TestStagingNothing(t *testing.T) {
 	}
 }
 
+// TestStagingSendsHeaders: with nothing to stage the server still sends response headers before it ends
+// the stream. Beam's TypeScript client (grpc-js through protobuf-ts) awaits them, and a stream ended with a
+// status alone never delivers any: the client would wait at "Staging artifacts" forever.
+func TestStagingSendsHeaders(t *testing.T) {
+	e := startServer(t, &fakeExec{}, Options{})
+	ctx := testCtx(t)
+	prep := e.prepare(t, "headers", testPipeline())
+	stream, err := jobpb.NewArtifactStagingServiceClient(e.cc).ReverseArtifactRetrievalService(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&jobpb.ArtifactResponseWrapper{StagingToken: prep.GetStagingSessionToken()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("nothing to stage: Recv = %v, want EOF", err)
+	}
+	// Header returns nil metadata when the stream ended with a status alone (trailers only).
+	if md, err := stream.Header(); err != nil || md == nil {
+		t.Errorf("Header() = %v, %v; want response headers before the status", md, err)
+	}
+}
+
 // TestStagingErrors covers an unknown token and a client that stops in the middle of a file: the partial
 // file is removed and the preparation can be staged again.
 func TestStagingErrors(t *testing.T) {

@@ -295,17 +295,19 @@ func TestRejectedPipelines(t *testing.T) {
 			want: []string{badURN},
 		},
 		{
-			name: "unknown coder",
+			// Any other unknown coder is opaque bytes to weir; a window
+			// coder weir must decode.
+			name: "unknown window coder",
 			mutate: func(t *testing.T, p *pipepb.Pipeline) string {
 				for _, pc := range transformNamed(t, p, "runner_test.alwaysFail").GetOutputs() {
-					id := p.GetComponents().GetPcollections()[pc].GetCoderId()
-					p.GetComponents().GetCoders()[id].Spec.Urn = badCoder
-					return fmt.Sprintf("coder %q", id)
+					ws := p.GetComponents().GetWindowingStrategies()[p.GetComponents().GetPcollections()[pc].GetWindowingStrategyId()]
+					p.GetComponents().GetCoders()[ws.GetWindowCoderId()].Spec.Urn = badCoder
+					return fmt.Sprintf("window coder %q", ws.GetWindowCoderId())
 				}
 				t.Fatal("alwaysFail has no output")
 				return ""
 			},
-			want: []string{badCoder},
+			want: []string{badCoder, "window fn"},
 		},
 	}
 	for _, tc := range tests {

@@ -113,7 +113,7 @@ func (w *Worker) ProcessBundle(ctx context.Context, spec harness.BundleSpec) (*h
 		b.finishLocked()
 	}()
 
-	if err := w.sendInputs(ctx, instID, spec); err != nil {
+	if err := w.sendInputs(ctx, b, spec); err != nil {
 		b.fail(err)
 	}
 	select {
@@ -151,9 +151,16 @@ func (w *Worker) OutputBytes(instID string) int64 {
 
 const chunkSize = 1 << 20
 
-func (w *Worker) sendInputs(ctx context.Context, instID string, spec harness.BundleSpec) error {
+// sendInputs sends bundle b's input and timers, then the end of each. A
+// harness may open its data stream only when it runs its first bundle; if
+// the bundle ends first (the harness answered it with an error), nothing
+// is sent and the bundle's own error stands.
+func (w *Worker) sendInputs(ctx context.Context, b *bundle, spec harness.BundleSpec) error {
+	instID := b.id
 	select {
 	case <-w.dataReady:
+	case <-b.done:
+		return nil
 	case <-w.gone:
 		return w.goneErr
 	case <-ctx.Done():

@@ -3,7 +3,10 @@
 // gRPC port, multiplexed by the worker_id metadata every harness call
 // carries), the environments that start those harnesses (LOOPBACK through
 // an external worker pool, PROCESS by running the staged Go worker binary),
-// and the choice among them (Server.Start).
+// and the choice among them (Server.Start). Harnesses of other SDKs are
+// served as the Fn API allows them to differ from the Go SDK's (foreign.go):
+// they fetch their descriptors, with or without worker_id, and may open
+// their data stream only for their first bundle.
 //
 // It implements the engine's harness.Worker twice: Worker, a harness
 // connected over the Fn API, and InProcess, which runs bundles in this

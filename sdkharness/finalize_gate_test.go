@@ -3,6 +3,8 @@ package sdkharness
 import (
 	"context"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,12 +17,44 @@ import (
 
 // fakePool is an external worker pool whose workers are the test's: each
 // opens its control and data streams, hands every instruction to got as
-// it arrives, and sends the answers the test puts on answer.
+// it arrives, and sends the answers the test puts on answer (each on the
+// stream of the worker whose ID its instruction ID starts with).
 type fakePool struct {
 	fnpb.UnimplementedBeamFnExternalWorkerPoolServer
 	got    chan *fnpb.InstructionRequest
 	answer chan *fnpb.InstructionResponse
 	done   chan struct{}
+	// noData: the workers never open a data stream (Beam's TypeScript
+	// harness opens it only when it runs its first bundle).
+	noData bool
+	addr   string // where the pool listens
+
+	mu      sync.Mutex
+	answers map[string]chan *fnpb.InstructionResponse // by worker ID
+}
+
+// route hands each answer to its worker (instruction IDs are
+// "<worker>-<n>"); it ends when the test closes done.
+func (p *fakePool) route() {
+	for {
+		select {
+		case resp := <-p.answer:
+			id := resp.GetInstructionId()
+			p.mu.Lock()
+			ch := p.answers[id[:max(strings.LastIndex(id, "-"), 0)]]
+			p.mu.Unlock()
+			if ch == nil {
+				continue
+			}
+			select {
+			case ch <- resp:
+			case <-p.done:
+				return
+			}
+		case <-p.done:
+			return
+		}
+	}
 }
 
 func (p *fakePool) StartWorker(_ context.Context, req *fnpb.StartWorkerRequest) (*fnpb.StartWorkerResponse, error) {
@@ -29,21 +63,27 @@ func (p *fakePool) StartWorker(_ context.Context, req *fnpb.StartWorkerRequest) 
 		return nil, err
 	}
 	ctx := grpcx.WriteWorkerID(context.Background(), req.GetWorkerId())
+	answers := make(chan *fnpb.InstructionResponse)
+	p.mu.Lock()
+	p.answers[req.GetWorkerId()] = answers
+	p.mu.Unlock()
 	go func() { // owned by the pool: ends when the test closes done
 		defer conn.Close()
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		data, err := fnpb.NewBeamFnDataClient(conn).Data(ctx)
-		if err != nil {
-			return
-		}
-		go func() { // drains what weir sends; ends with the stream
-			for {
-				if _, err := data.Recv(); err != nil {
-					return
-				}
+		if !p.noData {
+			data, err := fnpb.NewBeamFnDataClient(conn).Data(ctx)
+			if err != nil {
+				return
 			}
-		}()
+			go func() { // drains what weir sends; ends with the stream
+				for {
+					if _, err := data.Recv(); err != nil {
+						return
+					}
+				}
+			}()
+		}
 		ctrl, err := fnpb.NewBeamFnControlClient(conn).Control(ctx)
 		if err != nil {
 			return
@@ -51,7 +91,7 @@ func (p *fakePool) StartWorker(_ context.Context, req *fnpb.StartWorkerRequest) 
 		go func() { // sends the test's answers; ends with the worker
 			for {
 				select {
-				case resp := <-p.answer:
+				case resp := <-answers:
 					if err := ctrl.Send(resp); err != nil {
 						return
 					}
@@ -75,11 +115,10 @@ func (p *fakePool) StartWorker(_ context.Context, req *fnpb.StartWorkerRequest) 
 	return &fnpb.StartWorkerResponse{}, nil
 }
 
-// TestFinalizeWaitsForRunningBundles: weir sends FinalizeBundle only when
-// no bundle is running on the worker (the Go SDK's harness finalizes
-// without the lock its bundle completion takes, which crashed a worker's
-// process), and a bundle waits for a finalization under way.
-func TestFinalizeWaitsForRunningBundles(t *testing.T) {
+// startFakePool starts weir's Fn API server and a fakePool, both on
+// ports from :0, stopped when the test ends.
+func startFakePool(t *testing.T, noData bool) (*Server, *fakePool) {
+	t.Helper()
 	srv := NewServer(nil)
 	g := grpc.NewServer()
 	srv.Register(g)
@@ -87,28 +126,45 @@ func TestFinalizeWaitsForRunningBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go g.Serve(lis) // stopped below
-	defer g.Stop()
+	go g.Serve(lis) // stopped at cleanup
+	t.Cleanup(g.Stop)
 	srv.SetEndpoint(lis.Addr().String())
 
-	pool := &fakePool{got: make(chan *fnpb.InstructionRequest), answer: make(chan *fnpb.InstructionResponse), done: make(chan struct{})}
-	defer close(pool.done)
+	pool := &fakePool{got: make(chan *fnpb.InstructionRequest), answer: make(chan *fnpb.InstructionResponse), done: make(chan struct{}), noData: noData, answers: map[string]chan *fnpb.InstructionResponse{}}
+	go pool.route() // ends at cleanup
 	pg := grpc.NewServer()
 	fnpb.RegisterBeamFnExternalWorkerPoolServer(pg, pool)
 	plis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go pg.Serve(plis) // stopped below
-	defer pg.Stop()
+	go pg.Serve(plis) // stopped at cleanup
+	t.Cleanup(pg.Stop)
+	t.Cleanup(func() { close(pool.done) }) // runs first: the workers end before the servers stop
+	pool.addr = plis.Addr().String()
+	return srv, pool
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	w, err := srv.StartLoopback(ctx, plis.Addr().String(), "w1", WorkerOptions{HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour})
+// start starts worker id of srv through the pool, stopped when the test ends.
+func (p *fakePool) start(ctx context.Context, t *testing.T, srv *Server, id string) *Worker {
+	t.Helper()
+	w, err := srv.StartLoopback(ctx, p.addr, id, WorkerOptions{HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Stop()
+	t.Cleanup(w.Stop)
+	return w
+}
+
+// TestFinalizeWaitsForRunningBundles: weir sends FinalizeBundle only when
+// no bundle is running on the worker (the Go SDK's harness finalizes
+// without the lock its bundle completion takes, which crashed a worker's
+// process), and a bundle waits for a finalization under way.
+func TestFinalizeWaitsForRunningBundles(t *testing.T) {
+	srv, pool := startFakePool(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := pool.start(ctx, t, srv, "w1")
 
 	bundleDone := make(chan error, 1)
 	go func() { _, err := w.ProcessBundle(ctx, harness.BundleSpec{Descriptor: "d"}); bundleDone <- err }()

@@ -103,8 +103,13 @@ func (s *Server) Control(stream fnpb.BeamFnControl_ControlServer) error {
 	return w.serveControl(stream)
 }
 
-// GetProcessBundleDescriptor returns a descriptor registered with the worker.
+// GetProcessBundleDescriptor returns a descriptor registered with the worker
+// that asks, or, if the call names no worker (Beam's TypeScript SDK sends
+// no worker_id here), the one registered under that ID (foreign.go).
 func (s *Server) GetProcessBundleDescriptor(ctx context.Context, req *fnpb.GetProcessBundleDescriptorRequest) (*fnpb.ProcessBundleDescriptor, error) {
+	if _, err := grpcx.ReadWorkerID(ctx); err != nil {
+		return s.descriptorByID(ctx, req.GetProcessBundleDescriptorId())
+	}
 	w, err := s.worker(ctx)
 	if err != nil {
 		return nil, err

@@ -183,22 +183,32 @@ func (w *Worker) call(ctx context.Context, req *fnpb.InstructionRequest) (*fnpb.
 	}
 }
 
-// Register registers descriptors with the harness.
+// Register makes descriptors known to the harness: it serves them to
+// GetProcessBundleDescriptor, and sends those of Go environments in a
+// register instruction. A harness that refuses that instruction is no
+// error: it fetches each descriptor when a bundle first names it, and a
+// bundle it cannot run fails with its own message (foreign.go).
 func (w *Worker) Register(ctx context.Context, descs ...*fnpb.ProcessBundleDescriptor) error {
+	var sent []*fnpb.ProcessBundleDescriptor
 	w.mu.Lock()
 	for _, d := range descs {
-		w.descriptors[d.GetId()] = d
+		if w.harnessDescriptor(d) {
+			sent = append(sent, d)
+		}
 	}
 	w.mu.Unlock()
+	if len(sent) == 0 {
+		return nil
+	}
 	resp, err := w.call(ctx, &fnpb.InstructionRequest{
 		InstructionId: w.newInstructionID(),
-		Request:       &fnpb.InstructionRequest_Register{Register: &fnpb.RegisterRequest{ProcessBundleDescriptor: descs}},
+		Request:       &fnpb.InstructionRequest_Register{Register: &fnpb.RegisterRequest{ProcessBundleDescriptor: sent}},
 	})
 	if err != nil {
 		return fmt.Errorf("registering descriptors with worker %s: %w", w.id, err)
 	}
 	if msg := resp.GetError(); msg != "" {
-		return fmt.Errorf("worker %s refused descriptors: %s", w.id, msg)
+		w.srv.log.Info("worker refused registration; it is to fetch descriptors itself", "worker", w.id, "answer", msg)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/teststream"
 	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/runner/wire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -544,14 +545,24 @@ func TestValidateErrors(t *testing.T) {
 			want: []string{`transform "plan_test.upper"`, "no URN"},
 		},
 		{
-			name:  "unknown coder URN names the coder and the URN",
-			build: simple,
+			name:  "unknown window coder names the coder, its URN and the window fn",
+			build: windowed,
 			mutate: func(t *testing.T, p *pipepb.Pipeline) []string {
-				id := outputPColl(t, p, "plan_test.upper").GetCoderId()
-				p.Components.Coders[id].Spec.Urn = badCoder
-				return []string{fmt.Sprintf("coder %q", id)}
+				ws := p.Components.WindowingStrategies[outputPColl(t, p, "WindowInto").GetWindowingStrategyId()]
+				p.Components.Coders[ws.GetWindowCoderId()].Spec.Urn = badCoder
+				return []string{fmt.Sprintf("window coder %q", ws.GetWindowCoderId()), ws.GetWindowFn().GetUrn()}
 			},
-			want: []string{badCoder, "does not know"},
+			want: []string{badCoder, "must decode windows"},
+		},
+		{
+			name:  "missing window coder is named",
+			build: windowed,
+			mutate: func(t *testing.T, p *pipepb.Pipeline) []string {
+				ws := p.Components.WindowingStrategies[outputPColl(t, p, "WindowInto").GetWindowingStrategyId()]
+				ws.WindowCoderId = "weir_test_missing"
+				return nil
+			},
+			want: []string{`window coder "weir_test_missing"`, "missing"},
 		},
 		{
 			name:  "unsupported window fn names the windowing strategy and the window fn",
@@ -638,7 +649,7 @@ func TestValidateErrors(t *testing.T) {
 				p.Components.Transforms[findTransform(t, p, "plan_test.pair")].Spec.Urn = badTransform
 				id := outputPColl(t, p, "WindowInto").GetWindowingStrategyId()
 				p.Components.WindowingStrategies[id].WindowFn.Urn = badWindowFn
-				p.Components.Coders[outputPColl(t, p, "plan_test.pair").GetCoderId()].Spec.Urn = badCoder
+				p.Components.Coders[p.Components.WindowingStrategies[id].GetWindowCoderId()].Spec.Urn = badCoder
 				return nil
 			},
 			want: []string{`transform "plan_test.pair"`, badTransform, badWindowFn, badCoder},
@@ -666,6 +677,70 @@ func TestValidateErrors(t *testing.T) {
 			}
 			if _, berr := plan.Build(pipe, plan.Options{LiftCombiners: true}); berr == nil || berr.Error() != err.Error() {
 				t.Errorf("Build error = %v, want the Validate error", berr)
+			}
+		})
+	}
+}
+
+// TestValidateAcceptsUnknownCoders: a coder weir does not know (every SDK
+// has its own, such as the TypeScript SDK's genericobjectjs) is opaque
+// bytes. The pipeline is accepted and planned, every PCollection that
+// crosses a stage boundary travels in a coder the runner can walk, and a
+// GroupByKey whose key coder is unknown sees its key length-prefixed, so
+// that it groups by the key's encoded bytes.
+func TestValidateAcceptsUnknownCoders(t *testing.T) {
+	const opaque = "beam:coder:genericobjectjs:v1"
+	windowed := func(s beam.Scope) {
+		kv := beam.ParDo(s, pair, beam.Create(s, "a"))
+		beam.ParDo(s, format, beam.GroupByKey(s, beam.WindowInto(s, window.NewFixedWindows(time.Minute), kv)))
+	}
+	tests := []struct {
+		name      string
+		component int // of the KV coder made opaque
+		wantKey   string
+	}{
+		{name: "key coder", component: 0, wantKey: "length_prefix"},
+		{name: "value coder", component: 1, wantKey: "string_utf8"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pipe := marshal(t, loopbackEnv(t), windowed)
+			kv := pipe.Components.Coders[outputPColl(t, pipe, "plan_test.pair").GetCoderId()]
+			pipe.Components.Coders[kv.GetComponentCoderIds()[tc.component]].Spec.Urn = opaque
+			if err := plan.Validate(pipe); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			pl, err := plan.Build(pipe, plan.Options{LiftCombiners: true})
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			for id, pc := range pl.PColls {
+				if _, err := wire.Build(pl.Components.GetCoders(), pc.WireCoder); err != nil {
+					t.Errorf("PCollection %s travels in a coder weir cannot walk: %v", id, err)
+				}
+			}
+			gbks := 0
+			for _, s := range pl.Stages {
+				if s.Kind != plan.KindGBK {
+					continue
+				}
+				gbks++
+				c, err := wire.Build(pl.Components.GetCoders(), s.InputKV)
+				if err != nil {
+					t.Fatalf("GBK %s input: %v", s.ID, err)
+				}
+				if c.URN != wire.URNKV {
+					t.Fatalf("GBK %s input is %s, want a kv", s.ID, c)
+				}
+				if got := c.Components[0].String(); !strings.HasPrefix(got, tc.wantKey) {
+					t.Errorf("GBK %s key coder is %s, want %s", s.ID, got, tc.wantKey)
+				}
+				if tc.component == 1 && !strings.HasPrefix(c.Components[1].String(), "length_prefix") {
+					t.Errorf("GBK %s value coder is %s, want it length-prefixed", s.ID, c.Components[1])
+				}
+			}
+			if gbks != 1 {
+				t.Errorf("%d GBK stages, want 1", gbks)
 			}
 		})
 	}

@@ -56,14 +56,3 @@ var sdkTransforms = map[string]bool{
 	URNCombinePre: true, URNCombineMerge: true, URNCombineExtract: true, URNCombineConvert: true,
 	URNPairWithRestriction: true, URNSplitAndSize: true, URNProcessSizedElements: true, URNTruncateSized: true,
 }
-
-// knownCoders are coder URNs the Go SDK and weir understand.
-var knownCoders = map[string]bool{
-	"beam:coder:bytes:v1": true, "beam:coder:string_utf8:v1": true, "beam:coder:varint:v1": true,
-	"beam:coder:bool:v1": true, "beam:coder:double:v1": true, "beam:coder:kv:v1": true,
-	"beam:coder:iterable:v1": true, "beam:coder:length_prefix:v1": true, "beam:coder:global_window:v1": true,
-	"beam:coder:interval_window:v1": true, "beam:coder:windowed_value:v1": true,
-	"beam:coder:param_windowed_value:v1": true, "beam:coder:nullable:v1": true, "beam:coder:timer:v1": true,
-	"beam:coder:row:v1": true, "beam:coder:state_backed_iterable:v1": true, "beam:coder:sharded_key:v1": true,
-	"beam:go:coder:custom:v1": true, "beam:go:coder:cogbklist:v1": true,
-}

@@ -7,6 +7,7 @@ import (
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/weir-runner/weir/runner/trigger"
+	"github.com/weir-runner/weir/runner/wire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -31,18 +32,20 @@ func Validate(p *pipepb.Pipeline) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, id := range sortedKeys(comps.GetCoders()) {
-		c := comps.GetCoders()[id]
-		if u := c.GetSpec().GetUrn(); !knownCoders[u] {
-			errs = append(errs, fmt.Errorf("coder %q has URN %q, which weir does not know", id, u))
-		}
-	}
+	// Coders weir does not know (every SDK has its own: Java's and Python's
+	// custom coders, the TypeScript SDK's genericobjectjs) are opaque bytes:
+	// the runner length-prefixes them where it must see element boundaries
+	// (wire.LengthPrefixUnknown) and groups such keys by their encoded
+	// bytes. Only a window coder must be decoded by weir itself.
 	for _, id := range sortedKeys(comps.GetWindowingStrategies()) {
 		ws := comps.GetWindowingStrategies()[id]
 		switch u := ws.GetWindowFn().GetUrn(); u {
 		case URNGlobalWindows, URNFixedWindows, URNSlidingWindows, URNSessions:
 		default:
 			errs = append(errs, fmt.Errorf("windowing strategy %q uses window fn %q, which weir does not support", id, u))
+		}
+		if err := windowCoderKnown(comps, ws); err != nil {
+			errs = append(errs, fmt.Errorf("windowing strategy %q (window fn %q): %w", id, ws.GetWindowFn().GetUrn(), err))
 		}
 		if err := trigger.Supported(ws.GetTrigger()); err != nil {
 			errs = append(errs, fmt.Errorf("windowing strategy %q: %w", id, err))
@@ -59,6 +62,24 @@ func Validate(p *pipepb.Pipeline) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// windowCoders are the window coder URNs weir decodes. Any other coder is
+// opaque to weir (see Validate).
+var windowCoders = map[string]bool{wire.URNGlobalWindow: true, wire.URNIntervalWindow: true}
+
+// windowCoderKnown reports an error naming the window coder of ws unless
+// it is one weir decodes (global_window or interval_window).
+func windowCoderKnown(comps *pipepb.Components, ws *pipepb.WindowingStrategy) error {
+	id := ws.GetWindowCoderId()
+	c, ok := comps.GetCoders()[id]
+	if !ok {
+		return fmt.Errorf("window coder %q is missing from the pipeline's coders", id)
+	}
+	if u := c.GetSpec().GetUrn(); !windowCoders[u] {
+		return fmt.Errorf("window coder %q has URN %q; weir must decode windows and knows only %s and %s", id, u, wire.URNGlobalWindow, wire.URNIntervalWindow)
+	}
+	return nil
 }
 
 func validateLeaf(id string, t *pipepb.PTransform) error {
