@@ -31,6 +31,12 @@ import (
 //	advance by=MS      processing time moves; a wake-up the trigger set that
 //	                   is due by then fires
 //	end from=I         the sender's end of input; after the last, the task finishes
+//	tick at=MS         (gbk synthetic: processing time is a TestStream's clock,
+//	                   moved only by ticks) a tick of that clock comes; the
+//	                   elements given, one per input line, were queued in the
+//	                   inbox (from sender 0) before it: they are taken in first,
+//	                   then the time moves and the tick is acknowledged
+//	                   ("tick <MS> done")
 //
 // Output lines: "pane <key> <window> ts=<T> <timing> [values]" (values
 // sorted, panes sorted within one message; a triggered GroupByKey's also
@@ -62,6 +68,12 @@ func runGBKScript(t *testing.T, path string) {
 				h.clock.Advance(time.Duration(by) * time.Millisecond)
 				if h.trig != nil && h.trig.wake > 0 && h.trig.wake <= h.clock.Now().UnixMilli() {
 					err = h.trig.step(ctx, trigEvent{wake: true})
+				}
+			case "tick":
+				var done string
+				done, err = h.tick(ctx, d)
+				if err == nil {
+					return h.emitted() + done
 				}
 			default:
 				t.Fatalf("%s: unknown command %q", d.Pos, d.Cmd)
@@ -155,8 +167,53 @@ func scriptGBK(t *testing.T, d *datadriven.TestData) *gbkHarness {
 			t.Fatalf("%s: %v", d.Pos, err)
 		}
 		h.trig = tg
+		if d.HasArg("synthetic") {
+			tg.sub = &tsSub{ticks: make(chan tsTick), quit: make(chan struct{})}
+			tg.subtask.in = make(inbox, 16)
+		}
 	}
 	return h
+}
+
+// tick runs the "tick" command: the input's elements are queued, the tick
+// comes, and the subtask steps until it has applied it, as its shell
+// would.
+func (h *gbkHarness) tick(ctx context.Context, d *datadriven.TestData) (string, error) {
+	if h.trig == nil || h.trig.sub == nil {
+		h.t.Fatalf("%s: tick needs a triggered gbk with synthetic", d.Pos)
+	}
+	if in := strings.TrimSpace(d.Input); in != "" {
+		m := msg{kind: msgData, sender: "up/0"}
+		for _, line := range strings.Split(in, "\n") {
+			m.data = append(m.data, scriptElem(h.t, line)...)
+		}
+		h.trig.subtask.in <- m
+	}
+	tk := tsTick{done: make(chan struct{})}
+	d.ScanArgs(h.t, "at", &tk.at)
+	if err := h.trig.step(ctx, trigEvent{tick: &tk}); err != nil {
+		return "", err
+	}
+	for h.trig.ticking != nil {
+		select {
+		case <-tk.done:
+			h.t.Fatalf("%s: the tick was acknowledged before it was applied", d.Pos)
+		default:
+		}
+		ev, err := h.trig.next(ctx)
+		if err != nil {
+			return "", err
+		}
+		if err := h.trig.step(ctx, ev); err != nil {
+			return "", err
+		}
+	}
+	select {
+	case <-tk.done:
+		return fmt.Sprintf("tick %d done\n", tk.at), nil
+	default:
+		return "tick not acknowledged\n", nil
+	}
 }
 
 // scriptElem encodes "key value timestamp window..." as a windowed KV.

@@ -34,6 +34,10 @@ type triggeredGBK struct {
 	inWM       int64  // input watermark
 	sub        *tsSub // the synthetic clock followed, or nil for the wall clock
 	pt         int64  // synthetic processing time (with sub)
+	// ticking is a tick of the synthetic clock taken but not yet applied:
+	// what the inbox held when it came is handled first, one message a
+	// step, then processing time moves.
+	ticking *tsTick
 }
 
 // Cells and timers of a (key, window), under transform "g".
@@ -126,13 +130,20 @@ func (t *triggeredGBK) timer(kg int, key, window []byte, domain int, fam string)
 }
 
 // trigEvent is one thing that happens to a triggered GroupByKey: a message
-// of its inbox, the processing-time wake-up it asked for falling due, or
-// a tick of the TestStream clock it follows. Exactly one is set.
+// of its inbox, the processing-time wake-up it asked for falling due, a
+// tick of the TestStream clock it follows, or (moved) that tick's time
+// coming, once what was queued before it has been handled. Exactly one is
+// set.
 type trigEvent struct {
-	m    *msg
-	wake bool
-	tick *tsTick
+	m     *msg
+	wake  bool
+	tick  *tsTick
+	moved bool
 }
+
+// more says the subtask has more to do than finishing: an input has not
+// ended, or a tick waits to be applied.
+func (t *triggeredGBK) more() bool { return !t.allDone() || t.ticking != nil }
 
 // run is the subtask's goroutine: it waits for the next event and steps.
 func (t *triggeredGBK) run(ctx context.Context) error {
@@ -158,6 +169,16 @@ func (t *triggeredGBK) next(ctx context.Context) (trigEvent, error) {
 		ticks = t.sub.ticks
 	}
 	t.subtask.release()
+	if t.ticking != nil {
+		// A tick waits for what is queued before it: the inbox, until empty.
+		select {
+		case m := <-t.subtask.in:
+			t.subtask.took(m)
+			return trigEvent{m: &m}, nil
+		default:
+			return trigEvent{moved: true}, nil
+		}
+	}
 	select {
 	case m := <-t.subtask.in:
 		t.subtask.took(m)
@@ -172,14 +193,19 @@ func (t *triggeredGBK) next(ctx context.Context) (trigEvent, error) {
 }
 
 // step takes one event: a message is taken in (handle), a wake-up fires
-// the processing-time timers due and sets the next one, a tick moves the
-// synthetic processing time.
+// the processing-time timers due and sets the next one, a tick is held
+// until what was queued before it is handled, then moves the synthetic
+// processing time.
 func (t *triggeredGBK) step(ctx context.Context, ev trigEvent) error {
 	switch {
 	case ev.m != nil:
 		return t.handle(ctx, *ev.m)
 	case ev.tick != nil:
-		return t.tick(ctx, *ev.tick)
+		t.ticking = ev.tick
+	case ev.moved && t.ticking != nil:
+		tk := *t.ticking
+		t.ticking = nil
+		return t.tick(ctx, tk)
 	case ev.wake:
 		t.wake = 0
 		return t.inBundle(ctx, func(b *state.Bundle) error {
@@ -248,16 +274,10 @@ func (t *triggeredGBK) handle(ctx context.Context, m msg) error {
 }
 
 // tick moves the synthetic processing time. What the TestStream sent
-// before the advance has reached the inbox by now (see tsClock): it is
-// taken in first, at the time it arrived.
+// before the advance had reached the inbox when the tick came (see
+// tsClock), and has been taken in since, at the time it arrived (next,
+// step).
 func (t *triggeredGBK) tick(ctx context.Context, tk tsTick) error {
-	for len(t.subtask.in) > 0 {
-		m := <-t.subtask.in
-		t.subtask.took(m)
-		if err := t.handle(ctx, m); err != nil {
-			return err
-		}
-	}
 	if tk.at > t.pt {
 		t.pt = tk.at
 		if err := t.inBundle(ctx, func(b *state.Bundle) error { return t.onProcessingTime(b, t.inWM, t.pt) }); err != nil {

@@ -290,3 +290,52 @@ func TestSplitPoolBound(t *testing.T) {
 	f0.none(t)
 	f1.none(t)
 }
+
+// TestSplitPoolNext: the decisions of a subtask waiting in the split pool,
+// without goroutines: take queued work (with its hold), end once no
+// sibling runs, forward a bound that has risen, and otherwise wait
+// (polling while a sibling in its run loop bounds it).
+func TestSplitPoolNext(t *testing.T) {
+	sent := func(int) int64 { return 50 }
+	for _, tc := range []struct {
+		name     string
+		setup    func(p *splitPool) // subtask 0 has entered; siblings 1 and 2
+		last     int64
+		forwards bool
+		want     poolStep // chunk compared by length, wake by presence
+	}{
+		{"queued work is taken", func(p *splitPool) { p.putHeld([][]byte{[]byte("ab")}, []int64{70}) }, wire.MinTimestamp, true,
+			poolStep{chunk: []byte("ab"), took: true}},
+		{"no sibling runs: done", func(p *splitPool) { p.enter(1); p.enter(2) }, wire.MinTimestamp, true,
+			poolStep{done: true}},
+		{"a sibling in its run loop bounds it: forward", func(p *splitPool) { p.watchSent(sent); p.enter(2) }, wire.MinTimestamp, true,
+			poolStep{forward: true, bound: 50}},
+		{"bound forwarded already: wait, polling", func(p *splitPool) { p.watchSent(sent); p.enter(2) }, 50, true,
+			poolStep{poll: true}},
+		{"not forwarding: wait", func(p *splitPool) { p.watchSent(sent) }, wire.MinTimestamp, false,
+			poolStep{}},
+		{"a sibling running split work bounds it by its hold", func(p *splitPool) {
+			p.enter(1)
+			p.putHeld([][]byte{[]byte("x")}, []int64{80})
+			p.next(1, wire.MinTimestamp, true) // 1 takes it
+			p.enter(2)
+		}, wire.MinTimestamp, true, poolStep{forward: true, bound: 80}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newSplitPool(3)
+			p.enter(0)
+			tc.setup(p)
+			got := p.next(0, tc.last, tc.forwards)
+			if len(got.chunk) != len(tc.want.chunk) || got.took != tc.want.took || got.done != tc.want.done ||
+				got.forward != tc.want.forward || got.bound != tc.want.bound || got.poll != tc.want.poll {
+				t.Fatalf("next = %+v, want %+v", got, tc.want)
+			}
+			if !got.took && !got.done && !got.forward && got.wake == nil {
+				t.Fatal("waiting without a channel to wake on")
+			}
+			if got.took && p.subs[0].phase != subSplits {
+				t.Fatalf("after taking, subtask 0 is in phase %d", p.subs[0].phase)
+			}
+		})
+	}
+}

@@ -200,76 +200,113 @@ func (p *splitPool) take(ctx context.Context) ([]byte, bool, error) {
 
 // takeFor is take by subtask i (-1: unknown). While it waits, forward is
 // called (without the pool's lock) with i's bound whenever that has risen
-// since it was last called; its error ends the wait.
+// since it was last called; its error ends the wait. It is the shell of
+// the pool's decisions (enter, next): it only waits and forwards.
 func (p *splitPool) takeFor(ctx context.Context, i int, forward func(bound int64) error) ([]byte, bool, error) {
-	p.mu.Lock()
-	p.running--
-	p.idle++
-	known := i >= 0 && i < len(p.subs)
-	if known {
-		p.subs[i] = poolSub{phase: subIdle, hold: wire.MaxTimestamp}
-		p.broadcastLocked() // siblings no longer wait on i's work
-	} else {
+	if !p.enter(i) {
 		forward = nil
 	}
 	last := wire.MinTimestamp // the bound last forwarded
 	for {
-		if len(p.queue) > 0 {
-			c, hold := p.queue[0], wire.MinTimestamp
-			p.queue = p.queue[1:]
-			if len(p.holds) > 0 {
-				hold, p.holds = p.holds[0], p.holds[1:]
+		s := p.next(i, last, forward != nil)
+		switch {
+		case s.took || s.done:
+			return s.chunk, s.took, nil
+		case s.forward:
+			last = s.bound
+			if err := forward(s.bound); err != nil {
+				return nil, false, err
 			}
-			if len(p.queue) == 0 {
-				p.queue, p.holds = nil, nil
-			}
-			p.running++
-			p.idle--
-			if known {
-				p.subs[i] = poolSub{phase: subSplits, hold: hold}
-			}
-			p.mu.Unlock()
-			return c, true, nil
+			continue // the pool may have changed meanwhile
 		}
-		if p.running == 0 || p.done {
+		if err := p.wait(ctx, s); err != nil {
+			return nil, false, err
+		}
+	}
+}
+
+// wait waits as s says: until the pool changes, or wmCheck has passed.
+func (p *splitPool) wait(ctx context.Context, s poolStep) error {
+	var tick <-chan time.Time
+	if s.poll {
+		timer := p.clock.NewTimer(wmCheck)
+		defer timer.Stop()
+		tick = timer.Chan()
+	}
+	select {
+	case <-s.wake:
+	case <-tick:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// enter makes subtask i (-1: unknown) idle, waiting for work; it reports
+// whether the pool knows i.
+func (p *splitPool) enter(i int) (known bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running--
+	p.idle++
+	if i < 0 || i >= len(p.subs) {
+		return false
+	}
+	p.subs[i] = poolSub{phase: subIdle, hold: wire.MaxTimestamp}
+	p.broadcastLocked() // siblings no longer wait on i's work
+	return true
+}
+
+// poolStep is what a subtask waiting in the pool does next (next): take
+// chunk, end (the whole stage is done), forward a bound that has risen,
+// or wait until the pool changes (wake) or, if poll, wmCheck has passed.
+type poolStep struct {
+	chunk   []byte
+	took    bool
+	done    bool
+	forward bool
+	bound   int64
+	wake    <-chan struct{}
+	poll    bool
+}
+
+// next decides what waiting subtask i does next, given the bound it last
+// forwarded (forwards: it forwards its bound at all). Taking a chunk makes
+// it running again, with the chunk's hold.
+func (p *splitPool) next(i int, last int64, forwards bool) poolStep {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	known := i >= 0 && i < len(p.subs)
+	if len(p.queue) > 0 {
+		c, hold := p.queue[0], wire.MinTimestamp
+		p.queue = p.queue[1:]
+		if len(p.holds) > 0 {
+			hold, p.holds = p.holds[0], p.holds[1:]
+		}
+		if len(p.queue) == 0 {
+			p.queue, p.holds = nil, nil
+		}
+		p.running++
+		p.idle--
+		if known {
+			p.subs[i] = poolSub{phase: subSplits, hold: hold}
+		}
+		return poolStep{chunk: c, took: true}
+	}
+	if p.running == 0 || p.done {
+		if !p.done {
 			p.done = true
 			p.broadcastLocked()
-			p.mu.Unlock()
-			return nil, false, nil
 		}
-		if forward != nil {
-			if b := p.boundLocked(i); b > last {
-				last = b
-				p.mu.Unlock()
-				if err := forward(b); err != nil {
-					return nil, false, err
-				}
-				p.mu.Lock()
-				continue // the pool may have changed meanwhile
-			}
-		}
-		wake := p.wake
-		var tick <-chan time.Time
-		var timer clockwork.Timer
-		if forward != nil && p.pollsLocked(i) {
-			timer = p.clock.NewTimer(wmCheck)
-			tick = timer.Chan()
-		}
-		p.mu.Unlock()
-		select {
-		case <-wake:
-		case <-tick:
-		case <-ctx.Done():
-			if timer != nil {
-				timer.Stop()
-			}
-			return nil, false, context.Cause(ctx)
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		p.mu.Lock()
+		return poolStep{done: true}
 	}
+	forwards = forwards && known
+	if forwards {
+		if b := p.boundLocked(i); b > last {
+			return poolStep{forward: true, bound: b}
+		}
+	}
+	return poolStep{wake: p.wake, poll: forwards && p.pollsLocked(i)}
 }
 
 // drainSplits runs work split off siblings' bundles until the whole
