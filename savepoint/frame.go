@@ -247,7 +247,7 @@ func (r *RecordReader) frame() (recordKind, []byte, error) {
 	if n > maxRecordSize {
 		return 0, nil, corruptf("record length %d at byte %d is more than %d", n, start, maxRecordSize)
 	}
-	if r.want != nil && r.size+int64(n) > r.want.Size {
+	if r.want != nil && r.size+int64(n)+4 > r.want.Size {
 		return 0, nil, corruptf("record at byte %d of %d bytes goes past the recorded size %d", start, n, r.want.Size)
 	}
 	b, err := r.readFull(int(n), "a record")

@@ -153,10 +153,11 @@ func (w *Writer) File(ctx context.Context, sec Section, owner string, kgs *KeyGr
 	rw.f = newFramer(rw.bw)
 	go func() {
 		err := w.st.Put(ctx, join(w.dir, rel), pr)
-		if err == nil {
-			err = errors.New("the store finished before the file")
+		closeErr := err
+		if closeErr == nil {
+			closeErr = errors.New("the store stopped reading the file")
 		}
-		pr.CloseWithError(err) // unblocks a writer if Put gave up early
+		pr.CloseWithError(closeErr) // unblocks a writer if Put gave up early
 		rw.put <- err
 	}()
 	if err := rw.f.header(); err != nil {
