@@ -549,7 +549,10 @@ func TestUndeclared(t *testing.T) {
 		{"timer", func(m *Metadata) { m.Transforms[0].Timers = m.Transforms[0].Timers[:1] }, `timer family "gc" is not declared`},
 		{"domain", func(m *Metadata) { m.Transforms[0].Timers[0].Domain = ProcessingTime }, `the family's is "processing"`},
 		{"side input", func(m *Metadata) { m.SideInputs[0].Inputs = m.SideInputs[0].Inputs[1:] }, `side input "lookup" is not declared`},
-		{"iterable", func(m *Metadata) { m.SideInputs[0].Inputs[0].Kind = SideIterable; m.SideInputs[0].Inputs[0].KeyCoder = "" }, `a key for iterable`},
+		{"iterable", func(m *Metadata) {
+			m.SideInputs[0].Inputs[0].Kind = SideIterable
+			m.SideInputs[0].Inputs[0].KeyCoder = ""
+		}, `a key for iterable`},
 		{"parked", func(m *Metadata) { m.SideInputs[0].InputCoder = "" }, "no input coder"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
