@@ -245,18 +245,13 @@ func (d *body) fail(what string) {
 	}
 }
 
-func (d *body) uvarint(what string) uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *body) uvarint(what string) uint64 { return number(d, what, binary.Uvarint) }
 
-func (d *body) varint(what string) int64 {
-	v, n := binary.Varint(d.b)
+func (d *body) varint(what string) int64 { return number(d, what, binary.Varint) }
+
+// number decodes one varint with read (binary.Uvarint or binary.Varint).
+func number[T uint64 | int64](d *body, what string, read func([]byte) (T, int)) T {
+	v, n := read(d.b)
 	if n <= 0 {
 		d.fail(what)
 		return 0

@@ -159,6 +159,20 @@ func writeSample(t *testing.T, st storage.Storage, s sample) *Metadata {
 	return m
 }
 
+// openSample writes the sample in a new directory and opens it: the
+// directory, its store and the savepoint.
+func openSample(t *testing.T) (string, storage.Storage, *Savepoint) {
+	t.Helper()
+	root := t.TempDir()
+	st := fileStore(t, root)
+	writeSample(t, st, newSample())
+	sp, err := Open(t.Context(), st, "savepoint-count-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, st, sp
+}
+
 func readRecords(t *testing.T, sp *Savepoint, path string) ([]Record, error) {
 	t.Helper()
 	r, err := sp.Records(t.Context(), path)
@@ -463,20 +477,14 @@ func TestDamagedFiles(t *testing.T) {
 		{"foreign", func(b []byte) []byte { b[0] = 'X'; return b }, "not a savepoint data file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root := t.TempDir()
-			st := fileStore(t, root)
-			m := writeSample(t, st, newSample())
-			f := m.SideInputs[0].Files[0]
+			root, st, sp := openSample(t)
+			f := sp.meta.SideInputs[0].Files[0]
 			p := filepath.Join(root, "savepoint-count-7", f.Path)
 			data, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(p, tc.damage(data), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			sp, err := Open(ctx, st, "savepoint-count-7")
-			if err != nil {
 				t.Fatal(err)
 			}
 			_, err = readRecords(t, sp, f.Path)
@@ -492,13 +500,7 @@ func TestDamagedFiles(t *testing.T) {
 
 // TestWrongFigures reads intact files whose metadata records other figures.
 func TestWrongFigures(t *testing.T) {
-	root := t.TempDir()
-	st := fileStore(t, root)
-	writeSample(t, st, newSample())
-	sp, err := Open(t.Context(), st, "savepoint-count-7")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, _, sp := openSample(t)
 	path := sp.meta.Groups[0].Files[0].Path
 	for _, tc := range []struct {
 		name   string
@@ -556,13 +558,7 @@ func TestUndeclared(t *testing.T) {
 		{"parked", func(m *Metadata) { m.SideInputs[0].InputCoder = "" }, "no input coder"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root := t.TempDir()
-			st := fileStore(t, root)
-			writeSample(t, st, newSample())
-			sp, err := Open(t.Context(), st, "savepoint-count-7")
-			if err != nil {
-				t.Fatal(err)
-			}
+			root, st, sp := openSample(t)
 			m := sp.meta.canonical()
 			tc.change(&m)
 			data, err := EncodeMetadata(&m)
