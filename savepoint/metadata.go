@@ -584,14 +584,8 @@ func (v *validator) files(sec Section, fs []File) error {
 	return nil
 }
 
+// isSHA256Hex reports whether s is a SHA-256 in lowercase hex.
 func isSHA256Hex(s string) bool {
-	if len(s) != hex.EncodedLen(sha256.Size) {
-		return false
-	}
-	for i := range len(s) {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size && hex.EncodeToString(b) == s
 }

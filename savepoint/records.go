@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 )
 
 // Section is a part of a savepoint that holds data files.
@@ -355,23 +356,7 @@ var errNilRecord = errors.New("nil record")
 
 // isNil reports whether r is nil or a nil pointer.
 func isNil(r Record) bool {
-	switch v := r.(type) {
-	case *StateRecord:
-		return v == nil
-	case *TimerRecord:
-		return v == nil
-	case *GroupValueRecord:
-		return v == nil
-	case *TriggerRecord:
-		return v == nil
-	case *SideInputRecord:
-		return v == nil
-	case *ParkedRecord:
-		return v == nil
-	case *ResidualRecord:
-		return v == nil
-	}
-	return true
+	return r == nil || reflect.ValueOf(r).IsNil() // every Record is a pointer
 }
 
 // maxRecordSize bounds a record's body; it keeps a corrupt length from
