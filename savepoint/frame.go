@@ -175,8 +175,13 @@ func (r *RecordReader) readErr(err error, what string) error {
 	return err
 }
 
-// ReadByte consumes one byte, adding it to the hash and the frame's CRC.
-func (r *RecordReader) ReadByte() (byte, error) {
+// byteReader is the io.ByteReader of a RecordReader, for binary.ReadUvarint.
+type byteReader struct{ r *RecordReader }
+
+func (b byteReader) ReadByte() (byte, error) { return b.r.readByte() }
+
+// readByte consumes one byte, adding it to the hash and the frame's CRC.
+func (r *RecordReader) readByte() (byte, error) {
 	c, err := r.src.ReadByte()
 	if err != nil {
 		return 0, err
@@ -216,7 +221,7 @@ func (r *RecordReader) header() error {
 	if string(magic) != fileMagic {
 		return corruptf("not a savepoint data file: starts with %q, want %q", magic, fileMagic)
 	}
-	v, err := binary.ReadUvarint(r)
+	v, err := binary.ReadUvarint(byteReader{r})
 	if err != nil {
 		return r.readErr(err, "the header")
 	}
@@ -233,14 +238,14 @@ func (r *RecordReader) header() error {
 func (r *RecordReader) frame() (recordKind, []byte, error) {
 	start := r.size
 	r.crc = 0
-	k, err := r.ReadByte()
+	k, err := r.readByte()
 	if err != nil {
 		return 0, nil, r.readErr(err, "a record's kind")
 	}
 	if recordKind(k) >= kindLimit {
 		return 0, nil, corruptf("unknown record kind %d at byte %d", k, start)
 	}
-	n, err := binary.ReadUvarint(r)
+	n, err := binary.ReadUvarint(byteReader{r})
 	if err != nil {
 		return 0, nil, r.readErr(err, "a record's length")
 	}

@@ -99,7 +99,9 @@ func (w *Writer) Pipeline(ctx context.Context, pipeline []byte) (File, error) {
 // (SectionTransforms, SectionGroups) kgs is the file's non-empty key-group
 // range, disjoint from the owner's other files; in the others it must be
 // nil. Close the RecordWriter to finish the file, and list what Close
-// returns in the owner's Files in the metadata given to Commit.
+// returns in the owner's Files in the metadata given to Commit; or Abort
+// it. Until then it holds a goroutine that streams the file to the store
+// (with ctx).
 func (w *Writer) File(ctx context.Context, sec Section, owner string, kgs *KeyGroupRange) (*RecordWriter, error) {
 	fail := func(format string, args ...any) (*RecordWriter, error) {
 		return nil, fmt.Errorf("savepoint: new data file of %s %q in %s/%s: %s", sec, owner, w.st, w.dir, fmt.Sprintf(format, args...))
