@@ -1,6 +1,7 @@
 package savepoint
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -581,4 +583,67 @@ func Verify(t *testing.T, st storage.Storage) error {
 		t.Fatal(err)
 	}
 	return sp.Verify(t.Context())
+}
+
+// TestConcurrentFiles writes the files of one savepoint from several
+// goroutines, one with a record larger than a read chunk.
+func TestConcurrentFiles(t *testing.T) {
+	st := fileStore(t, t.TempDir())
+	ctx := t.Context()
+	w, err := Create(ctx, st, "big", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 4<<16) // 4 MiB
+	files := make([]File, 4)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(files))
+	for i := range files {
+		wg.Go(func() {
+			rw, err := w.File(ctx, SectionGroups, "gbk", &KeyGroupRange{2 * i, 2*i + 2})
+			if err != nil {
+				errs <- err
+				return
+			}
+			for kg := 2 * i; kg < 2*i+2; kg++ {
+				if err := rw.Write(&GroupValueRecord{KeyGroup: kg, Key: []byte{byte(kg)}, Value: big[:kg<<19]}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			files[i], err = rw.Close()
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Pipeline(ctx, samplePipeline); err != nil {
+		t.Fatal(err)
+	}
+	m := &Metadata{Created: time.Now(), MaxParallelism: 8, Parallelism: 4,
+		Groups: []Group{{UniqueName: "gbk", KeyCoder: "k", ValueCoder: "v", WindowCoder: "w", Files: files}}}
+	if err := w.Commit(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := Open(ctx, st, w.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		recs, err := readRecords(t, sp, f.Path)
+		if err != nil || len(recs) != 2 {
+			t.Fatalf("%s: %d records, %v", f.Path, len(recs), err)
+		}
+		for _, r := range recs {
+			g := r.(*GroupValueRecord)
+			if !bytes.Equal(g.Value, big[:g.KeyGroup<<19]) {
+				t.Errorf("%s: key group %d: value of %d bytes differs", f.Path, g.KeyGroup, len(g.Value))
+			}
+		}
+	}
 }
