@@ -1,0 +1,151 @@
+// Package savepoint owns the stored form of savepoints: the layout of a
+// savepoint directory, its versioned and checksummed metadata, the framing
+// of its data files, and writing (Create, Writer, RecordWriter) and reading
+// (Open, Savepoint, RecordReader, List, FindLatest) them. It knows nothing
+// of the engine: what state a job has, how it is taken out of Pebble and
+// put back, and how transforms of a new pipeline map onto those of a
+// savepoint are decided elsewhere (see "Left for integration").
+//
+// A savepoint is owned by the user. It is portable and self-contained:
+// every path in it is relative to its directory, so the directory can be
+// copied or moved anywhere and opened from there. Its content does not
+// depend on Pebble's layout nor on transform IDs: state is stored per
+// stateful transform unique name and per state or timer ID, per key group,
+// with the coder IDs needed to read it and the pipeline proto that holds
+// those coders and every windowing strategy.
+//
+// # Never claimed (Flink's NO_CLAIM)
+//
+// weir never deletes a savepoint, and a job restored from one never writes
+// into it or deletes its files. This package has no call that deletes
+// anything; Create refuses a directory that has any file in it (ErrExists),
+// Commit writes _metadata create-only, and a Savepoint only reads. The
+// files of a failed attempt stay where they are (without _metadata they are
+// not a savepoint: Open and List ignore them); take the next savepoint
+// under another ID.
+//
+// # Layout
+//
+// Names are relative to a storage.Storage rooted at the savepoint target:
+//
+//	savepoint-<job>-<id>/_metadata        the metadata, written last and
+//	                                      create-only: the commit
+//	savepoint-<job>-<id>/pipeline.pb      the pipeline proto, as given
+//	savepoint-<job>-<id>/t<N>-kg<A>-<B>.rec  keyed data files: user state and
+//	savepoint-<job>-<id>/g<N>-kg<A>-<B>.rec  timers (t), GroupByKey buffers and
+//	                                      trigger state (g) of owner N, key
+//	                                      groups [A, B)
+//	savepoint-<job>-<id>/s<N>-<K>.rec     unkeyed data files: side inputs and
+//	savepoint-<job>-<id>/r<N>-<K>.rec     parked input (s), source residuals
+//	                                      (r), file K of owner N
+//
+// N numbers the owners (transforms, GroupByKeys, ...) of a section in the
+// order the writer met them; the names mean nothing to a reader, which
+// finds every file through the metadata. A job name is 1 to 128 of
+// [A-Za-z0-9_.-] starting with a letter or digit; a savepoint ID is 1 to
+// 128 of [A-Za-z0-9_] starting with a letter or digit, so the directory
+// name parses back at its last '-' (DirName, ParseDirName).
+//
+// # Metadata
+//
+// _metadata is one line of JSON, then the line "weir-checksum sha256:<hex>"
+// holding the lowercase hex SHA-256 of the JSON line and its newline (the
+// same sealing as checkpoint metadata). The JSON object has:
+//
+//	format           "weir-savepoint"
+//	version          the format version (FormatVersion, 1)
+//	job, id          the job's name and the savepoint's ID
+//	created          RFC 3339 time the savepoint was taken
+//	max_parallelism  the job's key-group count, in [1, 32768]
+//	parallelism      the parallelism it was taken at
+//	pipeline         the pipeline file: {path: "pipeline.pb", size, sha256}
+//	transforms       stateful transforms, each: unique_name; dofn (the DoFn's
+//	                 identity, opaque); states [{id, kind (value, bag,
+//	                 combining, map, set, ordered_list), key_coder,
+//	                 window_coder, value_coder, user_key_coder}]; timers [{id,
+//	                 domain (event, processing), key_coder, window_coder}];
+//	                 files
+//	groups           GroupByKeys: unique_name, key_coder, value_coder,
+//	                 window_coder, files
+//	side_inputs      transforms that read side inputs: unique_name; inputs
+//	                 [{id (local name), kind (iterable, multimap), key_coder,
+//	                 value_coder, window_coder}]; input_coder (of parked main
+//	                 input); files
+//	sources          unique_name, restriction_coder (optional), files
+//	fired_impulses   unique names of the Impulses that have fired
+//
+// Coders are coder IDs of the pipeline proto. A file is {path (relative to
+// the savepoint directory), size, sha256 (lowercase hex), key_groups
+// ({start, end}, half-open; keyed sections only), records (the count)}.
+// Lists are written sorted (by unique name, ID, path). Decoding refuses
+// (ErrCorrupt) a wrong checksum, unknown fields, empty or repeated names,
+// unknown kinds, missing coders, key-group ranges that are empty, outside
+// [0, max_parallelism) or overlap within an owner, and any path that is
+// absolute, has a '.', '..' or empty component or a backslash, is
+// _metadata, or is listed twice; another format is ErrForeign, a newer
+// version ErrNewerFormat. Open also refuses (ErrForeign) metadata whose job
+// or ID differ from those of a directory named savepoint-<job>-<id>.
+//
+// # Data files
+//
+// A data file is a header, frames, and a footer frame:
+//
+//	header  "WEIRSAVE" (8 bytes), uvarint format version (1)
+//	frame   kind (1 byte), uvarint n, body (n bytes), CRC-32C (Castagnoli,
+//	        4 bytes big endian) of kind, n and body
+//	footer  a frame of kind 0 whose body is the uvarint record count and the
+//	        32-byte SHA-256 of every byte of the file before the footer
+//
+// and nothing after the footer. Bodies are fields in a fixed order: key
+// groups and lengths are uvarints, times (Beam milliseconds) and other
+// integers zig-zag varints, byte strings and strings a uvarint length and
+// the bytes (an empty one reads back as nil). By kind:
+//
+//	1 state        key group, key, window, state ID, user key, sort key, value
+//	2 timer        key group, key, window, family, tag, domain (1 byte: 1
+//	               event, 2 processing), fire time, hold (output time)
+//	3 group value  key group, key, window, timestamp, value
+//	4 trigger      key group, key, window, trigger state
+//	5 side input   side input ID, window, key (none for iterable), values
+//	6 parked       need, min timestamp, elements
+//	7 residual     restriction, watermark
+//
+// Keys, windows and values are the bytes of the declared coders (nested
+// encoding is not added); trigger state, restrictions and the DoFn identity
+// are opaque to this package. In the keyed sections (state and timers of
+// transforms; values and trigger state of GroupByKeys) records come in
+// ascending key-group order and inside the file's range; the side input
+// section holds side input and parked records, the source section
+// residuals. A reader (RecordReader) checks all of this, each frame's CRC
+// before it returns the record, and at the end the footer, the absence of
+// trailing bytes and the size, SHA-256 and count in the metadata; every
+// error names the file by store URL and object name. Records are known good
+// only once the whole file has been read without error.
+//
+// # Versioning
+//
+// FormatVersion covers the metadata and the data files. A change to any
+// encoding or to the meaning of a field bumps it; readers refuse newer
+// versions (ErrNewerFormat) and keep reading every older one. Adding a
+// record kind or a metadata field is a change: version 1 readers refuse
+// unknown kinds and fields.
+//
+// # Left for integration
+//
+//   - The engine: on a savepoint barrier, each stateful subtask writes its
+//     key-group range out of Pebble into RecordWriters (per transform unique
+//     name, translating its compact transform IDs with the checkpoint's ID →
+//     unique name map; GroupBuffers and trigger state; side inputs and
+//     parked input of the unkeyed key group; timers with their holds; source
+//     residuals and fired Impulses), and the coordinator calls Commit once
+//     every subtask's files are closed. Stop-with-savepoint (and draining)
+//     and SIGTERM handling belong there too.
+//   - The service and CLI: `weir savepoint` triggering, listing
+//     (List/FindLatest), `weir inspect` of the metadata, picking IDs
+//     (a failed attempt's ID cannot be reused).
+//   - Restore: mapping by unique name with --allow_non_restored_state and
+//     --transform_name_mapping, DoFn identity and coder compatibility checks
+//     against the new pipeline, Row schema migration, and assigning
+//     key-group ranges for the new parallelism (rescale), then loading
+//     records into each subtask's Pebble DB.
+package savepoint
