@@ -1,10 +1,8 @@
 package checkpoint
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/internal/sealed"
 )
 
 // FormatVersion is the version of the metadata format this build writes and
@@ -22,10 +21,6 @@ const FormatVersion = 3 // 2: subtask "finished" and checkpoint "stats"; 3: chec
 
 // formatName is the "format" field of every metadata file.
 const formatName = "weir-checkpoint"
-
-// trailerPrefix starts the last line of an encoded metadata file, followed by
-// the hex SHA-256 of everything before that line.
-const trailerPrefix = "weir-checksum sha256:"
 
 // maxParallelismLimit bounds MaxParallelism (key groups are 15-bit in Flink
 // too); it keeps a corrupt value from sizing anything.
@@ -207,42 +202,11 @@ func (m Metric) key() string {
 	return b.String()
 }
 
-// seal appends a newline and the checksum line to a one-line JSON document.
-func seal(body []byte) []byte {
-	body = append(body, '\n')
-	sum := sha256.Sum256(body)
-	out := append(body, trailerPrefix...)
-	out = hex.AppendEncode(out, sum[:])
-	return append(out, '\n')
-}
-
-// unseal checks the checksum line of sealed data and returns the document.
-// Its errors say what is wrong, for the caller to wrap with the object name.
-func unseal(data []byte) ([]byte, error) {
-	if len(data) == 0 {
-		return nil, errors.New("empty")
-	}
-	if data[len(data)-1] != '\n' {
-		return nil, errors.New("truncated: does not end with a checksum line")
-	}
-	cut := bytes.LastIndexByte(data[:len(data)-1], '\n') + 1
-	body, trailer := data[:cut], data[cut:len(data)-1]
-	hexSum, ok := bytes.CutPrefix(trailer, []byte(trailerPrefix))
-	if !ok || cut == 0 {
-		return nil, fmt.Errorf("truncated or not written by weir: no %q line at the end", trailerPrefix)
-	}
-	want := make([]byte, sha256.Size)
-	if len(hexSum) != hex.EncodedLen(sha256.Size) {
-		return nil, fmt.Errorf("malformed checksum line %.80q", trailer)
-	}
-	if _, err := hex.Decode(want, hexSum); err != nil {
-		return nil, fmt.Errorf("malformed checksum line %.80q: %v", trailer, err)
-	}
-	if got := sha256.Sum256(body); !bytes.Equal(got[:], want) {
-		return nil, fmt.Errorf("checksum mismatch: content is sha256:%x, trailer says sha256:%x", got, want)
-	}
-	return body, nil
-}
+// seal and unseal are sealed.Seal and sealed.Unseal (internal/sealed).
+var (
+	seal   = sealed.Seal
+	unseal = sealed.Unseal
+)
 
 // Decode parses metadata read from object (named in every error). It refuses
 // truncated or corrupt data (ErrCorrupt), a newer format (ErrNewerFormat) and,
@@ -251,34 +215,13 @@ func Decode(object string, data []byte, wantJob string) (*Metadata, error) {
 	fail := func(sentinel error, format string, args ...any) error {
 		return fmt.Errorf("checkpoint: metadata %s: %w: %s", object, sentinel, fmt.Sprintf(format, args...))
 	}
-	body, err := unseal(data)
-	if err != nil {
-		return nil, fail(ErrCorrupt, "%v", err)
-	}
-
-	// The checksum matches, so the writer produced these bytes. Check what
-	// kind of document it is before decoding it strictly.
-	var head struct {
-		Format  string `json:"format"`
-		Version int    `json:"version"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		return nil, fail(ErrCorrupt, "malformed JSON: %v", err)
-	}
-	if head.Format != formatName {
-		return nil, fail(ErrCorrupt, "format %q, want %q", head.Format, formatName)
-	}
-	if head.Version > FormatVersion {
-		return nil, fail(ErrNewerFormat, "format version %d; this build reads versions up to %d: use a newer weir", head.Version, FormatVersion)
-	}
-	if head.Version < 1 {
-		return nil, fail(ErrCorrupt, "invalid format version %d", head.Version)
-	}
 	var w wire
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return nil, fail(ErrCorrupt, "malformed version %d metadata: %v", head.Version, err)
+	if _, e := sealed.Decode(data, formatName, FormatVersion, &w); e != nil {
+		sentinel := ErrCorrupt
+		if e.Problem == sealed.Newer {
+			sentinel = ErrNewerFormat
+		}
+		return nil, fail(sentinel, "%s", e.Msg)
 	}
 	m := &w.Metadata
 	if err := m.validate(); err != nil {

@@ -1,7 +1,6 @@
 package savepoint
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/weir-runner/weir/internal/sealed"
 )
 
 // FormatVersion is the version of the savepoint format (metadata and data
@@ -21,10 +22,6 @@ const FormatVersion = 1
 
 // FormatName is the "format" field of every savepoint metadata file.
 const FormatName = "weir-savepoint"
-
-// checksumPrefix starts the last line of a metadata file, followed by the
-// lowercase hex SHA-256 of everything before that line.
-const checksumPrefix = "weir-checksum sha256:"
 
 // MaxKeyGroups bounds MaxParallelism (as state.MaxKeyGroups does).
 const MaxKeyGroups = 1 << 15
@@ -266,9 +263,7 @@ func EncodeMetadata(m *Metadata) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("savepoint: encode metadata of savepoint %q of job %q: %w", m.ID, m.Job, err)
 	}
-	body = append(body, '\n')
-	sum := sha256.Sum256(body)
-	return fmt.Appendf(body, "%s%x\n", checksumPrefix, sum), nil
+	return sealed.Seal(body), nil
 }
 
 // canonical returns a copy of m with every list sorted.
@@ -313,59 +308,15 @@ func DecodeMetadata(object string, data []byte) (*Metadata, error) {
 	fail := func(sentinel error, format string, args ...any) error {
 		return fmt.Errorf("savepoint: metadata %s: %w: %s", object, sentinel, fmt.Sprintf(format, args...))
 	}
-	body, err := checkSum(data)
-	if err != nil {
-		return nil, fail(ErrCorrupt, "%v", err)
-	}
-	var head struct {
-		Format  string `json:"format"`
-		Version int    `json:"version"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		return nil, fail(ErrCorrupt, "malformed JSON: %v", err)
-	}
-	switch {
-	case head.Format != FormatName:
-		return nil, fail(ErrForeign, "format %q, want %q", head.Format, FormatName)
-	case head.Version > FormatVersion:
-		return nil, fail(ErrNewerFormat, "format version %d; this build reads versions up to %d: use a newer weir", head.Version, FormatVersion)
-	case head.Version < 1:
-		return nil, fail(ErrCorrupt, "invalid format version %d", head.Version)
-	}
 	var w wire
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return nil, fail(ErrCorrupt, "malformed version %d metadata: %v", head.Version, err)
+	if _, e := sealed.Decode(data, FormatName, FormatVersion, &w); e != nil {
+		sentinel := map[sealed.Problem]error{sealed.Corrupt: ErrCorrupt, sealed.OtherFormat: ErrForeign, sealed.Newer: ErrNewerFormat}[e.Problem]
+		return nil, fail(sentinel, "%s", e.Msg)
 	}
 	if err := w.Metadata.validate(); err != nil {
 		return nil, fail(ErrCorrupt, "%v", err)
 	}
 	return &w.Metadata, nil
-}
-
-// checkSum verifies the checksum line at the end of data and returns what
-// precedes it. Its errors say what is wrong, for the caller to name the file.
-func checkSum(data []byte) ([]byte, error) {
-	if len(data) == 0 {
-		return nil, errors.New("empty")
-	}
-	text, ok := bytes.CutSuffix(data, []byte("\n"))
-	if !ok {
-		return nil, errors.New("truncated: no newline at the end")
-	}
-	cut := bytes.LastIndexByte(text, '\n') + 1
-	hexSum, ok := bytes.CutPrefix(text[cut:], []byte(checksumPrefix))
-	if cut == 0 || !ok {
-		return nil, fmt.Errorf("truncated, or not a savepoint's: the last line is not %q<hex>", checksumPrefix)
-	}
-	if !isSHA256Hex(string(hexSum)) {
-		return nil, fmt.Errorf("malformed checksum %.80q", hexSum)
-	}
-	if got := fmt.Sprintf("%x", sha256.Sum256(text[:cut])); got != string(hexSum) {
-		return nil, fmt.Errorf("checksum mismatch: content is sha256:%s, the checksum line says sha256:%s", got, hexSum)
-	}
-	return text[:cut], nil
 }
 
 // validate checks what readers rely on: names, coders, key-group ranges

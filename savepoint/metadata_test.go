@@ -2,13 +2,13 @@ package savepoint
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/weir-runner/weir/internal/sealed"
 )
 
 // validMetadata is sampleMetadata with job, ID, pipeline and files.
@@ -29,8 +29,7 @@ func validMetadata() *Metadata {
 
 // sealJSON builds a metadata file from a JSON document.
 func sealJSON(doc string) []byte {
-	body := []byte(doc + "\n")
-	return fmt.Appendf(body, "%s%x\n", checksumPrefix, sha256.Sum256(body))
+	return sealed.Seal([]byte(doc))
 }
 
 // reencode decodes a valid encoding's JSON, changes it and seals it again.
