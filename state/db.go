@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,12 @@ type Options struct {
 	// MustExist refuses to create a new DB: for opening a restored
 	// checkpoint, where a missing file must be an error, not an empty DB.
 	MustExist bool
+	// Cells opens the DB with the cell comparer (comparer.go): reads of
+	// one bag or multimap cell seek by its prefix and skip the sstables
+	// whose bloom filters do not hold it. Not for a DB that holds a
+	// GroupBuffer. A DB created without it (restored from an older
+	// checkpoint) is opened as it was made, and reads scan.
+	Cells bool
 }
 
 // DB is one Pebble database, normally the state of one stateful subtask.
@@ -88,6 +95,8 @@ type DB struct {
 	// written knows which bag cells and timers were never written; nil
 	// unless the DB was created empty (see written.go).
 	written *written
+	// cells: the DB has the cell comparer, so cell reads are prefix seeks.
+	cells bool
 }
 
 // Open opens (creating if needed) the Pebble database in o.Dir.
@@ -146,11 +155,20 @@ func Open(o Options) (*DB, error) {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 		opts.Levels[i].FilterType = pebble.TableFilter
 	}
+	if o.Cells {
+		opts.Comparer = cellComparer
+	}
 	pdb, err := pebble.Open(o.Dir, opts)
+	if err != nil && o.Cells && !fresh && strings.Contains(err.Error(), "comparer name") {
+		// Made before the cell comparer: open it as it was made.
+		lg.log.Info("state restored from an older checkpoint: cell reads scan", "err", err)
+		opts.Comparer = nil
+		pdb, err = pebble.Open(o.Dir, opts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("state: open pebble db %s: %w", o.Dir, err)
 	}
-	d := &DB{pdb: pdb, dir: o.Dir, log: lg}
+	d := &DB{pdb: pdb, dir: o.Dir, log: lg, cells: opts.Comparer == cellComparer}
 	if fresh {
 		d.written = newWritten()
 		return d, nil

@@ -170,8 +170,11 @@ func (b *Bundle) Discard() {
 
 // scan visits the keys in [lo, hi), as the bundle sees them (its own
 // writes included). The iterator is reused: SetOptions moves its bounds
-// and refreshes its view of the batch's writes since the last scan.
-func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
+// and refreshes its view of the batch's writes since the last scan. cell
+// says lo is a whole cell prefix (cellSplit) and [lo, hi) its keys: with
+// the cell comparer the scan is a prefix seek, which skips the sstables
+// whose filters do not hold the cell.
+func (b *Bundle) scan(lo, hi []byte, cell bool, fn func(k, v []byte) error) error {
 	opts := &pebble.IterOptions{LowerBound: lo, UpperBound: hi}
 	if b.it == nil {
 		it, err := b.b.NewIter(opts)
@@ -185,7 +188,14 @@ func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	it := b.it
 	b.last.ok = false
 	keys, all := b.last.keys[:0], true
-	for valid := it.First(); valid; valid = b.step(it) {
+	prefix := cell && b.db.cells
+	valid := false
+	if prefix {
+		valid = it.SeekPrefixGE(lo)
+	} else {
+		valid = it.First()
+	}
+	for ; valid; valid = b.step(it, prefix) {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("reading state: %w", err)
@@ -206,11 +216,15 @@ func (b *Bundle) scan(lo, hi []byte, fn func(k, v []byte) error) error {
 
 // step moves it to the next key: past a slot-zero key with a seek to its
 // successor, which skips the key's older versions (a rewritten value's)
-// that Next would step through one by one.
-func (b *Bundle) step(it *pebble.Iterator) bool {
+// that Next would step through one by one (a prefix seek, in a prefix
+// scan: the successor has the key's cell prefix).
+func (b *Bundle) step(it *pebble.Iterator, prefix bool) bool {
 	k := it.Key()
 	if len(k) >= len(slotZero) && bytes.Equal(k[len(k)-len(slotZero):], slotZero) {
 		b.succ = append(append(b.succ[:0], k...), 0)
+		if prefix {
+			return it.SeekPrefixGE(b.succ)
+		}
 		return it.SeekGE(b.succ)
 	}
 	return it.Next()
@@ -219,16 +233,17 @@ func (b *Bundle) step(it *pebble.Iterator) bool {
 // maxLastScanKeys bounds the keys a scan remembers for a clear that follows.
 const maxLastScanKeys = 16
 
-// deleteRange deletes every key in [lo, hi) with point deletes. A range
+// deleteRange deletes every key in [lo, hi) (a cell's, if cell: see scan)
+// with point deletes. A range
 // deletion in an indexed batch makes every later iterator on the batch
 // re-fragment all of the batch's range deletions, which turns a bundle of
 // value-state writes (each a clear and an append) quadratic; cells are
 // small, so deleting their keys one by one is cheap.
-func (b *Bundle) deleteRange(lo, hi []byte) error {
+func (b *Bundle) deleteRange(lo, hi []byte, cell bool) error {
 	l := b.last
 	if !l.ok || l.ops != b.b.Count() || !bytes.Equal(l.lo, lo) || !bytes.Equal(l.hi, hi) {
 		var keys [][]byte
-		err := b.scan(lo, hi, func(k, _ []byte) error {
+		err := b.scan(lo, hi, cell, func(k, _ []byte) error {
 			keys = append(keys, append([]byte(nil), k...))
 			return nil
 		})
@@ -257,7 +272,7 @@ func (b *Bundle) ReadBag(c Cell) ([]byte, error) {
 		return nil, nil
 	}
 	var out []byte
-	err := b.scan(p, prefixEnd(p), func(_, v []byte) error { out = append(out, v...); return nil })
+	err := b.scan(p, prefixEnd(p), true, func(_, v []byte) error { out = append(out, v...); return nil })
 	return out, err
 }
 
@@ -277,7 +292,7 @@ func (b *Bundle) ClearBag(c Cell) error {
 	if b.db.written.never(p) {
 		return nil
 	}
-	if err := b.deleteRange(p, prefixEnd(p)); err != nil {
+	if err := b.deleteRange(p, prefixEnd(p), true); err != nil {
 		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
 	}
 	b.emptiedNow(p)
@@ -288,7 +303,7 @@ func (b *Bundle) ClearBag(c Cell) error {
 func (b *Bundle) ReadMap(c Cell, mapKey []byte) ([]byte, error) {
 	p := AppendComponent(c.prefix(spaceMap), mapKey)
 	var out []byte
-	err := b.scan(p, prefixEnd(p), func(_, v []byte) error { out = append(out, v...); return nil })
+	err := b.scan(p, prefixEnd(p), true, func(_, v []byte) error { out = append(out, v...); return nil })
 	return out, err
 }
 
@@ -303,7 +318,7 @@ func (b *Bundle) AppendMap(c Cell, mapKey, data []byte) error {
 // ClearMapKey removes one map key of a multimap cell.
 func (b *Bundle) ClearMapKey(c Cell, mapKey []byte) error {
 	p := AppendComponent(c.prefix(spaceMap), mapKey)
-	if err := b.deleteRange(p, prefixEnd(p)); err != nil {
+	if err := b.deleteRange(p, prefixEnd(p), true); err != nil {
 		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
 	}
 	b.emptiedNow(p)
@@ -315,7 +330,7 @@ func (b *Bundle) ClearMapKey(c Cell, mapKey []byte) error {
 func (b *Bundle) MapKeys(c Cell) ([]byte, error) {
 	p := c.prefix(spaceMap)
 	var out, last []byte
-	err := b.scan(p, prefixEnd(p), func(k, _ []byte) error {
+	err := b.scan(p, prefixEnd(p), false, func(k, _ []byte) error {
 		mk, _, err := ReadComponent(k[len(p):])
 		if err != nil {
 			return fmt.Errorf("reading map key of state %s: %w", c.StateID, err)
@@ -332,7 +347,7 @@ func (b *Bundle) MapKeys(c Cell) ([]byte, error) {
 // ClearMap empties a multimap cell.
 func (b *Bundle) ClearMap(c Cell) error {
 	p := c.prefix(spaceMap)
-	if err := b.deleteRange(p, prefixEnd(p)); err != nil {
+	if err := b.deleteRange(p, prefixEnd(p), false); err != nil {
 		return fmt.Errorf("clearing state %s: %w", c.StateID, err)
 	}
 	return nil
@@ -343,7 +358,7 @@ func (b *Bundle) ClearMap(c Cell) error {
 func (b *Bundle) ClearCell(c Cell) error {
 	for _, space := range []byte{spaceBag, spaceMap, spaceOrdered} {
 		p := c.prefix(space)
-		if err := b.deleteRange(p, prefixEnd(p)); err != nil {
+		if err := b.deleteRange(p, prefixEnd(p), space == spaceBag); err != nil {
 			return fmt.Errorf("clearing expired state %s: %w", c.StateID, err)
 		}
 	}

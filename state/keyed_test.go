@@ -101,54 +101,58 @@ func TestSizedBundles(t *testing.T) {
 // a few iterator steps, not one per old version; bags and map keys keep
 // their order and contents across clears and appends.
 func TestRewrittenValueReadsInFewSteps(t *testing.T) {
-	d := openTest(t, Options{})
-	cell := Cell{KeyGroup: 3, Transform: "t", StateID: "count", Key: []byte("hot")}
-	write := func(b *Bundle, v string) {
-		t.Helper()
-		if err := b.ClearBag(cell); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.AppendBag(cell, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range 2500 {
-		b := d.NewBundle()
-		write(b, fmt.Sprint(i))
-		if err := b.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b := d.NewBundle()
-	defer b.Discard()
-	for i := range 2500 {
-		write(b, fmt.Sprint(2500+i)) // in the batch too
-	}
-	if err := b.AppendBag(cell, []byte("+next")); err != nil {
-		t.Fatal(err)
-	}
-	before := b.it.Stats().ForwardStepCount[pebble.InternalIterCall]
-	got, err := b.ReadBag(cell)
-	if err != nil || string(got) != "4999+next" {
-		t.Fatalf("read %q, %v; want 4999+next", got, err)
-	}
-	if steps := b.it.Stats().ForwardStepCount[pebble.InternalIterCall] - before; steps > 50 {
-		t.Errorf("the read took %d internal steps: it walked the old versions", steps)
-	}
-	mk := []byte("mk")
-	for _, v := range []string{"a", "b"} {
-		if err := b.ClearMapKey(cell, mk); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.AppendMap(cell, mk, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.AppendMap(cell, mk, []byte(v+"2")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got, err := b.ReadMap(cell, mk); err != nil || string(got) != "bb2" {
-		t.Errorf("map key: %q, %v; want bb2", got, err)
+	for _, cells := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cells=%v", cells), func(t *testing.T) {
+			d := openTest(t, Options{Cells: cells})
+			cell := Cell{KeyGroup: 3, Transform: "t", StateID: "count", Key: []byte("hot")}
+			write := func(b *Bundle, v string) {
+				t.Helper()
+				if err := b.ClearBag(cell); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.AppendBag(cell, []byte(v)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 2500 {
+				b := d.NewBundle()
+				write(b, fmt.Sprint(i))
+				if err := b.Commit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b := d.NewBundle()
+			defer b.Discard()
+			for i := range 2500 {
+				write(b, fmt.Sprint(2500+i)) // in the batch too
+			}
+			if err := b.AppendBag(cell, []byte("+next")); err != nil {
+				t.Fatal(err)
+			}
+			before := b.it.Stats().ForwardStepCount[pebble.InternalIterCall]
+			got, err := b.ReadBag(cell)
+			if err != nil || string(got) != "4999+next" {
+				t.Fatalf("read %q, %v; want 4999+next", got, err)
+			}
+			if steps := b.it.Stats().ForwardStepCount[pebble.InternalIterCall] - before; steps > 50 {
+				t.Errorf("the read took %d internal steps: it walked the old versions", steps)
+			}
+			mk := []byte("mk")
+			for _, v := range []string{"a", "b"} {
+				if err := b.ClearMapKey(cell, mk); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.AppendMap(cell, mk, []byte(v)); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.AppendMap(cell, mk, []byte(v+"2")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, err := b.ReadMap(cell, mk); err != nil || string(got) != "bb2" {
+				t.Errorf("map key: %q, %v; want bb2", got, err)
+			}
+		})
 	}
 }
 

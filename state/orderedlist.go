@@ -62,7 +62,7 @@ func (b *Bundle) ReadOrdered(c Cell, start, end int64) ([]byte, error) {
 	p := c.prefix(spaceOrdered)
 	lo, hi := orderedBounds(p, start, end)
 	var out []byte
-	err := b.scan(lo, hi, func(k, v []byte) error {
+	err := b.scan(lo, hi, false, func(k, v []byte) error {
 		if len(k) != len(p)+tsLength+8 {
 			return fmt.Errorf("reading ordered list state %s: malformed key of %d bytes", c.StateID, len(k))
 		}
@@ -139,7 +139,7 @@ func (b *Bundle) ClearOrdered(c Cell, start, end int64) error {
 		return nil
 	}
 	lo, hi := orderedBounds(c.prefix(spaceOrdered), start, end)
-	if err := b.deleteRange(lo, hi); err != nil {
+	if err := b.deleteRange(lo, hi, false); err != nil {
 		return fmt.Errorf("clearing ordered list state %s: %w", c.StateID, err)
 	}
 	return nil

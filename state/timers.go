@@ -206,7 +206,7 @@ func (b *Bundle) DueTimersIn(domain, kgStart, kgEnd int, upTo int64, limit int) 
 		lo := append(binary.BigEndian.AppendUint16(nil, uint16(kg)), spaceTimer, byte(domain))
 		hi := appendTimestamp(append([]byte(nil), lo...), upTo)
 		hi = prefixEnd(hi)
-		err := b.scan(lo, hi, func(k, v []byte) error {
+		err := b.scan(lo, hi, false, func(k, v []byte) error {
 			if len(out) >= limit {
 				return errStop
 			}
@@ -246,7 +246,7 @@ func (b *Bundle) MinHold(kgStart, kgEnd int) (int64, bool, error) {
 	best, found := int64(0), false
 	for kg := kgStart; kg < kgEnd; kg++ {
 		lo := append(binary.BigEndian.AppendUint16(nil, uint16(kg)), spaceTimerHold)
-		err := b.scan(lo, prefixEnd(lo), func(k, _ []byte) error {
+		err := b.scan(lo, prefixEnd(lo), false, func(k, _ []byte) error {
 			if rest := k[len(lo):]; len(rest) >= 8 {
 				if h := readTimestamp(rest); !found || h < best {
 					best, found = h, true

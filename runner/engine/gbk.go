@@ -43,7 +43,7 @@ func newGBKTask(ctx context.Context, base subtask, dir string, cache *state.Cach
 	if err != nil {
 		return nil, fmt.Errorf("group by key %q: %w", s.Name, err)
 	}
-	db, err := base.openState(ctx, dir, cache)
+	db, err := base.openState(ctx, dir, cache, false)
 	if err != nil {
 		return nil, fmt.Errorf("group by key %q: opening state: %w", s.Name, err)
 	}

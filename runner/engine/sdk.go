@@ -63,7 +63,7 @@ func newSDKTask(ctx context.Context, base subtask, dir string, cache *state.Cach
 		t.sinkTo[sink] = pc
 	}
 	if base.stage.Stateful {
-		db, err := base.openState(ctx, dir, cache)
+		db, err := base.openState(ctx, dir, cache, true)
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: opening state: %w", base.stage.Name, err)
 		}

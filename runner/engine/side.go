@@ -134,7 +134,7 @@ func (t *sdkTask) initSides(ctx context.Context, dir string, cache *state.Cache)
 	if t.keyed != nil {
 		t.sideDB = t.keyed.db
 	} else {
-		db, err := t.openState(ctx, dir, cache)
+		db, err := t.openState(ctx, dir, cache, true)
 		if err != nil {
 			return fmt.Errorf("stage %q: opening side input state: %w", t.stage.Name, err)
 		}

@@ -96,17 +96,18 @@ func (s *subtask) snapshot(ctx context.Context, chk int64, db *state.DB, st *tas
 }
 
 // openState opens a stateful subtask's Pebble DB in dir, first restoring
-// it from the checkpoint the job starts from, if any.
-func (s *subtask) openState(ctx context.Context, dir string, cache *state.Cache) (*state.DB, error) {
+// it from the checkpoint the job starts from, if any. cells: the DB holds
+// user state and no GroupBuffer (state.Options.Cells).
+func (s *subtask) openState(ctx context.Context, dir string, cache *state.Cache, cells bool) (*state.DB, error) {
 	r := s.restored()
 	if r == nil || len(r.Files) == 0 {
-		return state.Open(state.Options{Dir: dir, Cache: cache})
+		return state.Open(state.Options{Dir: dir, Cache: cache, Cells: cells})
 	}
 	c := s.e.ck
 	if err := checkpoint.Restore(ctx, c.o.Storage, c.o.Restore, s.ckID(), dir); err != nil {
 		return nil, err
 	}
-	return state.Open(state.Options{Dir: dir, Cache: cache, MustExist: true})
+	return state.Open(state.Options{Dir: dir, Cache: cache, MustExist: true, Cells: cells})
 }
 
 // delayedStates are deferred residuals as a snapshot keeps them.
