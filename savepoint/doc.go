@@ -103,7 +103,8 @@
 //
 //	1 state        key group, key, window, state ID, user key, sort key, value
 //	2 timer        key group, key, window, family, tag, domain (1 byte: 1
-//	               event, 2 processing), fire time, hold (output time)
+//	               event, 2 processing), fire time, hold (output time),
+//	               pane (Beam's PaneInfo encoding, as the timer was set)
 //	3 group value  key group, key, window, timestamp, value
 //	4 trigger      key group, key, window, trigger state
 //	5 side input   side input ID, window, key (none for iterable), values

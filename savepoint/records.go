@@ -111,6 +111,10 @@ type TimerRecord struct {
 	Domain   TimeDomain
 	Fire     int64 // fire time, Beam milliseconds
 	Hold     int64 // output timestamp (the watermark hold), Beam milliseconds
+	// Pane is the pane the timer was set with, in Beam's PaneInfo encoding
+	// (the last field of beam:coder:timer:v1), returned to the DoFn when
+	// the timer fires; nil if none was recorded.
+	Pane []byte
 }
 
 // GroupValueRecord is one buffered element of a GroupByKey.
@@ -196,7 +200,7 @@ func (r *StateRecord) appendBody(b []byte) []byte {
 func (r *TimerRecord) appendBody(b []byte) []byte {
 	b = appendBytes(appendString(appendKeyed(b, r.KeyGroup, r.Key, r.Window), r.Family), r.Tag)
 	b = append(b, domainCode(r.Domain))
-	return binary.AppendVarint(binary.AppendVarint(b, r.Fire), r.Hold)
+	return appendBytes(binary.AppendVarint(binary.AppendVarint(b, r.Fire), r.Hold), r.Pane)
 }
 
 func (r *GroupValueRecord) appendBody(b []byte) []byte {
@@ -313,7 +317,7 @@ func decodeRecord(k recordKind, b []byte) (Record, error) {
 			StateID: d.string("state ID"), UserKey: d.bytes("user key"), SortKey: d.varint("sort key"), Value: d.bytes("value")}
 	case kindTimer:
 		r = &TimerRecord{KeyGroup: d.keyGroup(), Key: d.bytes("key"), Window: d.bytes("window"),
-			Family: d.string("timer family"), Tag: d.bytes("tag"), Domain: d.domain(), Fire: d.varint("fire time"), Hold: d.varint("hold")}
+			Family: d.string("timer family"), Tag: d.bytes("tag"), Domain: d.domain(), Fire: d.varint("fire time"), Hold: d.varint("hold"), Pane: d.bytes("pane")}
 	case kindGroupValue:
 		r = &GroupValueRecord{KeyGroup: d.keyGroup(), Key: d.bytes("key"), Window: d.bytes("window"),
 			Timestamp: d.varint("timestamp"), Value: d.bytes("value")}

@@ -32,7 +32,7 @@ func newSample() sample {
 				&StateRecord{KeyGroup: 1, Key: []byte("k1"), Window: []byte("w"), StateID: "bag", Value: []byte("a")},
 				&StateRecord{KeyGroup: 1, Key: []byte("k1"), Window: []byte("w"), StateID: "bag", Value: []byte("b")},
 				&StateRecord{KeyGroup: 1, Key: []byte("k1"), Window: []byte("w"), StateID: "sum", Value: []byte{0, 0, 9}},
-				&TimerRecord{KeyGroup: 1, Key: []byte("k1"), Window: []byte("w"), Family: "flush", Tag: []byte("t"), Domain: EventTime, Fire: 1000, Hold: 999},
+				&TimerRecord{KeyGroup: 1, Key: []byte("k1"), Window: []byte("w"), Family: "flush", Tag: []byte("t"), Domain: EventTime, Fire: 1000, Hold: 999, Pane: []byte{0x0f}},
 				&StateRecord{KeyGroup: 3, Key: []byte("k3"), Window: []byte("w"), StateID: "seen", UserKey: []byte("m1"), Value: []byte("v1")},
 				&StateRecord{KeyGroup: 3, Key: []byte("k3"), Window: []byte("w"), StateID: "set", UserKey: []byte("e1")},
 				&StateRecord{KeyGroup: 3, Key: []byte("k3"), Window: []byte("w"), StateID: "list", SortKey: -9223372036854775, Value: []byte("x")},
