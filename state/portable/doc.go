@@ -33,9 +33,10 @@
 //	timers under transform "g"             value (length prefix removed,
 //	                                       Timestamp NoTimestamp); other cells
 //	                                       and timers: one TriggerRecord each,
-//	                                       State a piece: 'c' | state ID |
-//	                                       value, or 't' | domain | family |
-//	                                       tag | fire | hold | encoded
+//	                                       State a piece: 'c' then the fields
+//	                                       state ID, value; or 't' then domain,
+//	                                       family, tag, fire, hold, encoded
+//	                                       (fields: uvarint length | bytes)
 //	'v','w' side inputs (key group 0xFFFF) SideInputRecord per stored run
 //	'p' parked input                       ParkedRecord per parked run
 //

@@ -68,72 +68,45 @@ func paneOf(t state.Timer) ([]byte, error) {
 }
 
 // The pieces of a triggered GroupByKey's state kept in TriggerRecords:
-// one record per stored cell entry or timer of a key and window.
+// one record per stored cell entry or timer of a key and window, a kind
+// byte then fields, each a uvarint length and its bytes.
 const (
-	pieceCell  = 'c' // 'c' | string state ID | value (the rest)
-	pieceTimer = 't' // 't' | uvarint domain | string family | bytes tag | varint fire | varint hold | bytes encoded
+	pieceCell  = 'c' // state ID, value
+	pieceTimer = 't' // domain (1 byte), family, tag, fire, hold (8 bytes each, big endian), encoded timer
 )
 
-func appendString(b []byte, s string) []byte {
-	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+func appendFields(kind byte, fields ...[]byte) []byte {
+	b := []byte{kind}
+	for _, f := range fields {
+		b = append(binary.AppendUvarint(b, uint64(len(f))), f...)
+	}
+	return b
 }
 
-func appendBytes(b, v []byte) []byte {
-	return append(binary.AppendUvarint(b, uint64(len(v))), v...)
+// splitFields returns the n fields after a piece's kind byte.
+func splitFields(b []byte, n int) ([][]byte, error) {
+	out := make([][]byte, 0, n)
+	for len(b) > 0 {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, fmt.Errorf("malformed field %d", len(out))
+		}
+		out = append(out, b[k:k+int(l):k+int(l)])
+		b = b[k+int(l):]
+	}
+	if len(out) != n {
+		return nil, fmt.Errorf("%d fields, want %d", len(out), n)
+	}
+	return out, nil
 }
 
 func cellPiece(stateID string, value []byte) []byte {
-	return append(appendString([]byte{pieceCell}, stateID), value...)
+	return appendFields(pieceCell, []byte(stateID), value)
 }
 
 func timerPiece(t state.Timer) []byte {
-	b := binary.AppendUvarint([]byte{pieceTimer}, uint64(t.Domain))
-	b = appendBytes(appendString(b, t.Family), t.Tag)
-	b = binary.AppendVarint(binary.AppendVarint(b, t.Fire), t.Hold)
-	return appendBytes(b, t.Encoded)
-}
-
-// piece reads a piece's fields; the first error sticks.
-type piece struct {
-	b   []byte
-	err error
-}
-
-func (p *piece) fail(what string) {
-	if p.err == nil {
-		p.err = fmt.Errorf("malformed %s", what)
-	}
-}
-
-func (p *piece) uvarint(what string) uint64 {
-	v, n := binary.Uvarint(p.b)
-	if n <= 0 {
-		p.fail(what)
-		return 0
-	}
-	p.b = p.b[n:]
-	return v
-}
-
-func (p *piece) varint(what string) int64 {
-	v, n := binary.Varint(p.b)
-	if n <= 0 {
-		p.fail(what)
-		return 0
-	}
-	p.b = p.b[n:]
-	return v
-}
-
-func (p *piece) bytes(what string) []byte {
-	n := p.uvarint(what + " length")
-	if n > uint64(len(p.b)) {
-		p.fail(what)
-		return nil
-	}
-	v := p.b[:n:n]
-	p.b = p.b[n:]
-	return v
+	return appendFields(pieceTimer, []byte{byte(t.Domain)}, []byte(t.Family), t.Tag,
+		binary.BigEndian.AppendUint64(nil, uint64(t.Fire)), binary.BigEndian.AppendUint64(nil, uint64(t.Hold)), t.Encoded)
 }
 
 // decodePiece returns a TriggerRecord's cell (stateID, value) or timer.
@@ -141,32 +114,28 @@ func decodePiece(r *savepoint.TriggerRecord) (stateID string, value []byte, t *s
 	if len(r.State) == 0 {
 		return "", nil, nil, errors.New("empty trigger state")
 	}
-	p := &piece{b: r.State[1:]}
 	switch r.State[0] {
 	case pieceCell:
-		stateID = string(p.bytes("state ID"))
-		value = p.b
-		p.b = nil
-	case pieceTimer:
-		d := p.uvarint("time domain")
-		if d > math.MaxUint8 {
-			p.fail("time domain")
+		f, err := splitFields(r.State[1:], 2)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("trigger state cell: %w", err)
 		}
-		t = &state.Timer{TimerID: state.TimerID{KeyGroup: r.KeyGroup, Domain: int(d), Key: r.Key, Window: r.Window}}
-		t.Family = string(p.bytes("timer family"))
-		t.Tag = p.bytes("timer tag")
-		t.Fire, t.Hold = p.varint("fire time"), p.varint("hold")
-		t.Encoded = p.bytes("encoded timer")
-	default:
-		return "", nil, nil, fmt.Errorf("unknown trigger state piece %q", r.State[0])
+		return string(f[0]), f[1], nil, nil
+	case pieceTimer:
+		f, err := splitFields(r.State[1:], 6)
+		if err == nil && (len(f[0]) != 1 || len(f[3]) != 8 || len(f[4]) != 8) {
+			err = errors.New("malformed domain, fire time or hold")
+		}
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("trigger state timer: %w", err)
+		}
+		t = &state.Timer{
+			TimerID: state.TimerID{KeyGroup: r.KeyGroup, Domain: int(f[0][0]), Family: string(f[1]), Key: r.Key, Window: r.Window, Tag: f[2]},
+			Fire:    int64(binary.BigEndian.Uint64(f[3])), Hold: int64(binary.BigEndian.Uint64(f[4])), Encoded: f[5],
+		}
+		return "", nil, t, nil
 	}
-	if p.err == nil && len(p.b) > 0 {
-		p.err = fmt.Errorf("%d bytes after the last field", len(p.b))
-	}
-	if p.err != nil {
-		return "", nil, nil, fmt.Errorf("trigger state piece: %w", p.err)
-	}
-	return stateID, value, t, nil
+	return "", nil, nil, fmt.Errorf("unknown trigger state piece %q", r.State[0])
 }
 
 // The triggered GroupByKey's values cell holds one value per append,
