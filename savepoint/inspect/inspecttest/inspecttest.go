@@ -95,10 +95,18 @@ func Enc(t testing.TB, fs ...func(io.Writer) error) []byte {
 
 // S, I, F, B and Raw encode a string, a varint, a double, a bool and raw
 // bytes as Beam does.
-func S(s string) func(io.Writer) error  { return func(w io.Writer) error { return coder.EncodeStringUTF8(s, w) } }
-func I(i int64) func(io.Writer) error   { return func(w io.Writer) error { return coder.EncodeVarInt(i, w) } }
-func F(f float64) func(io.Writer) error { return func(w io.Writer) error { return coder.EncodeDouble(f, w) } }
-func B(b bool) func(io.Writer) error    { return func(w io.Writer) error { return coder.EncodeBool(b, w) } }
+func S(s string) func(io.Writer) error {
+	return func(w io.Writer) error { return coder.EncodeStringUTF8(s, w) }
+}
+func I(i int64) func(io.Writer) error {
+	return func(w io.Writer) error { return coder.EncodeVarInt(i, w) }
+}
+func F(f float64) func(io.Writer) error {
+	return func(w io.Writer) error { return coder.EncodeDouble(f, w) }
+}
+func B(b bool) func(io.Writer) error {
+	return func(w io.Writer) error { return coder.EncodeBool(b, w) }
+}
 func Raw(b ...byte) func(io.Writer) error {
 	return func(w io.Writer) error { _, err := w.Write(b); return err }
 }
