@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/savepoint/inspect"
 )
 
@@ -61,11 +60,7 @@ func savepointList(ctx context.Context, w, errw io.Writer, args []string) error 
 	if err != nil {
 		return err
 	}
-	u, err := inspect.StoreURL(dir)
-	if err != nil {
-		return err
-	}
-	st, err := storage.Open(ctx, u)
+	st, err := inspect.OpenStore(ctx, dir)
 	if err != nil {
 		return err
 	}

@@ -312,6 +312,13 @@ func (d *Decoder) value(s *state, id string, outer bool, depth int) (v any, err 
 		}
 		return d.value(s, cid, outer, depth+1)
 	}
+	windows := func(i int) ([]any, error) {
+		cid, err := comp(i)
+		if err != nil {
+			return nil, err
+		}
+		return d.windows(s, cid, depth)
+	}
 	switch urn {
 	case urnBytes:
 		return s.bytes(outer)
@@ -372,11 +379,7 @@ func (d *Decoder) value(s *state, id string, outer bool, depth int) (v any, err 
 		if wv.Timestamp, err = s.eventTime(); err != nil {
 			return nil, err
 		}
-		cid, err := comp(1)
-		if err != nil {
-			return nil, err
-		}
-		if wv.Windows, err = d.windows(s, cid, depth); err != nil {
+		if wv.Windows, err = windows(1); err != nil {
 			return nil, err
 		}
 		if wv.Pane, err = s.pane(); err != nil {
@@ -396,11 +399,7 @@ func (d *Decoder) value(s *state, id string, outer bool, depth int) (v any, err 
 		if t.Tag, err = s.string(false); err != nil {
 			return nil, err
 		}
-		cid, err := comp(1)
-		if err != nil {
-			return nil, err
-		}
-		if t.Windows, err = d.windows(s, cid, depth); err != nil {
+		if t.Windows, err = windows(1); err != nil {
 			return nil, err
 		}
 		if t.Clear, err = s.bool(); err != nil || t.Clear {

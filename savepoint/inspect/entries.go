@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"slices"
+
 	"github.com/weir-runner/weir/savepoint"
 )
 
@@ -163,12 +165,7 @@ func (r *Reader) transformEntry(t savepoint.Transform, rec savepoint.Record, f F
 		if !f.id(rec.StateID) {
 			return nil, false
 		}
-		var spec savepoint.StateSpec
-		for _, s := range t.States {
-			if s.ID == rec.StateID {
-				spec = s
-			}
-		}
+		spec := find(t.States, func(s savepoint.StateSpec) bool { return s.ID == rec.StateID })
 		e := &StateEntry{Transform: t.UniqueName, State: rec.StateID, Kind: spec.Kind, KeyGroup: rec.KeyGroup,
 			Key: r.dec.Decode(spec.KeyCoder, rec.Key), Window: r.dec.Decode(spec.WindowCoder, rec.Window), SortKey: rec.SortKey}
 		if spec.UserKeyCoder != "" {
@@ -184,12 +181,7 @@ func (r *Reader) transformEntry(t savepoint.Transform, rec savepoint.Record, f F
 		if !f.id(rec.Family) {
 			return nil, false
 		}
-		var fam savepoint.TimerFamily
-		for _, tf := range t.Timers {
-			if tf.ID == rec.Family {
-				fam = tf
-			}
-		}
+		fam := find(t.Timers, func(tf savepoint.TimerFamily) bool { return tf.ID == rec.Family })
 		return &TimerEntry{Transform: t.UniqueName, Timer: rec.Family, KeyGroup: rec.KeyGroup,
 			Key: r.dec.Decode(fam.KeyCoder, rec.Key), Window: r.dec.Decode(fam.WindowCoder, rec.Window),
 			Tag: string(rec.Tag), Fire: Timestamp(rec.Fire), Hold: Timestamp(rec.Hold), Domain: rec.Domain}, true
@@ -197,17 +189,30 @@ func (r *Reader) transformEntry(t savepoint.Transform, rec savepoint.Record, f F
 	return nil, false
 }
 
-// groupEntry decodes a record of GroupByKey g.
-func (r *Reader) groupEntry(g savepoint.Group, rec savepoint.Record) Entry {
+// find returns the first element of xs that match selects (the metadata
+// declares what every record names), or the zero value.
+func find[T any](xs []T, match func(T) bool) T {
+	var zero T
+	if i := slices.IndexFunc(xs, match); i >= 0 {
+		return xs[i]
+	}
+	return zero
+}
+
+// groupEntry decodes a record of GroupByKey g, if f selects it.
+func (r *Reader) groupEntry(g savepoint.Group, rec savepoint.Record, f Filter) (Entry, bool) {
+	if f.State != "" {
+		return nil, false
+	}
 	switch rec := rec.(type) {
 	case *savepoint.GroupValueRecord:
 		return &GroupValueEntry{Transform: g.UniqueName, KeyGroup: rec.KeyGroup, Key: r.dec.Decode(g.KeyCoder, rec.Key),
-			Window: r.dec.Decode(g.WindowCoder, rec.Window), Timestamp: Timestamp(rec.Timestamp), Value: r.dec.Decode(g.ValueCoder, rec.Value)}
+			Window: r.dec.Decode(g.WindowCoder, rec.Window), Timestamp: Timestamp(rec.Timestamp), Value: r.dec.Decode(g.ValueCoder, rec.Value)}, true
 	case *savepoint.TriggerRecord:
 		return &TriggerEntry{Transform: g.UniqueName, KeyGroup: rec.KeyGroup, Key: r.dec.Decode(g.KeyCoder, rec.Key),
-			Window: r.dec.Decode(g.WindowCoder, rec.Window), State: Undecoded{Bytes: rec.State}}
+			Window: r.dec.Decode(g.WindowCoder, rec.Window), State: Undecoded{Bytes: rec.State}}, true
 	}
-	return nil
+	return nil, false
 }
 
 // sideEntry decodes a record of the side inputs of s, if f selects it.
@@ -217,12 +222,7 @@ func (r *Reader) sideEntry(s savepoint.SideInputs, rec savepoint.Record, f Filte
 		if !f.id(rec.SideInput) {
 			return nil, false
 		}
-		var spec savepoint.SideInputSpec
-		for _, in := range s.Inputs {
-			if in.ID == rec.SideInput {
-				spec = in
-			}
-		}
+		spec := find(s.Inputs, func(in savepoint.SideInputSpec) bool { return in.ID == rec.SideInput })
 		e := &SideInputEntry{Transform: s.UniqueName, SideInput: rec.SideInput, Window: r.dec.Decode(spec.WindowCoder, rec.Window),
 			Values: r.dec.DecodeAll(spec.ValueCoder, rec.Values)}
 		if spec.Kind == savepoint.SideMultimap {
@@ -239,11 +239,11 @@ func (r *Reader) sideEntry(s savepoint.SideInputs, rec savepoint.Record, f Filte
 	return nil, false
 }
 
-// sourceEntry decodes a record of source s.
-func (r *Reader) sourceEntry(s savepoint.Source, rec savepoint.Record) Entry {
+// sourceEntry decodes a record of source s, if f selects it.
+func (r *Reader) sourceEntry(s savepoint.Source, rec savepoint.Record, f Filter) (Entry, bool) {
 	res, ok := rec.(*savepoint.ResidualRecord)
-	if !ok {
-		return nil
+	if !ok || f.State != "" {
+		return nil, false
 	}
 	e := &ResidualEntry{Transform: s.UniqueName, Watermark: Timestamp(res.Watermark)}
 	if s.RestrictionCoder != "" {
@@ -251,5 +251,5 @@ func (r *Reader) sourceEntry(s savepoint.Source, rec savepoint.Record) Entry {
 	} else {
 		e.Restriction = Undecoded{Bytes: res.Restriction}
 	}
-	return e
+	return e, true
 }

@@ -102,6 +102,15 @@ func OpenDir(ctx context.Context, rawURL string) (storage.Storage, string, error
 	return st, dir, nil
 }
 
+// OpenStore opens the store at rawURL (see StoreURL); the caller closes it.
+func OpenStore(ctx context.Context, rawURL string) (storage.Storage, error) {
+	u, err := StoreURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return storage.Open(ctx, u)
+}
+
 // StoreURL returns rawURL as a storage URL: a plain absolute path becomes
 // a file:// URL; URLs are returned as they are.
 func StoreURL(rawURL string) (string, error) {
@@ -172,25 +181,28 @@ func (f Filter) id(id string) bool { return f.State == "" || f.State == id }
 // is known intact only once read to its end (Verify first to act on
 // nothing but intact data).
 func (r *Reader) Entries(ctx context.Context, f Filter) iter.Seq2[Entry, error] {
+	type owner struct {
+		name  string
+		files []savepoint.File
+		entry func(savepoint.Record) (Entry, bool)
+	}
+	m := r.Metadata()
+	var owners []owner
+	for _, t := range m.Transforms {
+		owners = append(owners, owner{t.UniqueName, t.Files, func(rec savepoint.Record) (Entry, bool) { return r.transformEntry(t, rec, f) }})
+	}
+	for _, g := range m.Groups {
+		owners = append(owners, owner{g.UniqueName, g.Files, func(rec savepoint.Record) (Entry, bool) { return r.groupEntry(g, rec, f) }})
+	}
+	for _, s := range m.SideInputs {
+		owners = append(owners, owner{s.UniqueName, s.Files, func(rec savepoint.Record) (Entry, bool) { return r.sideEntry(s, rec, f) }})
+	}
+	for _, s := range m.Sources {
+		owners = append(owners, owner{s.UniqueName, s.Files, func(rec savepoint.Record) (Entry, bool) { return r.sourceEntry(s, rec, f) }})
+	}
 	return func(yield func(Entry, error) bool) {
-		m := r.Metadata()
-		for _, t := range m.Transforms {
-			if f.owner(t.UniqueName) && !r.file(ctx, t.Files, func(rec savepoint.Record) (Entry, bool) { return r.transformEntry(t, rec, f) }, yield) {
-				return
-			}
-		}
-		for _, g := range m.Groups {
-			if f.State == "" && f.owner(g.UniqueName) && !r.file(ctx, g.Files, func(rec savepoint.Record) (Entry, bool) { e := r.groupEntry(g, rec); return e, e != nil }, yield) {
-				return
-			}
-		}
-		for _, s := range m.SideInputs {
-			if f.owner(s.UniqueName) && !r.file(ctx, s.Files, func(rec savepoint.Record) (Entry, bool) { return r.sideEntry(s, rec, f) }, yield) {
-				return
-			}
-		}
-		for _, s := range m.Sources {
-			if f.State == "" && f.owner(s.UniqueName) && !r.file(ctx, s.Files, func(rec savepoint.Record) (Entry, bool) { e := r.sourceEntry(s, rec); return e, e != nil }, yield) {
+		for _, o := range owners {
+			if f.owner(o.name) && !r.file(ctx, o.files, o.entry, yield) {
 				return
 			}
 		}
