@@ -22,7 +22,8 @@
 // Commit writes _metadata create-only, and a Savepoint only reads. The
 // files of a failed attempt stay where they are (without _metadata they are
 // not a savepoint: Open and List ignore them); take the next savepoint
-// under another ID.
+// under another ID. Only the user deletes a savepoint: `weir savepoint
+// dispose` (savepoint/inspect.Dispose).
 //
 // # Layout
 //
@@ -141,9 +142,10 @@
 //     residuals and fired Impulses), and the coordinator calls Commit once
 //     every subtask's files are closed. Stop-with-savepoint (and draining)
 //     and SIGTERM handling belong there too.
-//   - The service and CLI: `weir savepoint` triggering, listing
-//     (List/FindLatest), `weir inspect` of the metadata, picking IDs
-//     (a failed attempt's ID cannot be reused).
+//   - The service and CLI: triggering a savepoint and picking IDs (a
+//     failed attempt's ID cannot be reused). Listing, inspecting (records
+//     decoded with the pipeline's coders) and disposing of savepoints are
+//     done: package savepoint/inspect and `weir savepoint`.
 //   - Restore: mapping by unique name with --allow_non_restored_state and
 //     --transform_name_mapping, DoFn identity and coder compatibility checks
 //     against the new pipeline, Row schema migration, and assigning
