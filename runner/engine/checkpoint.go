@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -79,6 +80,17 @@ type coordinator struct {
 	subtasks map[checkpoint.SubtaskID]*subtaskCk
 	wg       sync.WaitGroup // uploads, commits, discards
 	sends    sync.WaitGroup // barriers on their way to a subtask's inbox
+	// waiters hear how checkpoints they asked for ended (checkpointNow);
+	// while pins > 0, completed checkpoints are kept (Retain waits).
+	waiters map[int64][]chan ckOutcome
+	pins    int
+}
+
+// ckOutcome is how a checkpoint someone waits for ended: committed (meta)
+// or not (err).
+type ckOutcome struct {
+	meta *checkpoint.Metadata
+	err  error
 }
 
 type subtaskCk struct {
@@ -101,7 +113,7 @@ type finalizer interface {
 
 func newCoordinator(ctx context.Context, e *Engine, o CheckpointOptions, nextID int64) *coordinator {
 	node := coord.New[finalization](coord.Options{Interval: o.Interval, Timeout: o.Timeout, MinPause: o.MinPause, Retained: o.Retained}, nextID, e.now())
-	return &coordinator{e: e, o: o, ctx: ctx, node: node, subtasks: map[checkpoint.SubtaskID]*subtaskCk{}}
+	return &coordinator{e: e, o: o, ctx: ctx, node: node, subtasks: map[checkpoint.SubtaskID]*subtaskCk{}, waiters: map[int64][]chan ckOutcome{}}
 }
 
 func (c *coordinator) add(id checkpoint.SubtaskID, in inbox, trig chan int64, kg checkpoint.KeyGroupRange) error {
@@ -136,6 +148,7 @@ func (c *coordinator) step(decide func(n *coord.Coordinator[finalization]) []coo
 // then it waits for the uploads and commits it started.
 func (c *coordinator) loop() {
 	defer c.sends.Wait()
+	defer c.endWaits()
 	defer c.wg.Wait()
 	if c.o.Interval <= 0 {
 		<-c.ctx.Done()
@@ -251,6 +264,8 @@ func (c *coordinator) do(acts []coord.Action[finalization]) {
 		case coord.Report:
 			if a.Stats.Failed == "" {
 				c.e.o.Logger.Info("checkpoint completed", "checkpoint", a.Chk, "took", a.Stats.Duration, "uploaded", a.Stats.Uploaded, "size", a.Stats.FullSize)
+			} else {
+				c.notify(a.Chk, ckOutcome{err: fmt.Errorf("checkpoint %d failed: %s", a.Chk, a.Stats.Failed)})
 			}
 			if c.o.OnCheckpoint != nil {
 				c.o.OnCheckpoint(a.Stats)
@@ -269,6 +284,12 @@ func (c *coordinator) do(acts []coord.Action[finalization]) {
 			if err := c.fault(FaultAfterCommit, a.Chk); err != nil {
 				c.e.fail(fmt.Errorf("after checkpoint %d: %w", a.Chk, err))
 				return
+			}
+			c.mu.Lock()
+			pinned := c.pins > 0
+			c.mu.Unlock()
+			if pinned {
+				continue // a savepoint reads a completed checkpoint: the next Retain catches up
 			}
 			if _, err := checkpoint.Retain(c.ctx, c.o.Storage, c.o.Job, c.o.Retained, a.Recent...); err != nil {
 				c.e.o.Logger.Warn("deleting old checkpoints failed", "err", err)
@@ -320,6 +341,66 @@ func (c *coordinator) commit(chk int64, tc *coord.ToCommit) {
 		}
 		return n.Committed(meta, c.e.now())
 	})
+	c.notify(chk, ckOutcome{meta: meta})
+}
+
+// checkpointNow starts a checkpoint now, or joins the one under way, and
+// waits until it has completed; the completed checkpoint's files are kept
+// until release is called (Retain waits meanwhile).
+func (c *coordinator) checkpointNow(ctx context.Context) (meta *checkpoint.Metadata, release func(), err error) {
+	ch := make(chan ckOutcome, 1)
+	var chk int64
+	c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] {
+		acts := n.Start(c.e.now())
+		if chk = n.Pending(); chk != 0 {
+			c.waiters[chk] = append(c.waiters[chk], ch)
+			c.pins++
+		}
+		return acts
+	})
+	if chk == 0 {
+		return nil, nil, errors.New("the job is ending: no checkpoint can start")
+	}
+	release = func() {
+		c.mu.Lock()
+		c.pins--
+		c.mu.Unlock()
+	}
+	select {
+	case out := <-ch:
+		if out.err != nil {
+			release()
+			return nil, nil, out.err
+		}
+		return out.meta, release, nil
+	case <-ctx.Done():
+		release()
+		return nil, nil, fmt.Errorf("waiting for checkpoint %d: %w", chk, context.Cause(ctx))
+	}
+}
+
+// notify tells those waiting for checkpoint chk how it ended.
+func (c *coordinator) notify(chk int64, out ckOutcome) {
+	c.mu.Lock()
+	ws := c.waiters[chk]
+	delete(c.waiters, chk)
+	c.mu.Unlock()
+	for _, w := range ws {
+		w <- out // buffered: each waiter is told once
+	}
+}
+
+// endWaits tells everyone still waiting that the run ended first.
+func (c *coordinator) endWaits() {
+	c.mu.Lock()
+	var chks []int64
+	for chk := range c.waiters {
+		chks = append(chks, chk)
+	}
+	c.mu.Unlock()
+	for _, chk := range chks {
+		c.notify(chk, ckOutcome{err: fmt.Errorf("the run ended before checkpoint %d completed: %w", chk, context.Cause(c.ctx))})
+	}
 }
 
 // abort gives up checkpoint chk (if it is still pending) and deletes what

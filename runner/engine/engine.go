@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
@@ -71,6 +72,9 @@ type Engine struct {
 	// Of the current run: the checkpoint coordinator (nil when not
 	// checkpointing), where synchronous snapshots go, and how to fail the run.
 	ck    *coordinator
+	// live is the coordinator of the run under way, for callers outside
+	// it (Savepoint); nil between runs.
+	live atomic.Pointer[coordinator]
 	ckDir string
 	fail  func(error)
 }
@@ -288,7 +292,8 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 		done := make(chan struct{})
 		e.ck.ctx = cctx
 		go func() { defer close(done); e.ck.loop() }()
-		defer func() { stop(); <-done }()
+		e.live.Store(e.ck)
+		defer func() { e.live.Store(nil); stop(); <-done }()
 	}
 	var mu sync.Mutex
 	var first error

@@ -1,0 +1,412 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
+	"github.com/weir-runner/weir/checkpoint"
+	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/savepoint"
+	"github.com/weir-runner/weir/state"
+	"github.com/weir-runner/weir/state/portable"
+	"google.golang.org/protobuf/proto"
+)
+
+// Savepoints. A savepoint is a checkpoint taken now through the barrier
+// path (aligned like any other: the job goes on while it is written),
+// then written out in the portable format (package savepoint): each
+// subtask's Pebble checkpoint is restored into a scratch directory and
+// exported by state/portable, its sources' residual restrictions come
+// from its engine state, and the metadata declares every stateful
+// transform's states and timers, GroupByKeys, side inputs and sources
+// from the pipeline. The checkpoint stays pinned (not deleted by
+// retention) until the savepoint is written.
+
+// Savepoint takes a savepoint of the running job into target: a checkpoint
+// taken now through the barrier path, written in the portable format. It
+// returns the savepoint directory's name relative to target once it is
+// complete.
+func (e *Engine) Savepoint(ctx context.Context, target storage.Storage) (string, error) {
+	c := e.live.Load()
+	if c == nil {
+		if e.o.Checkpoint == nil || e.o.Checkpoint.Storage == nil {
+			return "", errors.New("savepoint: the job takes no checkpoints, and a savepoint is a checkpoint written out: run it with --checkpoint_dir")
+		}
+		return "", errors.New("savepoint: the job is not running (starting, restarting, ended, or without checkpoints for a TestStream): try again when it runs")
+	}
+	meta, release, err := c.checkpointNow(ctx)
+	if err != nil {
+		return "", fmt.Errorf("savepoint: %w", err)
+	}
+	defer release()
+	dir, err := e.writeSavepoint(ctx, c, meta, target)
+	if err != nil {
+		return "", fmt.Errorf("savepoint of checkpoint %d into %s: %w", meta.CheckpointID, target, err)
+	}
+	e.o.Logger.Info("savepoint taken", "checkpoint", meta.CheckpointID, "target", target.String(), "dir", dir)
+	return dir, nil
+}
+
+// writeSavepoint writes checkpoint meta out as a savepoint in target.
+func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, target storage.Storage) (string, error) {
+	nonce := make([]byte, 3)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	id := fmt.Sprintf("c%d_%x", meta.CheckpointID, nonce)
+	w, err := savepoint.Create(ctx, target, c.o.Job, id)
+	if err != nil {
+		return "", err
+	}
+	pb, err := proto.Marshal(&pipepb.Pipeline{Components: e.plan.Components})
+	if err != nil {
+		return "", fmt.Errorf("encoding the pipeline: %w", err)
+	}
+	m := e.savepointDecls()
+	if m.Pipeline, err = w.Pipeline(ctx, pb); err != nil {
+		return "", err
+	}
+	m.Job, m.ID, m.Created = c.o.Job, id, meta.Created
+	m.MaxParallelism, m.Parallelism = meta.MaxParallelism, min(e.o.Parallelism, meta.MaxParallelism)
+	tmp, err := os.MkdirTemp(e.o.TempDir, "weir-savepoint-")
+	if err != nil {
+		return "", fmt.Errorf("scratch dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	stages := map[string]*plan.Stage{}
+	for _, s := range e.plan.Stages {
+		stages[s.ID] = s
+	}
+	for i, st := range meta.Subtasks {
+		s := stages[st.Stage]
+		if s == nil {
+			return "", fmt.Errorf("checkpoint %d has subtask %s of no stage of this plan", meta.CheckpointID, st.SubtaskID)
+		}
+		if s.Kind == plan.KindImpulse && st.Finished {
+			m.FiredImpulses = append(m.FiredImpulses, meta.TransformNames[s.Transforms[0]])
+		}
+		if err := e.exportSubtask(ctx, c, meta, s, st, filepath.Join(tmp, strconv.Itoa(i)), w, m); err != nil {
+			return "", fmt.Errorf("subtask %s (stage %q): %w", st.SubtaskID, s.Name, err)
+		}
+	}
+	slices.Sort(m.FiredImpulses)
+	m.FiredImpulses = slices.Compact(m.FiredImpulses)
+	if err := w.Commit(ctx, m); err != nil {
+		return "", err
+	}
+	return w.Dir(), nil
+}
+
+// exportSubtask writes one subtask's part of the savepoint: its sources'
+// residuals, then what its Pebble checkpoint holds.
+func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, s *plan.Stage, st checkpoint.SubtaskState, dbDir string, w *savepoint.Writer, m *savepoint.Metadata) error {
+	ts, err := decodeTaskState(st.SourcePosition)
+	if err != nil {
+		return err
+	}
+	var db *state.DB
+	if len(st.Files) > 0 {
+		if err := checkpoint.Restore(ctx, c.o.Storage, meta, st.SubtaskID, dbDir); err != nil {
+			return err
+		}
+		if db, err = state.Open(state.Options{Dir: dbDir, MustExist: true, Cells: true, Logger: e.o.Logger}); err != nil {
+			return err
+		}
+		defer db.Close()
+	}
+	pending := ts.Pending
+	if ts.PendingFile != "" {
+		if db == nil {
+			return fmt.Errorf("a pending input file %s, but no state files", ts.PendingFile)
+		}
+		more, err := readPending(dbDir, ts.PendingFile)
+		if err != nil {
+			return err
+		}
+		pending = append(slices.Clip(pending), more...)
+	}
+	files := newSavepointFiles(w, st)
+	defer files.abort()
+	if s.Splittable != "" {
+		// The source's position: its residual restrictions.
+		src := portable.Owner{Section: savepoint.SectionSources, Name: s.Name}
+		for _, p := range pending {
+			if err := files.write(ctx, src, &savepoint.ResidualRecord{Restriction: p, Watermark: wire.MinTimestamp}); err != nil {
+				return err
+			}
+		}
+		for _, d := range ts.Delayed {
+			if err := files.write(ctx, src, &savepoint.ResidualRecord{Restriction: d.Data, Watermark: d.WM}); err != nil {
+				return err
+			}
+		}
+	} else if len(pending) > 0 || len(ts.Delayed) > 0 {
+		return fmt.Errorf("it held input it had not run at checkpoint %d (its inputs had ended); take the savepoint again", meta.CheckpointID)
+	}
+	if db != nil {
+		src := portable.Source{Names: func(id string) (string, bool) {
+			n, ok := meta.TransformNames[id]
+			return n, ok
+		}}
+		if s.Kind == plan.KindGBK {
+			src.Group = &portable.Group{Name: s.Name, Prefix: []byte(gTransform), Transform: gTransform, ValuesCell: cellValues,
+				WindowFirst: s.WindowingStrategy.GetWindowFn().GetUrn() != plan.URNSessions}
+		}
+		if len(s.SideInputs) > 0 {
+			src.SideInput = func(i int) (string, string, bool) {
+				if i < 0 || i >= len(s.SideInputs) {
+					return "", "", false
+				}
+				return meta.TransformNames[s.SideInputs[i].Transform], s.SideInputs[i].Local, true
+			}
+			src.Parked = meta.TransformNames[s.SideInputs[0].Transform]
+		}
+		sink := func(o portable.Owner, r savepoint.Record) error {
+			if _, side := r.(*savepoint.SideInputRecord); side && st.Subtask != 0 {
+				return nil // every subtask holds the side inputs: one copy
+			}
+			return files.write(ctx, o, r)
+		}
+		if err := portable.Export(db, st.KeyGroups.Start, st.KeyGroups.End, src, sink); err != nil {
+			return err
+		}
+	}
+	return files.close(m)
+}
+
+
+// savepointFiles are the data files one subtask writes, one per owner.
+type savepointFiles struct {
+	w   *savepoint.Writer
+	kgs savepoint.KeyGroupRange
+	rws map[portable.Owner]*savepoint.RecordWriter
+	ord []portable.Owner
+}
+
+func newSavepointFiles(w *savepoint.Writer, st checkpoint.SubtaskState) *savepointFiles {
+	return &savepointFiles{w: w, kgs: savepoint.KeyGroupRange{Start: st.KeyGroups.Start, End: st.KeyGroups.End}, rws: map[portable.Owner]*savepoint.RecordWriter{}}
+}
+
+func (f *savepointFiles) write(ctx context.Context, o portable.Owner, r savepoint.Record) error {
+	rw := f.rws[o]
+	if rw == nil {
+		var kgs *savepoint.KeyGroupRange
+		if o.Section == savepoint.SectionTransforms || o.Section == savepoint.SectionGroups {
+			k := f.kgs
+			kgs = &k
+		}
+		var err error
+		if rw, err = f.w.File(ctx, o.Section, o.Name, kgs); err != nil {
+			return err
+		}
+		f.rws[o], f.ord = rw, append(f.ord, o)
+	}
+	return rw.Write(r)
+}
+
+// close closes every file and lists it in m under its owner.
+func (f *savepointFiles) close(m *savepoint.Metadata) error {
+	for _, o := range f.ord {
+		rw := f.rws[o]
+		delete(f.rws, o)
+		file, err := rw.Close()
+		if err != nil {
+			return err
+		}
+		if err := addSavepointFile(m, o, file); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *savepointFiles) abort() {
+	for _, rw := range f.rws {
+		rw.Abort()
+	}
+}
+
+// addSavepointFile lists file under its owner's declaration in m.
+func addSavepointFile(m *savepoint.Metadata, o portable.Owner, file savepoint.File) error {
+	switch o.Section {
+	case savepoint.SectionTransforms:
+		for i := range m.Transforms {
+			if m.Transforms[i].UniqueName == o.Name {
+				m.Transforms[i].Files = append(m.Transforms[i].Files, file)
+				return nil
+			}
+		}
+	case savepoint.SectionGroups:
+		for i := range m.Groups {
+			if m.Groups[i].UniqueName == o.Name {
+				m.Groups[i].Files = append(m.Groups[i].Files, file)
+				return nil
+			}
+		}
+	case savepoint.SectionSideInputs:
+		for i := range m.SideInputs {
+			if m.SideInputs[i].UniqueName == o.Name {
+				m.SideInputs[i].Files = append(m.SideInputs[i].Files, file)
+				return nil
+			}
+		}
+	case savepoint.SectionSources:
+		for i := range m.Sources {
+			if m.Sources[i].UniqueName == o.Name {
+				m.Sources[i].Files = append(m.Sources[i].Files, file)
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("state of %s, which the pipeline does not declare", o)
+}
+
+// savepointDecls declares, from the pipeline, what a savepoint of it may
+// hold: each stateful transform's states and timer families, each
+// GroupByKey, the side inputs of each transform that reads them, and each
+// source, with the coders that read them.
+func (e *Engine) savepointDecls() *savepoint.Metadata {
+	comps := e.plan.Components
+	m := &savepoint.Metadata{}
+	for _, s := range e.plan.Stages {
+		switch s.Kind {
+		case plan.KindGBK:
+			key, value := kvCoders(comps, inputCoder(comps, s.Input))
+			m.Groups = append(m.Groups, savepoint.Group{UniqueName: s.Name, KeyCoder: key, ValueCoder: value, WindowCoder: s.WindowingStrategy.GetWindowCoderId()})
+		case plan.KindSDK:
+			for _, id := range s.Transforms {
+				if tr, ok := statefulDecl(comps, comps.GetTransforms()[id]); ok {
+					m.Transforms = append(m.Transforms, tr)
+				}
+			}
+			m.SideInputs = append(m.SideInputs, sideInputDecls(e.plan, s)...)
+			if s.Splittable != "" {
+				src := savepoint.Source{UniqueName: s.Name}
+				if pc := e.plan.PColls[s.Input]; pc != nil {
+					src.RestrictionCoder = pc.WireCoder
+				}
+				m.Sources = append(m.Sources, src)
+			}
+		}
+	}
+	return m
+}
+
+// statefulDecl declares a ParDo's states and timer families (ok false if
+// it has none).
+func statefulDecl(comps *pipepb.Components, t *pipepb.PTransform) (savepoint.Transform, bool) {
+	if t.GetSpec().GetUrn() != plan.URNParDo {
+		return savepoint.Transform{}, false
+	}
+	var pd pipepb.ParDoPayload
+	if err := proto.Unmarshal(t.GetSpec().GetPayload(), &pd); err != nil || len(pd.GetStateSpecs())+len(pd.GetTimerFamilySpecs()) == 0 {
+		return savepoint.Transform{}, false
+	}
+	var main string
+	for local, pc := range t.GetInputs() {
+		if _, side := pd.GetSideInputs()[local]; !side {
+			main = pc
+		}
+	}
+	key, _ := kvCoders(comps, inputCoder(comps, main))
+	win := comps.GetWindowingStrategies()[comps.GetPcollections()[main].GetWindowingStrategyId()].GetWindowCoderId()
+	sum := sha256.Sum256(pd.GetDoFn().GetPayload())
+	tr := savepoint.Transform{UniqueName: t.GetUniqueName(), DoFn: pd.GetDoFn().GetUrn() + "@" + hex.EncodeToString(sum[:8])}
+	for _, id := range sortedKeys(pd.GetStateSpecs()) {
+		spec := pd.GetStateSpecs()[id]
+		d := savepoint.StateSpec{ID: id, KeyCoder: key, WindowCoder: win}
+		switch {
+		case spec.GetReadModifyWriteSpec() != nil:
+			d.Kind, d.ValueCoder = savepoint.KindValue, spec.GetReadModifyWriteSpec().GetCoderId()
+		case spec.GetBagSpec() != nil:
+			d.Kind, d.ValueCoder = savepoint.KindBag, spec.GetBagSpec().GetElementCoderId()
+		case spec.GetCombiningSpec() != nil:
+			d.Kind, d.ValueCoder = savepoint.KindCombining, spec.GetCombiningSpec().GetAccumulatorCoderId()
+		case spec.GetMapSpec() != nil:
+			d.Kind, d.UserKeyCoder, d.ValueCoder = savepoint.KindMap, spec.GetMapSpec().GetKeyCoderId(), spec.GetMapSpec().GetValueCoderId()
+		case spec.GetMultimapSpec() != nil:
+			d.Kind, d.UserKeyCoder, d.ValueCoder = savepoint.KindMap, spec.GetMultimapSpec().GetKeyCoderId(), spec.GetMultimapSpec().GetValueCoderId()
+		case spec.GetSetSpec() != nil:
+			d.Kind, d.UserKeyCoder = savepoint.KindSet, spec.GetSetSpec().GetElementCoderId()
+		case spec.GetOrderedListSpec() != nil:
+			d.Kind, d.ValueCoder = savepoint.KindOrderedList, spec.GetOrderedListSpec().GetElementCoderId()
+		default:
+			continue
+		}
+		tr.States = append(tr.States, d)
+	}
+	for _, id := range sortedKeys(pd.GetTimerFamilySpecs()) {
+		domain := savepoint.EventTime
+		switch pd.GetTimerFamilySpecs()[id].GetTimeDomain() {
+		case pipepb.TimeDomain_EVENT_TIME:
+		case pipepb.TimeDomain_PROCESSING_TIME:
+			domain = savepoint.ProcessingTime
+		default:
+			continue
+		}
+		tr.Timers = append(tr.Timers, savepoint.TimerFamily{ID: id, Domain: domain, KeyCoder: key, WindowCoder: win})
+	}
+	return tr, true
+}
+
+// sideInputDecls declares the side inputs of stage s, per transform that
+// reads them; the first such transform owns the stage's parked input.
+func sideInputDecls(p *plan.Plan, s *plan.Stage) []savepoint.SideInputs {
+	comps := p.Components
+	var out []savepoint.SideInputs
+	for i, si := range s.SideInputs {
+		name := comps.GetTransforms()[si.Transform].GetUniqueName()
+		if len(out) == 0 || out[len(out)-1].UniqueName != name {
+			out = append(out, savepoint.SideInputs{UniqueName: name})
+			if i == 0 {
+				if pc := p.PColls[s.Input]; pc != nil {
+					out[0].InputCoder = pc.WireCoder
+				}
+			}
+		}
+		pc := comps.GetPcollections()[si.PColl]
+		spec := savepoint.SideInputSpec{ID: si.Local, Kind: savepoint.SideIterable, ValueCoder: pc.GetCoderId(),
+			WindowCoder: comps.GetWindowingStrategies()[pc.GetWindowingStrategyId()].GetWindowCoderId()}
+		if si.Multimap {
+			spec.Kind = savepoint.SideMultimap
+			spec.KeyCoder, spec.ValueCoder = kvCoders(comps, pc.GetCoderId())
+		}
+		out[len(out)-1].Inputs = append(out[len(out)-1].Inputs, spec)
+	}
+	return out
+}
+
+// inputCoder is the element coder of PCollection pc.
+func inputCoder(comps *pipepb.Components, pc string) string {
+	return comps.GetPcollections()[pc].GetCoderId()
+}
+
+// kvCoders splits a KV coder into its key and value coders (the coder
+// itself as the value if it is not a KV).
+func kvCoders(comps *pipepb.Components, id string) (key, value string) {
+	c := comps.GetCoders()[id]
+	if c.GetSpec().GetUrn() == "beam:coder:kv:v1" && len(c.GetComponentCoderIds()) == 2 {
+		return c.GetComponentCoderIds()[0], c.GetComponentCoderIds()[1]
+	}
+	return id, id
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
