@@ -71,10 +71,10 @@ type Engine struct {
 
 	// Of the current run: the checkpoint coordinator (nil when not
 	// checkpointing), where synchronous snapshots go, and how to fail the run.
-	ck    *coordinator
+	ck *coordinator
 	// live is the coordinator of the run under way, for callers outside
 	// it (Savepoint); nil between runs.
-	live atomic.Pointer[coordinator]
+	live  atomic.Pointer[coordinator]
 	ckDir string
 	fail  func(error)
 }

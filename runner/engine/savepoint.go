@@ -185,7 +185,6 @@ func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkp
 	return files.close(m)
 }
 
-
 // savepointFiles are the data files one subtask writes, one per owner.
 type savepointFiles struct {
 	w   *savepoint.Writer
