@@ -44,6 +44,8 @@ type Job struct {
 	metrics *jobpb.MetricResults
 	nextMsg int
 	drain   func() // set by the executor; nil: the job cannot be drained
+	// savepoint is set by the executor; nil: the job cannot take savepoints.
+	savepoint func(ctx context.Context, target string) (string, error)
 }
 
 // OnDrain registers how to drain the job: stop reading sources, let the
@@ -70,6 +72,38 @@ func (j *Job) requestDrain() (jobpb.JobState_Enum, error) {
 		j.drain()
 	}
 	return j.state, nil
+}
+
+// OnSavepoint registers how the job takes a savepoint into target (a
+// storage URL; "" means the job's own default) and returns the
+// savepoint's path once it is complete. The server calls f only while the
+// job is RUNNING, without holding the job's lock: f may take long, and
+// calls may overlap.
+func (j *Job) OnSavepoint(f func(ctx context.Context, target string) (string, error)) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.savepoint = f
+}
+
+// takeSavepoint asks a running job for a savepoint into target. A job that
+// is not RUNNING or has no savepoint function is refused with an error
+// wrapping errCannotSavepoint.
+func (j *Job) takeSavepoint(ctx context.Context, target string) (string, error) {
+	j.mu.Lock()
+	f, st := j.savepoint, j.state
+	j.mu.Unlock()
+	if st != jobpb.JobState_RUNNING || f == nil {
+		return "", fmt.Errorf("job %s %w (state %v)", j.ID, errCannotSavepoint, st)
+	}
+	j.log.Info("taking a savepoint", slog.String("target", target))
+	path, err := f(ctx, target)
+	if err != nil {
+		j.log.Warn("savepoint failed", slog.Any("error", err))
+		return "", fmt.Errorf("savepoint of job %s: %w", j.ID, err)
+	}
+	j.log.Info("savepoint taken", slog.String("path", path))
+	j.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, "savepoint taken: "+path)
+	return path, nil
 }
 
 // stagedArtifact is a dependency of an environment written to a local file.

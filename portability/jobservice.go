@@ -143,7 +143,7 @@ func grpcError(call string, err error) error {
 		code = codes.NotFound
 	case errors.Is(err, errStopped):
 		code = codes.Unavailable
-	case errors.Is(err, errStaging), errors.Is(err, errNotReady):
+	case errors.Is(err, errStaging), errors.Is(err, errNotReady), errors.Is(err, errCannotSavepoint):
 		code = codes.FailedPrecondition
 	case errors.Is(err, errInvalid):
 		code = codes.InvalidArgument

@@ -98,9 +98,11 @@ func NewServer(exec Executor, o Options) (*Server, error) {
 	return s, nil
 }
 
-// Register registers JobService, ArtifactStagingService and ArtifactRetrievalService on g.
+// Register registers JobService, ArtifactStagingService, ArtifactRetrievalService and weir's own
+// Savepoints service (see TakeSavepoint) on g.
 func (s *Server) Register(g *grpc.Server) {
 	jobpb.RegisterJobServiceServer(g, &jobService{s: s})
+	g.RegisterService(&savepointsDesc, &savepointService{s: s})
 	jobpb.RegisterArtifactStagingServiceServer(g, &stagingService{s: s})
 	jobpb.RegisterArtifactRetrievalServiceServer(g, &retrievalService{s: s})
 }
@@ -296,6 +298,8 @@ var (
 	errNotFound = errors.New("not found")
 	errStaging  = errors.New("artifact staging is in progress")
 	errNotReady = errors.New("the job server is not ready")
+	// errCannotSavepoint: the job is not running or cannot take savepoints.
+	errCannotSavepoint = errors.New("cannot take a savepoint")
 )
 
 // sanitize turns a name into something safe for IDs and file names, or fallback if nothing is left.

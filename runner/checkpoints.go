@@ -37,6 +37,10 @@ type CheckpointConfig struct {
 	// second job of the same name on the same dir (0: 30s, and a third of
 	// the TTL).
 	LeaseTTL, LeaseRenewal time.Duration
+	// SavepointDir is where a savepoint of the job goes when its request
+	// (`weir savepoint take`) names no target: file:///abs/dir or
+	// gs://bucket/prefix; "" none.
+	SavepointDir string
 }
 
 // DefaultStreamingInterval is the checkpoint interval of a streaming job
@@ -55,6 +59,7 @@ func (c *CheckpointConfig) Bind(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Resume, "resume", c.Resume, "start the job from its latest completed checkpoint in --checkpoint_dir (found by --job_name)")
 	fs.DurationVar(&c.LeaseTTL, "checkpoint_lease_ttl", c.LeaseTTL, "how long the lease a job holds on its checkpoints outlives its last renewal: a job of the same name may take it over after that (0: 30s)")
 	fs.DurationVar(&c.LeaseRenewal, "checkpoint_lease_renewal", c.LeaseRenewal, "time between renewals of a job's checkpoint lease (0: a third of the TTL)")
+	fs.StringVar(&c.SavepointDir, "savepoint_dir", c.SavepointDir, "where savepoints of the job go when weir savepoint take names no --target: file:///abs/dir or gs://bucket/prefix")
 }
 
 // DefaultCheckpointConfig is the configuration a server starts with.
@@ -101,11 +106,7 @@ func goOptions(opts *structpb.Struct) map[string]string {
 // when it has no checkpoint dir), finding the checkpoint to resume from.
 // The job holds its checkpoints' lease from here: the caller closes the
 // returned storage when the job has ended, which releases it.
-func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, p *pipepb.Pipeline) (*engine.CheckpointOptions, *jobStorage, error) {
-	c, err := x.s.cfg.Checkpoints.forJob(job.Options)
-	if err != nil {
-		return nil, nil, err
-	}
+func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, p *pipepb.Pipeline, c CheckpointConfig) (*engine.CheckpointOptions, *jobStorage, error) {
 	x.s.log.Debug("checkpoint options", "job", job.Name, "dir", c.Dir, "interval", c.Interval, "resume", c.Resume, "options", goOptions(job.Options))
 	if c.Dir == "" {
 		if c.Resume {
@@ -116,13 +117,7 @@ func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, 
 	if err := storage.CheckName(job.Name); err != nil || strings.Contains(job.Name, "/") {
 		return nil, nil, fmt.Errorf("job name %q cannot name its checkpoints in %s: use --job_name with letters, digits, '-', '_' or '.'", job.Name, c.Dir)
 	}
-	open := x.s.cfg.OpenStorage
-	if open == nil {
-		open = func(ctx context.Context, url string) (storage.Storage, error) {
-			return storage.Open(ctx, url, x.s.cfg.StorageOptions...)
-		}
-	}
-	raw, err := open(ctx, c.Dir)
+	raw, err := x.openStorage(ctx, c.Dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checkpoint dir: %w", err)
 	}
@@ -193,6 +188,47 @@ func (x *executor) checkpointOptions(ctx context.Context, job *portability.Job, 
 	o.Since = run.First
 	st.rec = run
 	return o, st, nil
+}
+
+// openStorage opens a checkpoint or savepoint dir with the server's
+// OpenStorage, or storage.Open with its StorageOptions.
+func (x *executor) openStorage(ctx context.Context, url string) (storage.Storage, error) {
+	if x.s.cfg.OpenStorage != nil {
+		return x.s.cfg.OpenStorage(ctx, url)
+	}
+	return storage.Open(ctx, url, x.s.cfg.StorageOptions...)
+}
+
+// savepointer is what takes a job's savepoints: the engine. Savepoint
+// takes one into target and returns its directory's name there.
+type savepointer interface {
+	Savepoint(ctx context.Context, target storage.Storage) (string, error)
+}
+
+// takeSavepoint takes a savepoint of a job with sp into target, or into
+// the job's --savepoint_dir (dir) if target is "", and returns the
+// savepoint's URL.
+func (x *executor) takeSavepoint(ctx context.Context, sp savepointer, dir, target string) (string, error) {
+	if target == "" {
+		target = dir
+	}
+	if target == "" {
+		return "", errors.New("no --savepoint_dir and no --target")
+	}
+	st, err := x.openStorage(ctx, target)
+	if err != nil {
+		return "", fmt.Errorf("savepoint target %s: %w", target, err)
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			x.s.log.Warn("closing the savepoint target", "target", target, "err", err)
+		}
+	}()
+	name, err := sp.Savepoint(ctx, st)
+	if err != nil {
+		return "", fmt.Errorf("savepoint into %s: %w", target, err)
+	}
+	return strings.TrimRight(st.String(), "/") + "/" + name, nil
 }
 
 // jobStorage is a job's checkpoint storage while the job holds the lease on

@@ -196,7 +196,11 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 			WorkerBinary: func(role string) string { return job.ArtifactPath(envID, role) },
 		}, id, wo)
 	}
-	ck, st, err := x.checkpointOptions(ctx, job, job.Pipeline)
+	c, err := x.s.cfg.Checkpoints.forJob(job.Options)
+	if err != nil {
+		return err
+	}
+	ck, st, err := x.checkpointOptions(ctx, job, job.Pipeline, c)
 	if err != nil {
 		return err
 	}
@@ -235,6 +239,12 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		Limits:        x.s.cfg.Limits,
 	})
 	job.OnDrain(e.Drain)
+	// Until the engine has Savepoint, the job refuses savepoint requests.
+	if sp, ok := any(e).(savepointer); ok {
+		job.OnSavepoint(func(ctx context.Context, target string) (string, error) {
+			return x.takeSavepoint(ctx, sp, c.SavepointDir, target)
+		})
+	}
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))
 	if st != nil {
 		// st.run fails the job if it loses the lease.

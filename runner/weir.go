@@ -30,7 +30,13 @@ var (
 // the environment to LOOPBACK, so the SDK harness runs here too.
 func Execute(ctx context.Context, p *beam.Pipeline) (beam.PipelineResult, error) {
 	if *jobopts.Endpoint == "" {
-		embeddedOnce.Do(func() { embedded, embeddedErr = Start(Config{Logger: embeddedLogger(), InProcess: !*fnAPI}) })
+		embeddedOnce.Do(func() {
+			embedded, embeddedErr = Start(Config{Logger: embeddedLogger(), InProcess: !*fnAPI})
+			if embeddedErr == nil {
+				// weir jobs, weir savepoint take… reach its jobs here.
+				embedded.log.Info("embedded weir serving", "endpoint", embedded.Endpoint())
+			}
+		})
 		if embeddedErr != nil {
 			return nil, fmt.Errorf("starting embedded weir: %w", embeddedErr)
 		}

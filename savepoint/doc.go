@@ -142,10 +142,12 @@
 //     residuals and fired Impulses), and the coordinator calls Commit once
 //     every subtask's files are closed. Stop-with-savepoint (and draining)
 //     and SIGTERM handling belong there too.
-//   - The service and CLI: triggering a savepoint and picking IDs (a
-//     failed attempt's ID cannot be reused). Listing, inspecting (records
-//     decoded with the pipeline's coders) and disposing of savepoints are
-//     done: package savepoint/inspect and `weir savepoint`.
+//   - The service and CLI: picking IDs (a failed attempt's ID cannot be
+//     reused) is the engine's. Triggering a savepoint is done (the job
+//     server's weir.v1.Savepoints/Take in package portability, and `weir
+//     savepoint take`), and so are listing, inspecting (records decoded
+//     with the pipeline's coders) and disposing of savepoints: package
+//     savepoint/inspect and `weir savepoint`.
 //   - Restore: mapping by unique name with --allow_non_restored_state and
 //     --transform_name_mapping, DoFn identity and coder compatibility checks
 //     against the new pipeline, Row schema migration, and assigning

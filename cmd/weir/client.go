@@ -14,15 +14,25 @@ import (
 )
 
 func dial(fs *flag.FlagSet, args []string) (jobpb.JobServiceClient, func(), error) {
+	conn, err := dialConn(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	return jobpb.NewJobServiceClient(conn), func() { conn.Close() }, nil
+}
+
+// dialConn defines --endpoint on fs, parses args and connects to the weir
+// server there.
+func dialConn(fs *flag.FlagSet, args []string) (*grpc.ClientConn, error) {
 	ep := fs.String("endpoint", "127.0.0.1:8099", "weir server address")
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	conn, err := grpc.NewClient(*ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to %s: %w", *ep, err)
+		return nil, fmt.Errorf("connecting to %s: %w", *ep, err)
 	}
-	return jobpb.NewJobServiceClient(conn), func() { conn.Close() }, nil
+	return conn, nil
 }
 
 func jobs(args []string) error {

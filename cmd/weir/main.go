@@ -5,6 +5,7 @@
 //	weir cancel [--endpoint=127.0.0.1:8099] JOB
 //	weir drain [--endpoint=127.0.0.1:8099] JOB
 //	weir checkpoints --checkpoint_dir=URL JOB_NAME
+//	weir savepoint take [--endpoint=127.0.0.1:8099] [--target=URL] JOB
 //	weir savepoint list DIR
 //	weir savepoint inspect [--transform=NAME] [--state=ID] [--limit=N] PATH
 //	weir savepoint dispose PATH
@@ -23,7 +24,7 @@ commands:
   cancel   cancel a job: weir cancel JOB
   drain    drain a job: stop its sources, fire all timers, end DONE: weir drain JOB
   checkpoints  list a job's completed checkpoints: weir checkpoints --checkpoint_dir=URL JOB_NAME
-  savepoint    savepoints you own: weir savepoint list DIR | inspect [--transform=NAME] [--state=ID] [--limit=N] PATH | dispose PATH
+  savepoint    savepoints you own: weir savepoint take [--target=URL] JOB | list DIR | inspect [--transform=NAME] [--state=ID] [--limit=N] PATH | dispose PATH
 
 Run 'weir <command> --help' for the flags of a command.
 `

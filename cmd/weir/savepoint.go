@@ -11,18 +11,23 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/weir-runner/weir/portability"
 	"github.com/weir-runner/weir/savepoint/inspect"
 )
 
 const savepointUsage = `usage:
+  weir savepoint take [--endpoint=HOST:PORT] [--target=URL] JOB
+                                 take a savepoint of the running JOB into URL (default: the job's
+                                 --savepoint_dir) and print its path
   weir savepoint list DIR        committed savepoints in DIR, newest first; incomplete ones apart
   weir savepoint inspect [--transform=NAME] [--state=ID] [--limit=N] PATH
                                  verify the savepoint at PATH, then print it as JSON lines
   weir savepoint dispose PATH    delete the savepoint at PATH (_metadata first)
 DIR and PATH are file:///abs/dir, gs://bucket/prefix or an absolute path.`
 
-// savepointCmd is `weir savepoint`: list, inspect and dispose savepoints
-// (see package savepoint/inspect).
+// savepointCmd is `weir savepoint`: take a savepoint of a running job (the
+// job server's weir.v1.Savepoints service), and list, inspect and dispose
+// savepoints (see package savepoint/inspect).
 func savepointCmd(args []string) error {
 	if len(args) == 0 {
 		return errors.New(savepointUsage)
@@ -30,6 +35,8 @@ func savepointCmd(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	switch args[0] {
+	case "take":
+		return savepointTake(ctx, os.Stdout, args[1:])
 	case "list":
 		return savepointList(ctx, os.Stdout, os.Stderr, args[1:])
 	case "inspect":
@@ -53,6 +60,26 @@ func oneArg(fs *flag.FlagSet, args []string, what string) (string, error) {
 		return "", fmt.Errorf("want one %s\n%s", what, savepointUsage)
 	}
 	return fs.Arg(0), nil
+}
+
+func savepointTake(ctx context.Context, w io.Writer, args []string) error {
+	fs := flag.NewFlagSet("savepoint take", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	target := fs.String("target", "", "where the savepoint goes: file:///abs/dir or gs://bucket/prefix (default: the job's --savepoint_dir)")
+	conn, err := dialConn(fs, args)
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, savepointUsage)
+	}
+	defer conn.Close()
+	if fs.NArg() != 1 {
+		return fmt.Errorf("want one JOB\n%s", savepointUsage)
+	}
+	path, err := portability.TakeSavepoint(ctx, conn, fs.Arg(0), *target)
+	if err != nil {
+		return fmt.Errorf("taking a savepoint of %s: %w", fs.Arg(0), err)
+	}
+	_, err = fmt.Fprintln(w, path)
+	return err
 }
 
 func savepointList(ctx context.Context, w, errw io.Writer, args []string) error {
