@@ -239,12 +239,9 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		Limits:        x.s.cfg.Limits,
 	})
 	job.OnDrain(e.Drain)
-	// Until the engine has Savepoint, the job refuses savepoint requests.
-	if sp, ok := any(e).(savepointer); ok {
-		job.OnSavepoint(func(ctx context.Context, target string) (string, error) {
-			return x.takeSavepoint(ctx, sp, c.SavepointDir, target)
-		})
-	}
+	job.OnSavepoint(func(ctx context.Context, target string) (string, error) {
+		return x.takeSavepoint(ctx, e, c.SavepointDir, target)
+	})
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))
 	if st != nil {
 		// st.run fails the job if it loses the lease.

@@ -1,0 +1,173 @@
+package runner_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/portability"
+	"github.com/weir-runner/weir/runner"
+	"github.com/weir-runner/weir/runner/engine"
+	"github.com/weir-runner/weir/savepoint"
+	"github.com/weir-runner/weir/savepoint/inspect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// TestSavepointOfRunningJob takes a savepoint of a running checkpointed
+// job through weir's savepoint service, as `weir savepoint take` does, and
+// checks what it holds against the pipeline: the keyed counting DoFn's two
+// value states and its timer for the same keys (state and timers taken
+// at one barrier), the generator's residual restrictions, the fired
+// Impulse; the files verify, and the job goes on to its exact result.
+func TestSavepointOfRunningJob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a checkpointed streaming job")
+	}
+	chk, spDir := t.TempDir(), t.TempDir()
+	var jobID atomic.Value
+	checkpointed := make(chan struct{}, 1)
+	srv := startWeirWith(t, runner.Config{
+		Parallelism: 2,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + chk, Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: "file://" + spDir},
+		OnCheckpoint: func(id string, s engine.CheckpointStats) {
+			if s.Failed == "" {
+				jobID.Store(id)
+				select {
+				case checkpointed <- struct{}{}:
+				default:
+				}
+			}
+		},
+	})
+	defer setFlag(&jobopts.JobName, "sp")()
+	sp := crashSpec("savepoint-run")
+	sp.PauseMS = 40 // long enough to be running when the savepoint is asked for
+	done := make(chan error, 1)
+	go func() { done <- runOn(t, srv, crashPipeline(sp), "loopback") }()
+
+	select {
+	case <-checkpointed:
+	case err := <-done:
+		t.Fatalf("the job ended before its first checkpoint: %v", err)
+	}
+	conn, err := grpc.NewClient(srv.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	path, err := portability.TakeSavepoint(ctx, conn, jobID.Load().(string), "")
+	if err != nil {
+		t.Fatalf("taking a savepoint: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the job failed: %v", err)
+	}
+	checkCommitted(t, sp, "a savepoint taken while it ran")
+
+	if !strings.HasPrefix(path, "file://"+spDir+"/savepoint-sp-") {
+		t.Fatalf("savepoint path %q, want one in %s", path, spDir)
+	}
+	st, err := storage.NewFile(spDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := savepoint.Open(ctx, st, filepath.Base(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := s.Metadata()
+	records := func(files []savepoint.File, each func(savepoint.Record)) {
+		t.Helper()
+		for _, f := range files {
+			r, err := s.Records(ctx, f.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for r.Next() {
+				each(r.Record())
+			}
+			if err := r.Err(); err != nil {
+				t.Fatal(err)
+			}
+			r.Close()
+		}
+	}
+	var counted *savepoint.Transform
+	for i := range m.Transforms {
+		if strings.Contains(m.Transforms[i].UniqueName, "CountPerKey") {
+			counted = &m.Transforms[i]
+		}
+	}
+	if counted == nil {
+		t.Fatalf("no stateful transform CountPerKey among %+v", m.Transforms)
+	}
+	states := map[string]map[string]bool{} // state ID -> keys
+	timers := map[string]bool{}
+	records(counted.Files, func(r savepoint.Record) {
+		switch r := r.(type) {
+		case *savepoint.StateRecord:
+			if states[r.StateID] == nil {
+				states[r.StateID] = map[string]bool{}
+			}
+			states[r.StateID][string(r.Key)] = true
+		case *savepoint.TimerRecord:
+			timers[string(r.Key)] = true
+		}
+	})
+	count, sum := states["count"], states["sum"]
+	if len(count) == 0 || len(count) > int(sp.Keys) || len(sum) != len(count) || len(timers) != len(count) {
+		t.Fatalf("keys with a count %d, with a sum %d, with a timer %d (of %d keys): want the same keys, some", len(count), len(sum), len(timers), sp.Keys)
+	}
+	for k := range count {
+		if !sum[k] || !timers[k] {
+			t.Errorf("key %q has a count but no sum or no timer", k)
+		}
+	}
+	// Decoded with the coders the savepoint declares: keys k<n>, counts
+	// that add up to at most the events generated.
+	r, err := inspect.Open(ctx, st, filepath.Base(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var total int64
+	for e, err := range r.Entries(ctx, inspect.Filter{Transform: counted.UniqueName, State: "count"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		se, ok := e.(*inspect.StateEntry)
+		if !ok {
+			continue
+		}
+		key, _ := se.Key.(string)
+		n, ok := se.Value.(int64)
+		if !strings.HasPrefix(key, "k") || !ok || n <= 0 {
+			t.Fatalf("count state decoded as key %#v, value %#v", se.Key, se.Value)
+		}
+		total += n
+	}
+	if total <= 0 || total > sp.Events {
+		t.Errorf("the counts add up to %d of %d events", total, sp.Events)
+	}
+	residuals := 0
+	for _, src := range m.Sources {
+		records(src.Files, func(savepoint.Record) { residuals++ })
+	}
+	if residuals == 0 {
+		t.Error("the savepoint of a running generator holds no residual restrictions")
+	}
+	if len(m.FiredImpulses) == 0 {
+		t.Error("the savepoint records no fired Impulse")
+	}
+}
