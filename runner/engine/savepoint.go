@@ -84,6 +84,7 @@ func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *check
 		return "", fmt.Errorf("scratch dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	lists := fileLists(m)
 	stages := map[string]*plan.Stage{}
 	for _, s := range e.plan.Stages {
 		stages[s.ID] = s
@@ -96,7 +97,7 @@ func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *check
 		if s.Kind == plan.KindImpulse && st.Finished {
 			m.FiredImpulses = append(m.FiredImpulses, meta.TransformNames[s.Transforms[0]])
 		}
-		if err := e.exportSubtask(ctx, c, meta, s, st, filepath.Join(tmp, strconv.Itoa(i)), w, m); err != nil {
+		if err := e.exportSubtask(ctx, c, meta, s, st, filepath.Join(tmp, strconv.Itoa(i)), w, lists); err != nil {
 			return "", fmt.Errorf("subtask %s (stage %q): %w", st.SubtaskID, s.Name, err)
 		}
 	}
@@ -110,7 +111,7 @@ func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *check
 
 // exportSubtask writes one subtask's part of the savepoint: its sources'
 // residuals, then what its Pebble checkpoint holds.
-func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, s *plan.Stage, st checkpoint.SubtaskState, dbDir string, w *savepoint.Writer, m *savepoint.Metadata) error {
+func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, s *plan.Stage, st checkpoint.SubtaskState, dbDir string, w *savepoint.Writer, lists map[portable.Owner]*[]savepoint.File) error {
 	ts, err := decodeTaskState(st.SourcePosition)
 	if err != nil {
 		return err
@@ -182,7 +183,7 @@ func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkp
 			return err
 		}
 	}
-	return files.close(m)
+	return files.close(lists)
 }
 
 // savepointFiles are the data files one subtask writes, one per owner.
@@ -214,8 +215,8 @@ func (f *savepointFiles) write(ctx context.Context, o portable.Owner, r savepoin
 	return rw.Write(r)
 }
 
-// close closes every file and lists it in m under its owner.
-func (f *savepointFiles) close(m *savepoint.Metadata) error {
+// close closes every file and lists it under its owner (lists: fileLists).
+func (f *savepointFiles) close(lists map[portable.Owner]*[]savepoint.File) error {
 	for _, o := range f.ord {
 		rw := f.rws[o]
 		delete(f.rws, o)
@@ -223,9 +224,11 @@ func (f *savepointFiles) close(m *savepoint.Metadata) error {
 		if err != nil {
 			return err
 		}
-		if err := addSavepointFile(m, o, file); err != nil {
-			return err
+		list := lists[o]
+		if list == nil {
+			return fmt.Errorf("state of %s, which the pipeline does not declare", o)
 		}
+		*list = append(*list, file)
 	}
 	return nil
 }
@@ -236,39 +239,23 @@ func (f *savepointFiles) abort() {
 	}
 }
 
-// addSavepointFile lists file under its owner's declaration in m.
-func addSavepointFile(m *savepoint.Metadata, o portable.Owner, file savepoint.File) error {
-	switch o.Section {
-	case savepoint.SectionTransforms:
-		for i := range m.Transforms {
-			if m.Transforms[i].UniqueName == o.Name {
-				m.Transforms[i].Files = append(m.Transforms[i].Files, file)
-				return nil
-			}
-		}
-	case savepoint.SectionGroups:
-		for i := range m.Groups {
-			if m.Groups[i].UniqueName == o.Name {
-				m.Groups[i].Files = append(m.Groups[i].Files, file)
-				return nil
-			}
-		}
-	case savepoint.SectionSideInputs:
-		for i := range m.SideInputs {
-			if m.SideInputs[i].UniqueName == o.Name {
-				m.SideInputs[i].Files = append(m.SideInputs[i].Files, file)
-				return nil
-			}
-		}
-	case savepoint.SectionSources:
-		for i := range m.Sources {
-			if m.Sources[i].UniqueName == o.Name {
-				m.Sources[i].Files = append(m.Sources[i].Files, file)
-				return nil
-			}
-		}
+// fileLists maps each owner m declares to its list of files (m's lists
+// of declarations must not grow after this).
+func fileLists(m *savepoint.Metadata) map[portable.Owner]*[]savepoint.File {
+	out := map[portable.Owner]*[]savepoint.File{}
+	for i := range m.Transforms {
+		out[portable.Owner{Section: savepoint.SectionTransforms, Name: m.Transforms[i].UniqueName}] = &m.Transforms[i].Files
 	}
-	return fmt.Errorf("state of %s, which the pipeline does not declare", o)
+	for i := range m.Groups {
+		out[portable.Owner{Section: savepoint.SectionGroups, Name: m.Groups[i].UniqueName}] = &m.Groups[i].Files
+	}
+	for i := range m.SideInputs {
+		out[portable.Owner{Section: savepoint.SectionSideInputs, Name: m.SideInputs[i].UniqueName}] = &m.SideInputs[i].Files
+	}
+	for i := range m.Sources {
+		out[portable.Owner{Section: savepoint.SectionSources, Name: m.Sources[i].UniqueName}] = &m.Sources[i].Files
+	}
+	return out
 }
 
 // savepointDecls declares, from the pipeline, what a savepoint of it may
