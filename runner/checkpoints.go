@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/portability"
 	"github.com/weir-runner/weir/runner/engine"
+	"github.com/weir-runner/weir/savepoint/inspect"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -41,6 +43,11 @@ type CheckpointConfig struct {
 	// (`weir savepoint take`) names no target: file:///abs/dir or
 	// gs://bucket/prefix; "" none.
 	SavepointDir string
+	// SavepointPath is the savepoint the job starts from ("" none): the
+	// URL of its directory. AllowNonRestored starts it even if the
+	// savepoint holds state the pipeline has no place for (dropped).
+	SavepointPath    string
+	AllowNonRestored bool
 }
 
 // DefaultStreamingInterval is the checkpoint interval of a streaming job
@@ -60,6 +67,8 @@ func (c *CheckpointConfig) Bind(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LeaseTTL, "checkpoint_lease_ttl", c.LeaseTTL, "how long the lease a job holds on its checkpoints outlives its last renewal: a job of the same name may take it over after that (0: 30s)")
 	fs.DurationVar(&c.LeaseRenewal, "checkpoint_lease_renewal", c.LeaseRenewal, "time between renewals of a job's checkpoint lease (0: a third of the TTL)")
 	fs.StringVar(&c.SavepointDir, "savepoint_dir", c.SavepointDir, "where savepoints of the job go when weir savepoint take names no --target: file:///abs/dir or gs://bucket/prefix")
+	fs.StringVar(&c.SavepointPath, "savepoint_path", c.SavepointPath, "start the job from this savepoint (the URL of its directory); a checkpoint of the job's own run, if any, comes first")
+	fs.BoolVar(&c.AllowNonRestored, "allow_non_restored_state", c.AllowNonRestored, "start from --savepoint_path even if it holds state of transforms the pipeline no longer has (it is dropped)")
 }
 
 // DefaultCheckpointConfig is the configuration a server starts with.
@@ -197,6 +206,24 @@ func (x *executor) openStorage(ctx context.Context, url string) (storage.Storage
 		return x.s.cfg.OpenStorage(ctx, url)
 	}
 	return storage.Open(ctx, url, x.s.cfg.StorageOptions...)
+}
+
+// openSavepoint opens the savepoint a job starts from (the URL of its
+// directory); the caller closes the storage when the job has ended.
+func (x *executor) openSavepoint(ctx context.Context, c CheckpointConfig) (*engine.SavepointSource, storage.Storage, error) {
+	u, err := inspect.StoreURL(c.SavepointPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--savepoint_path: %w", err)
+	}
+	parent, dir := path.Split(strings.TrimRight(u, "/"))
+	if dir == "" || storage.CheckName(dir) != nil {
+		return nil, nil, fmt.Errorf("--savepoint_path %s: not the URL of a savepoint directory", c.SavepointPath)
+	}
+	st, err := x.openStorage(ctx, parent)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--savepoint_path %s: %w", c.SavepointPath, err)
+	}
+	return &engine.SavepointSource{Storage: st, Dir: dir, AllowNonRestored: c.AllowNonRestored}, st, nil
 }
 
 // savepointer is what takes a job's savepoints: the engine. Savepoint

@@ -170,4 +170,31 @@ func TestSavepointOfRunningJob(t *testing.T) {
 	if len(m.FiredImpulses) == 0 {
 		t.Error("the savepoint records no fired Impulse")
 	}
+
+	// Replay at another parallelism: the same pipeline started from the
+	// savepoint on 3 subtasks a stage (it was taken on 2) commits the
+	// exact result, as the uninterrupted run did: the counts it restored
+	// plus the events its restored generator positions had still to emit.
+	srv3 := startWeirWith(t, runner.Config{
+		Parallelism: 3,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: path},
+	})
+	replay := sp
+	replay.Sink = "savepoint-replay"
+	// Its own Create says twice the events: only a job that really starts
+	// from the savepoint (whose generator positions hold the old spec, and
+	// whose Impulse has fired) still commits the old spec's result.
+	fresh := replay
+	fresh.Events *= 2
+	if err := runOn(t, srv3, crashPipeline(fresh), "loopback"); err != nil {
+		t.Fatalf("the job started from the savepoint failed: %v", err)
+	}
+	checkCommitted(t, replay, "started from a savepoint at parallelism 3")
+
+	// Another pipeline has no place for the counting DoFn's state: refused
+	// before it starts, naming it and the way out.
+	err = runOn(t, srv3, sumsPipeline(keyMod3), "loopback")
+	if err == nil || !strings.Contains(err.Error(), "has no place for") || !strings.Contains(err.Error(), "CountPerKey") || !strings.Contains(err.Error(), "--allow_non_restored_state") {
+		t.Fatalf("another pipeline from the savepoint: err = %v, want a refusal naming the state and --allow_non_restored_state", err)
+	}
 }

@@ -204,6 +204,18 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 	if err != nil {
 		return err
 	}
+	var fromSP *engine.SavepointSource
+	if c.SavepointPath != "" && (ck == nil || ck.Restore == nil) {
+		var spStore storage.Storage
+		if fromSP, spStore, err = x.openSavepoint(ctx, c); err != nil {
+			if st != nil {
+				st.Close()
+			}
+			return err
+		}
+		defer spStore.Close()
+		x.s.log.Info("starting from savepoint", "job", job.ID, "savepoint", c.SavepointPath)
+	}
 	if st != nil {
 		defer st.Close() // releases the job's lease on its checkpoints
 		if r := st.finished; r != nil {
@@ -236,6 +248,7 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		OnMetrics:     job.UpdateMetrics,
 		ProgressEvery: x.s.cfg.ProgressEvery,
 		Checkpoint:    ck,
+		FromSavepoint: fromSP,
 		Limits:        x.s.cfg.Limits,
 	})
 	job.OnDrain(e.Drain)

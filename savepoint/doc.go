@@ -132,25 +132,21 @@
 // record kind or a metadata field is a change: version 1 readers refuse
 // unknown kinds and fields.
 //
-// # Left for integration
+// # Who uses it
 //
-//   - The engine: on a savepoint barrier, each stateful subtask writes its
-//     key-group range out of Pebble into RecordWriters (per transform unique
-//     name, translating its compact transform IDs with the checkpoint's ID →
-//     unique name map; GroupBuffers and trigger state; side inputs and
-//     parked input of the unkeyed key group; timers with their holds; source
-//     residuals and fired Impulses), and the coordinator calls Commit once
-//     every subtask's files are closed. Stop-with-savepoint (and draining)
-//     and SIGTERM handling belong there too.
-//   - The service and CLI: picking IDs (a failed attempt's ID cannot be
-//     reused) is the engine's. Triggering a savepoint is done (the job
-//     server's weir.v1.Savepoints/Take in package portability, and `weir
-//     savepoint take`), and so are listing, inspecting (records decoded
-//     with the pipeline's coders) and disposing of savepoints: package
-//     savepoint/inspect and `weir savepoint`.
-//   - Restore: mapping by unique name with --allow_non_restored_state and
-//     --transform_name_mapping, DoFn identity and coder compatibility checks
-//     against the new pipeline, Row schema migration, and assigning
-//     key-group ranges for the new parallelism (rescale), then loading
-//     records into each subtask's Pebble DB.
+// The engine takes savepoints (runner/engine/savepoint.go: a checkpoint
+// taken now, each subtask's Pebble checkpoint exported by state/portable,
+// source residuals and fired Impulses from its engine state, declarations
+// from the pipeline, Commit when every file is closed) and starts jobs
+// from them at any parallelism (runner/engine/savepoint_restore.go:
+// matching by unique name, refusing state with nowhere to go unless
+// --allow_non_restored_state, importing each subtask's key groups). The
+// job server's weir.v1.Savepoints/Take (package portability) and `weir
+// savepoint take` trigger one; savepoint/inspect and `weir savepoint`
+// list, inspect and dispose of them.
+//
+// Left to do: --transform_name_mapping, DoFn identity and coder checks
+// against a changed pipeline, Row schema migration, stop-with-savepoint
+// (and draining) and SIGTERM, and an offline rewrite (max parallelism,
+// renames).
 package savepoint

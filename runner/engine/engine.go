@@ -44,6 +44,9 @@ type Options struct {
 	Clock Clock
 	// Checkpoint turns on checkpoints, restores and restarts (nil: off).
 	Checkpoint *CheckpointOptions
+	// FromSavepoint is the savepoint the job starts from (nil: none): a
+	// run that restores no checkpoint of its own restores it.
+	FromSavepoint *SavepointSource
 	// Limits are the engine's internal bounds (zero fields: defaults).
 	Limits Limits
 }
@@ -77,6 +80,9 @@ type Engine struct {
 	live  atomic.Pointer[coordinator]
 	ckDir string
 	fail  func(error)
+	// fromSP is the savepoint the job starts from, open; runSP is it while
+	// the run under way restores it (no checkpoint of its own).
+	fromSP, runSP *spRestore
 }
 
 // Drain asks the job to finish: sources stop (splittable DoFns truncate
@@ -155,6 +161,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.registerDescriptors(); err != nil {
 		return err
 	}
+	if src := e.o.FromSavepoint; src != nil {
+		r, err := e.openSavepoint(ctx, src)
+		if err != nil {
+			return fmt.Errorf("not started: %w", err)
+		}
+		e.fromSP = r
+	}
 	ck := e.o.Checkpoint
 	var restore *checkpoint.Metadata
 	if ck != nil {
@@ -218,6 +231,10 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 	if err := e.setUpCheckpoints(ctx, dir, restore); err != nil {
 		return err
 	}
+	e.runSP = nil
+	if restore == nil {
+		e.runSP = e.fromSP
+	}
 	e.metrics.rewind(restore, e.ck != nil)
 
 	inboxes := map[*plan.Stage][]inbox{}
@@ -272,6 +289,10 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 					tasks = append(tasks, &finishedTask{subtask: base})
 					continue
 				}
+			}
+			if e.runSP.firedImpulse(e, s) {
+				tasks = append(tasks, &finishedTask{subtask: base})
+				continue
 			}
 			t, err := e.newTask(ctx, base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), split)
 			if err != nil {
@@ -390,6 +411,15 @@ func (e *Engine) newTask(ctx context.Context, base subtask, dir string, split *s
 		if err != nil {
 			closeUnrun(t)
 			return nil, fmt.Errorf("%s: checkpoint %d: %w", base.name(), e.ck.o.Restore.CheckpointID, err)
+		}
+	} else if e.runSP != nil && base.stage.Splittable != "" {
+		pending, err := e.runSP.residuals(ctx, &base)
+		if err == nil && len(pending) > 0 {
+			err = t.restore(&taskState{Pending: pending, InWM: wire.MinTimestamp})
+		}
+		if err != nil {
+			closeUnrun(t)
+			return nil, fmt.Errorf("%s: savepoint: %w", base.name(), err)
 		}
 	}
 	return t, nil

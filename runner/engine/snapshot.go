@@ -101,7 +101,14 @@ func (s *subtask) snapshot(ctx context.Context, chk int64, db *state.DB, st *tas
 func (s *subtask) openState(ctx context.Context, dir string, cache *state.Cache, cells bool) (*state.DB, error) {
 	r := s.restored()
 	if r == nil || len(r.Files) == 0 {
-		return state.Open(state.Options{Dir: dir, Cache: cache, Cells: cells})
+		db, err := state.Open(state.Options{Dir: dir, Cache: cache, Cells: cells})
+		if err == nil && r == nil && s.e.runSP != nil {
+			if err = s.e.runSP.importInto(ctx, s, db); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("restoring the savepoint: %w", err)
+			}
+		}
+		return db, err
 	}
 	c := s.e.ck
 	if err := checkpoint.Restore(ctx, c.o.Storage, c.o.Restore, s.ckID(), dir); err != nil {

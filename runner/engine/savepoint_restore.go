@@ -1,0 +1,246 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/runner/wire"
+	"github.com/weir-runner/weir/savepoint"
+	"github.com/weir-runner/weir/state"
+	"github.com/weir-runner/weir/state/portable"
+)
+
+// Starting from a savepoint. A run that restores no checkpoint of its own
+// (the first, or a restart before its first checkpoint) starts from the
+// savepoint instead: each stateful subtask opens a fresh DB and imports
+// the records of its key-group range (state/portable), at whatever
+// parallelism the job now has; side inputs go to every subtask that reads
+// them and parked input to one; a splittable stage's subtasks share the
+// source residuals; an Impulse that had fired does not fire again. State
+// is matched by transform unique name; the savepoint is only read.
+
+// SavepointSource is the savepoint a job starts from.
+type SavepointSource struct {
+	Storage storage.Storage // rooted at the directory that holds it
+	Dir     string          // the savepoint's directory in Storage
+	// AllowNonRestored lets the job start when the savepoint holds state
+	// of transforms (or states) the pipeline no longer has; it is dropped.
+	AllowNonRestored bool
+}
+
+// spRestore is the savepoint a job starts from, open and checked against
+// the plan.
+type spRestore struct {
+	sp    *savepoint.Savepoint
+	allow bool
+	lists map[portable.Owner]*[]savepoint.File
+	fired map[string]bool
+	kinds map[[2]string]savepoint.StateKind // the plan's (transform, state) → kind
+}
+
+// openSavepoint opens and verifies the savepoint the job starts from and
+// refuses it, before anything runs, if its key groups differ or it holds
+// state the plan has no place for (unless that is allowed).
+func (e *Engine) openSavepoint(ctx context.Context, src *SavepointSource) (*spRestore, error) {
+	sp, err := savepoint.Open(ctx, src.Storage, src.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := sp.Verify(ctx); err != nil {
+		return nil, err
+	}
+	m := sp.Metadata()
+	where := fmt.Sprintf("%s/%s", src.Storage, src.Dir)
+	if m.MaxParallelism != e.o.MaxParallelism {
+		return nil, fmt.Errorf("savepoint %s has %d key groups (max parallelism), the job %d: start the job with the savepoint's max parallelism", where, m.MaxParallelism, e.o.MaxParallelism)
+	}
+	r := &spRestore{sp: sp, allow: src.AllowNonRestored, lists: fileLists(m), fired: map[string]bool{}, kinds: map[[2]string]savepoint.StateKind{}}
+	for _, n := range m.FiredImpulses {
+		r.fired[n] = true
+	}
+	decls := e.savepointDecls()
+	for _, t := range decls.Transforms {
+		for _, s := range t.States {
+			r.kinds[[2]string{t.UniqueName, s.ID}] = s.Kind
+		}
+	}
+	has := fileLists(decls)
+	var missing []string
+	for o, files := range r.lists {
+		if len(*files) > 0 && has[o] == nil {
+			missing = append(missing, o.String())
+		}
+	}
+	for _, t := range m.Transforms {
+		if has[portable.Owner{Section: savepoint.SectionTransforms, Name: t.UniqueName}] == nil {
+			continue
+		}
+		for _, s := range t.States {
+			if _, ok := r.kinds[[2]string{t.UniqueName, s.ID}]; !ok {
+				missing = append(missing, fmt.Sprintf("state %q of %q", s.ID, t.UniqueName))
+			}
+		}
+	}
+	slices.Sort(missing)
+	if len(missing) > 0 && !r.allow {
+		return nil, fmt.Errorf("savepoint %s holds state the pipeline has no place for: %v; keep those transforms (and their unique names), or pass --allow_non_restored_state to drop it", where, missing)
+	}
+	if len(missing) > 0 {
+		e.o.Logger.Warn("state of the savepoint not restored (--allow_non_restored_state)", "savepoint", where, "dropped", missing)
+	}
+	return r, nil
+}
+
+// importInto writes into db, the fresh DB of subtask s, what the savepoint
+// holds for s: the state and timers of its transforms and of its
+// GroupByKey in its key-group range, its side inputs, and its share of
+// the parked input.
+func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) error {
+	e, stage := s.e, s.stage
+	comps := e.plan.Components
+	maxP := e.o.MaxParallelism
+	p := e.parallelism(stage)
+	lo, hi := state.KeyGroupRange(s.index, p, maxP)
+	ids := map[string]string{}
+	var owners []portable.Owner
+	for _, id := range stage.Transforms {
+		n := comps.GetTransforms()[id].GetUniqueName()
+		ids[n] = id
+		owners = append(owners, portable.Owner{Section: savepoint.SectionTransforms, Name: n})
+	}
+	t := portable.Target{
+		Transforms: func(n string) (string, bool) { id, ok := ids[n]; return id, ok },
+		StateKind: func(n, id string) (savepoint.StateKind, bool) {
+			k, ok := r.kinds[[2]string{n, id}]
+			return k, ok
+		},
+		AllowNonRestored: r.allow,
+	}
+	if stage.Kind == plan.KindGBK {
+		wc, err := wire.Build(comps.GetCoders(), e.plan.PColls[stage.Input].WireCoder)
+		if err != nil {
+			return err
+		}
+		wv, err := wire.NewWV(wc)
+		if err != nil {
+			return err
+		}
+		t.Group = &portable.Group{Name: stage.Name, Prefix: []byte(gTransform), Transform: gTransform, ValuesCell: cellValues,
+			WindowFirst: stage.WindowingStrategy.GetWindowFn().GetUrn() != plan.URNSessions, Triggered: triggered(stage),
+			MaxTimestamp: func(w []byte) (int64, error) { return wire.WindowMaxTimestamp(wv.Window, w) }}
+		owners = append(owners, portable.Owner{Section: savepoint.SectionGroups, Name: stage.Name})
+	}
+	if len(stage.SideInputs) > 0 {
+		parked := comps.GetTransforms()[stage.SideInputs[0].Transform].GetUniqueName()
+		t.SideInput = func(owner, local string) (int, bool, bool) {
+			for i, si := range stage.SideInputs {
+				if comps.GetTransforms()[si.Transform].GetUniqueName() == owner && si.Local == local {
+					return i, si.Multimap, true
+				}
+			}
+			return 0, false, false
+		}
+		t.Parked = func(owner string, n int) (take, known bool) { return n%p == s.index, owner == parked }
+		for _, si := range stage.SideInputs {
+			o := portable.Owner{Section: savepoint.SectionSideInputs, Name: comps.GetTransforms()[si.Transform].GetUniqueName()}
+			if !slices.Contains(owners, o) {
+				owners = append(owners, o)
+			}
+		}
+	}
+	if stage.Stateful {
+		k, err := newKeyed(db, stage, comps, lo, hi, maxP)
+		if err != nil {
+			return err
+		}
+		// Expiry timers are not in a savepoint: each restored cell's
+		// window gets its own again.
+		t.OnUserState = func(b *state.Bundle, c state.Cell) error {
+			at, ok := k.expiry(c.Window)
+			if !ok {
+				return nil
+			}
+			return b.PutFixedTimer(state.Timer{
+				TimerID: state.TimerID{KeyGroup: c.KeyGroup, Domain: gcDomain, Transform: gcTransform, Key: c.Key, Window: c.Window},
+				Fire:    at, Hold: wire.MaxTimestamp,
+			})
+		}
+	}
+	im, err := portable.NewImporter(db, lo, hi, t)
+	if err != nil {
+		return err
+	}
+	for _, o := range owners {
+		files := r.lists[o]
+		if files == nil {
+			continue
+		}
+		for _, f := range *files {
+			if f.KeyGroups != nil && (f.KeyGroups.End <= lo || f.KeyGroups.Start >= hi) {
+				continue
+			}
+			if err := r.each(ctx, f, func(rec savepoint.Record) error { return im.Import(o, rec) }); err != nil {
+				im.Abort()
+				return err
+			}
+		}
+	}
+	if _, err := im.Close(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// each reads the records of data file f.
+func (r *spRestore) each(ctx context.Context, f savepoint.File, fn func(savepoint.Record) error) error {
+	rr, err := r.sp.Records(ctx, f.Path)
+	if err != nil {
+		return err
+	}
+	defer rr.Close()
+	for rr.Next() {
+		if err := fn(rr.Record()); err != nil {
+			return err
+		}
+	}
+	return rr.Err()
+}
+
+// residuals are subtask s's share of its splittable stage's residual
+// restrictions (the n-th goes to subtask n mod parallelism).
+func (r *spRestore) residuals(ctx context.Context, s *subtask) ([][]byte, error) {
+	files := r.lists[portable.Owner{Section: savepoint.SectionSources, Name: s.stage.Name}]
+	if files == nil {
+		return nil, nil
+	}
+	p := s.e.parallelism(s.stage)
+	var out [][]byte
+	n := 0
+	for _, f := range *files {
+		err := r.each(ctx, f, func(rec savepoint.Record) error {
+			res, ok := rec.(*savepoint.ResidualRecord)
+			if !ok {
+				return errors.New("a source record that is not a residual")
+			}
+			if n%p == s.index {
+				out = append(out, res.Restriction)
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// firedImpulse says whether Impulse stage s had fired when the savepoint
+// the run starts from was taken.
+func (r *spRestore) firedImpulse(e *Engine, s *plan.Stage) bool {
+	return r != nil && s.Kind == plan.KindImpulse && r.fired[e.plan.Components.GetTransforms()[s.Transforms[0]].GetUniqueName()]
+}
