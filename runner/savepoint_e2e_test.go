@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -74,6 +75,16 @@ func TestSavepointOfRunningJob(t *testing.T) {
 
 	if !strings.HasPrefix(path, "file://"+spDir+"/savepoint-sp-") {
 		t.Fatalf("savepoint path %q, want one in %s", path, spDir)
+	}
+	if os.Getenv("WEIR_WRITE_GOLDEN_SAVEPOINT") != "" {
+		// Refresh testdata/savepoints (see TestGoldenSavepointRestores).
+		out := filepath.Join("testdata", "savepoints")
+		if err := os.RemoveAll(out); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.CopyFS(filepath.Join(out, filepath.Base(path)), os.DirFS(strings.TrimPrefix(path, "file://"))); err != nil {
+			t.Fatal(err)
+		}
 	}
 	st, err := storage.NewFile(spDir)
 	if err != nil {
@@ -197,4 +208,36 @@ func TestSavepointOfRunningJob(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "has no place for") || !strings.Contains(err.Error(), "CountPerKey") || !strings.Contains(err.Error(), "--allow_non_restored_state") {
 		t.Fatalf("another pipeline from the savepoint: err = %v, want a refusal naming the state and --allow_non_restored_state", err)
 	}
+}
+
+// TestGoldenSavepointRestores: a savepoint written by an earlier build
+// (testdata/savepoints, taken mid-run by TestSavepointOfRunningJob with
+// WEIR_WRITE_GOLDEN_SAVEPOINT=1) still restores: started from it, the
+// job commits the exact result of the run it was taken of. Every later
+// build must pass this with the files as they are (format compatibility).
+func TestGoldenSavepointRestores(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a checkpointed streaming job")
+	}
+	dirs, err := filepath.Glob(filepath.Join("testdata", "savepoints", "savepoint-sp-*"))
+	if err != nil || len(dirs) != 1 {
+		t.Fatalf("want one golden savepoint in testdata/savepoints, found %v (%v)", dirs, err)
+	}
+	abs, err := filepath.Abs(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startWeirWith(t, runner.Config{
+		Parallelism: 3,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: "file://" + abs},
+	})
+	defer setFlag(&jobopts.JobName, "golden")()
+	want := crashSpec("savepoint-golden")
+	want.PauseMS = 40 // the spec the savepoint was taken of, but for its sink
+	fresh := want
+	fresh.Events *= 2 // only a restored job commits want's result
+	if err := runOn(t, srv, crashPipeline(fresh), "loopback"); err != nil {
+		t.Fatalf("the job started from the golden savepoint failed: %v", err)
+	}
+	checkCommitted(t, want, "started from the golden savepoint")
 }
