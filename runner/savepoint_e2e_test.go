@@ -30,12 +30,25 @@ func TestSavepointOfRunningJob(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a checkpointed streaming job")
 	}
-	chk, spDir := t.TempDir(), t.TempDir()
+	for _, kind := range []string{"file", "gs"} {
+		t.Run(kind, func(t *testing.T) { savepointRoundTrip(t, kind) })
+	}
+}
+
+// savepointRoundTrip is TestSavepointOfRunningJob on storage kind ("file"
+// or "gs", a fake GCS) for checkpoints and savepoints.
+func savepointRoundTrip(t *testing.T, kind string) {
+	chkURL, opts := openCrashStorage(t, kind)
+	spURL := "file://" + t.TempDir()
+	if kind == "gs" {
+		spURL = "gs://weir-crash/savepoints"
+	}
 	var jobID atomic.Value
 	checkpointed := make(chan struct{}, 1)
 	srv := startWeirWith(t, runner.Config{
-		Parallelism: 2,
-		Checkpoints: runner.CheckpointConfig{Dir: "file://" + chk, Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: "file://" + spDir},
+		Parallelism:    2,
+		Checkpoints:    runner.CheckpointConfig{Dir: chkURL, Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: spURL},
+		StorageOptions: opts,
 		OnCheckpoint: func(id string, s engine.CheckpointStats) {
 			if s.Failed == "" {
 				jobID.Store(id)
@@ -47,7 +60,7 @@ func TestSavepointOfRunningJob(t *testing.T) {
 		},
 	})
 	defer setFlag(&jobopts.JobName, "sp")()
-	sp := crashSpec("savepoint-run")
+	sp := crashSpec("savepoint-run-" + kind)
 	sp.PauseMS = 40 // long enough to be running when the savepoint is asked for
 	done := make(chan error, 1)
 	go func() { done <- runOn(t, srv, crashPipeline(sp), "loopback") }()
@@ -64,7 +77,7 @@ func TestSavepointOfRunningJob(t *testing.T) {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	path, err := portability.TakeSavepoint(ctx, conn, jobID.Load().(string), "")
+	spPath, err := portability.TakeSavepoint(ctx, conn, jobID.Load().(string), "")
 	if err != nil {
 		t.Fatalf("taking a savepoint: %v", err)
 	}
@@ -73,24 +86,25 @@ func TestSavepointOfRunningJob(t *testing.T) {
 	}
 	checkCommitted(t, sp, "a savepoint taken while it ran")
 
-	if !strings.HasPrefix(path, "file://"+spDir+"/savepoint-sp-") {
-		t.Fatalf("savepoint path %q, want one in %s", path, spDir)
+	if !strings.HasPrefix(spPath, spURL+"/savepoint-sp-") {
+		t.Fatalf("savepoint path %q, want one in %s", spPath, spURL)
 	}
-	if os.Getenv("WEIR_WRITE_GOLDEN_SAVEPOINT") != "" {
+	if os.Getenv("WEIR_WRITE_GOLDEN_SAVEPOINT") != "" && kind == "file" {
 		// Refresh testdata/savepoints (see TestGoldenSavepointRestores).
 		out := filepath.Join("testdata", "savepoints")
 		if err := os.RemoveAll(out); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.CopyFS(filepath.Join(out, filepath.Base(path)), os.DirFS(strings.TrimPrefix(path, "file://"))); err != nil {
+		if err := os.CopyFS(filepath.Join(out, filepath.Base(spPath)), os.DirFS(strings.TrimPrefix(spPath, "file://"))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, err := storage.NewFile(spDir)
+	st, err := storage.Open(ctx, spURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := savepoint.Open(ctx, st, filepath.Base(path))
+	defer st.Close()
+	s, err := savepoint.Open(ctx, st, filepath.Base(spPath))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +161,7 @@ func TestSavepointOfRunningJob(t *testing.T) {
 	}
 	// Decoded with the coders the savepoint declares: keys k<n>, counts
 	// that add up to at most the events generated.
-	r, err := inspect.Open(ctx, st, filepath.Base(path))
+	r, err := inspect.Open(ctx, st, filepath.Base(spPath))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,11 +201,12 @@ func TestSavepointOfRunningJob(t *testing.T) {
 	// exact result, as the uninterrupted run did: the counts it restored
 	// plus the events its restored generator positions had still to emit.
 	srv3 := startWeirWith(t, runner.Config{
-		Parallelism: 3,
-		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: path},
+		Parallelism:    3,
+		Checkpoints:    runner.CheckpointConfig{Dir: chkURL + "-replay", Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: spPath},
+		StorageOptions: opts,
 	})
 	replay := sp
-	replay.Sink = "savepoint-replay"
+	replay.Sink = "savepoint-replay-" + kind
 	// Its own Create says twice the events: only a job that really starts
 	// from the savepoint (whose generator positions hold the old spec, and
 	// whose Impulse has fired) still commits the old spec's result.
