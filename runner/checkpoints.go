@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,6 +49,10 @@ type CheckpointConfig struct {
 	// savepoint holds state the pipeline has no place for (dropped).
 	SavepointPath    string
 	AllowNonRestored bool
+	// TransformNameMapping is JSON of the savepoint's transform unique-name
+	// prefixes to the pipeline's ("" drops the state): Dataflow's
+	// --transform_name_mapping.
+	TransformNameMapping string
 }
 
 // DefaultStreamingInterval is the checkpoint interval of a streaming job
@@ -69,6 +74,7 @@ func (c *CheckpointConfig) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.SavepointDir, "savepoint_dir", c.SavepointDir, "where savepoints of the job go when weir savepoint take names no --target: file:///abs/dir or gs://bucket/prefix")
 	fs.StringVar(&c.SavepointPath, "savepoint_path", c.SavepointPath, "start the job from this savepoint (the URL of its directory); a checkpoint of the job's own run, if any, comes first")
 	fs.BoolVar(&c.AllowNonRestored, "allow_non_restored_state", c.AllowNonRestored, "start from --savepoint_path even if it holds state of transforms the pipeline no longer has (it is dropped)")
+	fs.StringVar(&c.TransformNameMapping, "transform_name_mapping", c.TransformNameMapping, `JSON of the savepoint's transform unique-name prefixes to the pipeline's, {"old":"new"}; "" drops that state`)
 }
 
 // DefaultCheckpointConfig is the configuration a server starts with.
@@ -223,7 +229,14 @@ func (x *executor) openSavepoint(ctx context.Context, c CheckpointConfig) (*engi
 	if err != nil {
 		return nil, nil, fmt.Errorf("--savepoint_path %s: %w", c.SavepointPath, err)
 	}
-	return &engine.SavepointSource{Storage: st, Dir: dir, AllowNonRestored: c.AllowNonRestored}, st, nil
+	src := &engine.SavepointSource{Storage: st, Dir: dir, AllowNonRestored: c.AllowNonRestored}
+	if c.TransformNameMapping != "" {
+		if err := json.Unmarshal([]byte(c.TransformNameMapping), &src.Rename); err != nil {
+			st.Close()
+			return nil, nil, fmt.Errorf(`--transform_name_mapping %q: want JSON like {"old name":"new name"}: %w`, c.TransformNameMapping, err)
+		}
+	}
+	return src, st, nil
 }
 
 // savepointer is what takes a job's savepoints: the engine. Savepoint

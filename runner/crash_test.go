@@ -163,10 +163,14 @@ func init() {
 	beam.RegisterType(reflect.TypeOf((*CrashSpec)(nil)).Elem())
 }
 
-func crashPipeline(sp CrashSpec) *beam.Pipeline {
+func crashPipeline(sp CrashSpec) *beam.Pipeline { return crashPipelineNamed(sp, "CountPerKey") }
+
+// crashPipelineNamed is crashPipeline with the counting DoFn under scope
+// count (a renamed transform).
+func crashPipelineNamed(sp CrashSpec, count string) *beam.Pipeline {
 	p, s := beam.NewPipelineWithRoot()
 	events := beam.ParDo(s.Scope("Generate"), &pacedGenFn{}, beam.Create(s.Scope("Spec"), sp))
-	counts := beam.ParDo(s.Scope("CountPerKey"), &keyCountFn{
+	counts := beam.ParDo(s.Scope(count), &keyCountFn{
 		Count: state.MakeValueState[int64]("count"),
 		Sum:   state.MakeValueState[int64]("sum"),
 		Flush: timers.InEventTime("flush"),

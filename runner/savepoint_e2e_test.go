@@ -242,17 +242,37 @@ func TestGoldenSavepointRestores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer setFlag(&jobopts.JobName, "golden")()
+	for _, tc := range []struct {
+		name, count, mapping string
+	}{
+		{"same pipeline", "CountPerKey", ""},
+		// The counting DoFn renamed: its state follows the mapping.
+		{"renamed", "Counter", `{"CountPerKey":"Counter"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startWeirWith(t, runner.Config{
+				Parallelism: 3,
+				Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1,
+					SavepointPath: "file://" + abs, TransformNameMapping: tc.mapping},
+			})
+			want := crashSpec("savepoint-golden-" + tc.count)
+			want.PauseMS = 40 // the spec the savepoint was taken of, but for its sink
+			fresh := want
+			fresh.Events *= 2 // only a restored job commits want's result
+			if err := runOn(t, srv, crashPipelineNamed(fresh, tc.count), "loopback"); err != nil {
+				t.Fatalf("the job started from the golden savepoint failed: %v", err)
+			}
+			checkCommitted(t, want, "started from the golden savepoint")
+		})
+	}
+	// Renamed without a mapping: refused, naming the state and the ways out.
 	srv := startWeirWith(t, runner.Config{
-		Parallelism: 3,
+		Parallelism: 2,
 		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: "file://" + abs},
 	})
-	defer setFlag(&jobopts.JobName, "golden")()
-	want := crashSpec("savepoint-golden")
-	want.PauseMS = 40 // the spec the savepoint was taken of, but for its sink
-	fresh := want
-	fresh.Events *= 2 // only a restored job commits want's result
-	if err := runOn(t, srv, crashPipeline(fresh), "loopback"); err != nil {
-		t.Fatalf("the job started from the golden savepoint failed: %v", err)
+	err = runOn(t, srv, crashPipelineNamed(crashSpec("savepoint-golden-unmapped"), "Counter"), "loopback")
+	if err == nil || !strings.Contains(err.Error(), "CountPerKey") || !strings.Contains(err.Error(), "--transform_name_mapping") {
+		t.Fatalf("a renamed transform without a mapping: err = %v, want a refusal naming CountPerKey and --transform_name_mapping", err)
 	}
-	checkCommitted(t, want, "started from the golden savepoint")
 }

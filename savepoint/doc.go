@@ -145,7 +145,7 @@
 // savepoint take` trigger one; savepoint/inspect and `weir savepoint`
 // list, inspect and dispose of them.
 //
-// Left to do: --transform_name_mapping, DoFn identity and coder checks
+// Left to do: DoFn identity and coder checks
 // against a changed pipeline, Row schema migration, stop-with-savepoint
 // (and draining) and SIGTERM, and an offline rewrite (max parallelism,
 // renames).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/runner/plan"
@@ -30,6 +31,30 @@ type SavepointSource struct {
 	// AllowNonRestored lets the job start when the savepoint holds state
 	// of transforms (or states) the pipeline no longer has; it is dropped.
 	AllowNonRestored bool
+	// Rename maps the savepoint's transform unique-name prefixes to the
+	// pipeline's (Dataflow's --transform_name_mapping): a name equal to a
+	// key, or under it ("key/..."), takes the longest matching key's value
+	// in its place; "" drops the state.
+	Rename map[string]string
+}
+
+// renamed is the pipeline's name for the savepoint's unique name n, and
+// false if the mapping drops its state.
+func (src *SavepointSource) renamed(n string) (string, bool) {
+	best, found := "", false
+	for k := range src.Rename {
+		if (n == k || strings.HasPrefix(n, k+"/")) && (!found || len(k) > len(best)) {
+			best, found = k, true
+		}
+	}
+	if !found {
+		return n, true
+	}
+	v := src.Rename[best]
+	if v == "" {
+		return "", false
+	}
+	return v + n[len(best):], true
 }
 
 // spRestore is the savepoint a job starts from, open and checked against
@@ -37,6 +62,8 @@ type SavepointSource struct {
 type spRestore struct {
 	sp    *savepoint.Savepoint
 	allow bool
+	// lists are the savepoint's files by owner, under the pipeline's
+	// names (renamed).
 	lists map[portable.Owner]*[]savepoint.File
 	fired map[string]bool
 	kinds map[[2]string]savepoint.StateKind // the plan's (transform, state) → kind
@@ -58,9 +85,25 @@ func (e *Engine) openSavepoint(ctx context.Context, src *SavepointSource) (*spRe
 	if m.MaxParallelism != e.o.MaxParallelism {
 		return nil, fmt.Errorf("savepoint %s has %d key groups (max parallelism), the job %d: start the job with the savepoint's max parallelism", where, m.MaxParallelism, e.o.MaxParallelism)
 	}
-	r := &spRestore{sp: sp, allow: src.AllowNonRestored, lists: fileLists(m), fired: map[string]bool{}, kinds: map[[2]string]savepoint.StateKind{}}
+	r := &spRestore{sp: sp, allow: src.AllowNonRestored, lists: map[portable.Owner]*[]savepoint.File{},
+		fired: map[string]bool{}, kinds: map[[2]string]savepoint.StateKind{}}
+	var dropped []string
+	for o, files := range fileLists(m) {
+		n, ok := src.renamed(o.Name)
+		if !ok {
+			dropped = append(dropped, o.String())
+			continue
+		}
+		r.lists[portable.Owner{Section: o.Section, Name: n}] = files
+	}
+	if len(dropped) > 0 {
+		slices.Sort(dropped)
+		e.o.Logger.Warn("state of the savepoint dropped by --transform_name_mapping", "savepoint", fmt.Sprintf("%s/%s", src.Storage, src.Dir), "dropped", dropped)
+	}
 	for _, n := range m.FiredImpulses {
-		r.fired[n] = true
+		if n, ok := src.renamed(n); ok {
+			r.fired[n] = true
+		}
 	}
 	decls := e.savepointDecls()
 	for _, t := range decls.Transforms {
@@ -76,18 +119,19 @@ func (e *Engine) openSavepoint(ctx context.Context, src *SavepointSource) (*spRe
 		}
 	}
 	for _, t := range m.Transforms {
-		if has[portable.Owner{Section: savepoint.SectionTransforms, Name: t.UniqueName}] == nil {
+		n, ok := src.renamed(t.UniqueName)
+		if !ok || has[portable.Owner{Section: savepoint.SectionTransforms, Name: n}] == nil {
 			continue
 		}
 		for _, s := range t.States {
-			if _, ok := r.kinds[[2]string{t.UniqueName, s.ID}]; !ok {
-				missing = append(missing, fmt.Sprintf("state %q of %q", s.ID, t.UniqueName))
+			if _, ok := r.kinds[[2]string{n, s.ID}]; !ok {
+				missing = append(missing, fmt.Sprintf("state %q of %q", s.ID, n))
 			}
 		}
 	}
 	slices.Sort(missing)
 	if len(missing) > 0 && !r.allow {
-		return nil, fmt.Errorf("savepoint %s holds state the pipeline has no place for: %v; keep those transforms (and their unique names), or pass --allow_non_restored_state to drop it", where, missing)
+		return nil, fmt.Errorf("savepoint %s holds state the pipeline has no place for: %v; keep those transforms (and their unique names), map their names to the new ones with --transform_name_mapping, or pass --allow_non_restored_state to drop it", where, missing)
 	}
 	if len(missing) > 0 {
 		e.o.Logger.Warn("state of the savepoint not restored (--allow_non_restored_state)", "savepoint", where, "dropped", missing)

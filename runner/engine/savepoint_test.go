@@ -79,3 +79,22 @@ func TestCheckpointNow(t *testing.T) {
 		t.Fatalf("checkpointNow after the run ended: %v", res.err)
 	}
 }
+
+func TestSavepointRename(t *testing.T) {
+	src := &SavepointSource{Rename: map[string]string{"Count": "Counter", "Count/Inner": "Kept", "Old": ""}}
+	for _, tc := range []struct {
+		in, out string
+		ok      bool
+	}{
+		{"Count", "Counter", true},
+		{"Count/x.fn", "Counter/x.fn", true},
+		{"Count/Inner/y", "Kept/y", true}, // the longest key wins
+		{"Counter2", "Counter2", true},    // not under "Count"
+		{"Old/z", "", false},              // dropped
+		{"Other", "Other", true},
+	} {
+		if got, ok := src.renamed(tc.in); got != tc.out || ok != tc.ok {
+			t.Errorf("renamed(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.out, tc.ok)
+		}
+	}
+}
