@@ -84,10 +84,18 @@ func DefaultCheckpointConfig() CheckpointConfig {
 
 // The checkpoint flags are pipeline options of a program that imports this
 // package: the Go SDK sends the flags set on its command line to the job
-// server, which reads them in forJob.
+// server, which reads them in forJob. A flag the program already has (the
+// Dataflow runner defines --transform_name_mapping, with the same JSON) is
+// left as it is: its value reaches the job all the same.
 func init() {
 	c := DefaultCheckpointConfig()
-	c.Bind(flag.CommandLine)
+	fs := flag.NewFlagSet("weir", flag.ContinueOnError)
+	c.Bind(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if flag.CommandLine.Lookup(f.Name) == nil {
+			flag.CommandLine.Var(f.Value, f.Name, f.Usage)
+		}
+	})
 }
 
 // forJob is the server's configuration overridden by the checkpoint
