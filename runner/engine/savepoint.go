@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -309,7 +310,7 @@ func statefulDecl(comps *pipepb.Components, t *pipepb.PTransform) (savepoint.Tra
 	win := comps.GetWindowingStrategies()[comps.GetPcollections()[main].GetWindowingStrategyId()].GetWindowCoderId()
 	sum := sha256.Sum256(pd.GetDoFn().GetPayload())
 	tr := savepoint.Transform{UniqueName: t.GetUniqueName(), DoFn: pd.GetDoFn().GetUrn() + "@" + hex.EncodeToString(sum[:8])}
-	for _, id := range sortedKeys(pd.GetStateSpecs()) {
+	for _, id := range slices.Sorted(maps.Keys(pd.GetStateSpecs())) {
 		spec := pd.GetStateSpecs()[id]
 		d := savepoint.StateSpec{ID: id, KeyCoder: key, WindowCoder: win}
 		switch {
@@ -332,7 +333,7 @@ func statefulDecl(comps *pipepb.Components, t *pipepb.PTransform) (savepoint.Tra
 		}
 		tr.States = append(tr.States, d)
 	}
-	for _, id := range sortedKeys(pd.GetTimerFamilySpecs()) {
+	for _, id := range slices.Sorted(maps.Keys(pd.GetTimerFamilySpecs())) {
 		domain := savepoint.EventTime
 		switch pd.GetTimerFamilySpecs()[id].GetTimeDomain() {
 		case pipepb.TimeDomain_EVENT_TIME:
@@ -382,17 +383,8 @@ func inputCoder(comps *pipepb.Components, pc string) string {
 // itself as the value if it is not a KV).
 func kvCoders(comps *pipepb.Components, id string) (key, value string) {
 	c := comps.GetCoders()[id]
-	if c.GetSpec().GetUrn() == "beam:coder:kv:v1" && len(c.GetComponentCoderIds()) == 2 {
+	if c.GetSpec().GetUrn() == wire.URNKV && len(c.GetComponentCoderIds()) == 2 {
 		return c.GetComponentCoderIds()[0], c.GetComponentCoderIds()[1]
 	}
 	return id, id
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
