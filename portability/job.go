@@ -46,6 +46,8 @@ type Job struct {
 	drain   func() // set by the executor; nil: the job cannot be drained
 	// savepoint is set by the executor; nil: the job cannot take savepoints.
 	savepoint func(ctx context.Context, target string) (string, error)
+	// stop is set by the executor; nil: the job cannot stop with a savepoint.
+	stop func(ctx context.Context, target string, drain bool) (string, error)
 }
 
 // OnDrain registers how to drain the job: stop reading sources, let the
@@ -103,6 +105,41 @@ func (j *Job) takeSavepoint(ctx context.Context, target string) (string, error) 
 	}
 	j.log.Info("savepoint taken", slog.String("path", path))
 	j.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, "savepoint taken: "+path)
+	return path, nil
+}
+
+// OnStop registers how the job stops with a savepoint into target (a
+// storage URL; "" means the job's own default), after draining if drain
+// is set; f returns the savepoint's path once it is complete, and the job
+// then ends DONE. The server calls f only while the job is RUNNING,
+// without holding the job's lock.
+func (j *Job) OnStop(f func(ctx context.Context, target string, drain bool) (string, error)) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.stop = f
+}
+
+// StopWithSavepoint asks a running job to stop with a savepoint into
+// target (draining first if drain is set). A job that is not RUNNING or
+// cannot stop so is refused with an error wrapping errCannotSavepoint.
+func (j *Job) StopWithSavepoint(ctx context.Context, target string, drain bool) (string, error) {
+	j.mu.Lock()
+	f, st := j.stop, j.state
+	if st == jobpb.JobState_RUNNING && f != nil && drain {
+		j.setStateLocked(jobpb.JobState_DRAINING)
+	}
+	j.mu.Unlock()
+	if st != jobpb.JobState_RUNNING || f == nil {
+		return "", fmt.Errorf("job %s %w (state %v)", j.ID, errCannotSavepoint, st)
+	}
+	j.log.Info("stopping with a savepoint", slog.String("target", target), slog.Bool("drain", drain))
+	path, err := f(ctx, target, drain)
+	if err != nil {
+		j.log.Warn("stop with savepoint failed", slog.Any("error", err))
+		return "", fmt.Errorf("stop of job %s with a savepoint: %w", j.ID, err)
+	}
+	j.log.Info("stopped with savepoint", slog.String("path", path))
+	j.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, "stopped with savepoint: "+path)
 	return path, nil
 }
 
@@ -202,6 +239,10 @@ func (j *Job) ArtifactPath(envID, roleURN string) string {
 func (j *Job) info() *jobpb.JobInfo {
 	return &jobpb.JobInfo{JobId: j.ID, JobName: j.Name, PipelineOptions: j.Options, State: j.State()}
 }
+
+// Cancel cancels a job that has not ended (as the Job API's Cancel does)
+// and returns its state after the request.
+func (j *Job) Cancel() jobpb.JobState_Enum { return j.requestCancel() }
 
 // requestCancel moves a job that has not ended to CANCELLING and cancels its Execute context. It returns
 // the state after the request.

@@ -20,6 +20,12 @@ import (
 //	  // Request:  {"job_id": string, "target": string (optional: the job's --savepoint_dir)}
 //	  // Response: {"path": string (the savepoint directory's URL)}
 //	  rpc Take(google.protobuf.Struct) returns (google.protobuf.Struct);
+//	  // Stop stops a RUNNING job with a savepoint: its sources stop at a
+//	  // position (with drain: the job drains first, every timer fires), the
+//	  // savepoint is taken, and the job ends DONE.
+//	  // Request:  {"job_id": string, "target": string (optional), "drain": bool (optional)}
+//	  // Response: {"path": string}
+//	  rpc Stop(google.protobuf.Struct) returns (google.protobuf.Struct);
 //	}
 //
 // Errors: NotFound for an unknown job, FailedPrecondition for a job that is
@@ -28,6 +34,7 @@ import (
 const (
 	SavepointsService = "weir.v1.Savepoints"
 	takeMethod        = "/" + SavepointsService + "/Take"
+	stopMethod        = "/" + SavepointsService + "/Stop"
 )
 
 // Field names of the Take request and response.
@@ -35,66 +42,128 @@ const (
 	fieldJobID  = "job_id"
 	fieldTarget = "target"
 	fieldPath   = "path"
+	fieldDrain  = "drain"
 )
 
 // savepointsServer is the handler type of the service.
 type savepointsServer interface {
 	Take(context.Context, *structpb.Struct) (*structpb.Struct, error)
+	Stop(context.Context, *structpb.Struct) (*structpb.Struct, error)
 }
 
 var savepointsDesc = grpc.ServiceDesc{
 	ServiceName: SavepointsService,
 	HandlerType: (*savepointsServer)(nil),
-	Methods:     []grpc.MethodDesc{{MethodName: "Take", Handler: takeHandler}},
-	Metadata:    "portability/savepoints.go",
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Take", Handler: handler(takeMethod, savepointsServer.Take)},
+		{MethodName: "Stop", Handler: handler(stopMethod, savepointsServer.Stop)},
+	},
+	Metadata: "portability/savepoints.go",
 }
 
-func takeHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	in := new(structpb.Struct)
-	if err := dec(in); err != nil {
-		return nil, err
+// handler is the gRPC handler of a unary method of the service.
+func handler(method string, call func(savepointsServer, context.Context, *structpb.Struct) (*structpb.Struct, error)) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		in := new(structpb.Struct)
+		if err := dec(in); err != nil {
+			return nil, err
+		}
+		do := func(ctx context.Context, req any) (any, error) {
+			return call(srv.(savepointsServer), ctx, req.(*structpb.Struct))
+		}
+		if interceptor == nil {
+			return do(ctx, in)
+		}
+		return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, do)
 	}
-	take := func(ctx context.Context, req any) (any, error) {
-		return srv.(savepointsServer).Take(ctx, req.(*structpb.Struct))
-	}
-	if interceptor == nil {
-		return take(ctx, in)
-	}
-	return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: takeMethod}, take)
 }
 
 // savepointService implements weir.v1.Savepoints on a Server.
 type savepointService struct{ s *Server }
 
 func (ss *savepointService) Take(ctx context.Context, req *structpb.Struct) (*structpb.Struct, error) {
-	f, err := stringFields(req, fieldJobID, fieldTarget)
+	j, f, err := ss.request("take savepoint", req)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "take savepoint: %v", err)
-	}
-	if f[fieldJobID] == "" {
-		return nil, status.Error(codes.InvalidArgument, "take savepoint: the request has no job_id")
-	}
-	j, err := ss.s.lookup(f[fieldJobID])
-	if err != nil {
-		return nil, grpcError("take savepoint", err)
+		return nil, err
 	}
 	path, err := j.takeSavepoint(ctx, f[fieldTarget])
 	if err != nil {
 		return nil, grpcError("take savepoint", err)
 	}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{fieldPath: structpb.NewStringValue(path)}}, nil
+	return pathResponse(path), nil
+}
+
+func (ss *savepointService) Stop(ctx context.Context, req *structpb.Struct) (*structpb.Struct, error) {
+	drain := false
+	rest := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	for k, v := range req.GetFields() {
+		if k != fieldDrain {
+			rest.Fields[k] = v
+			continue
+		}
+		b, ok := v.GetKind().(*structpb.Value_BoolValue)
+		if !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "stop with savepoint: field %q is not a bool", fieldDrain)
+		}
+		drain = b.BoolValue
+	}
+	j, f, err := ss.request("stop with savepoint", rest)
+	if err != nil {
+		return nil, err
+	}
+	path, err := j.StopWithSavepoint(ctx, f[fieldTarget], drain)
+	if err != nil {
+		return nil, grpcError("stop with savepoint", err)
+	}
+	return pathResponse(path), nil
+}
+
+// request reads a request's job_id and target and finds the job.
+func (ss *savepointService) request(what string, req *structpb.Struct) (*Job, map[string]string, error) {
+	f, err := stringFields(req, fieldJobID, fieldTarget)
+	if err != nil {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
+	}
+	if f[fieldJobID] == "" {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "%s: the request has no job_id", what)
+	}
+	j, err := ss.s.lookup(f[fieldJobID])
+	if err != nil {
+		return nil, nil, grpcError(what, err)
+	}
+	return j, f, nil
+}
+
+func pathResponse(path string) *structpb.Struct {
+	return &structpb.Struct{Fields: map[string]*structpb.Value{fieldPath: structpb.NewStringValue(path)}}
 }
 
 // TakeSavepoint asks the weir job server on conn for a savepoint of the
 // running job jobID into target (a storage URL; "" means the job's
 // --savepoint_dir) and returns the savepoint's path.
 func TakeSavepoint(ctx context.Context, conn grpc.ClientConnInterface, jobID, target string) (string, error) {
+	return callSavepoints(ctx, conn, takeMethod, jobID, target, nil)
+}
+
+// StopWithSavepoint asks the weir job server on conn to stop the running
+// job jobID with a savepoint into target ("": the job's --savepoint_dir),
+// draining it first if drain is set, and returns the savepoint's path.
+func StopWithSavepoint(ctx context.Context, conn grpc.ClientConnInterface, jobID, target string, drain bool) (string, error) {
+	return callSavepoints(ctx, conn, stopMethod, jobID, target, map[string]*structpb.Value{fieldDrain: structpb.NewBoolValue(drain)})
+}
+
+// callSavepoints calls a method of the service for jobID and target (and
+// more fields) and returns the path it answers.
+func callSavepoints(ctx context.Context, conn grpc.ClientConnInterface, method, jobID, target string, more map[string]*structpb.Value) (string, error) {
 	req := &structpb.Struct{Fields: map[string]*structpb.Value{fieldJobID: structpb.NewStringValue(jobID)}}
 	if target != "" {
 		req.Fields[fieldTarget] = structpb.NewStringValue(target)
 	}
+	for k, v := range more {
+		req.Fields[k] = v
+	}
 	resp := new(structpb.Struct)
-	if err := conn.Invoke(ctx, takeMethod, req, resp); err != nil {
+	if err := conn.Invoke(ctx, method, req, resp); err != nil {
 		return "", err
 	}
 	f, err := stringFields(resp, fieldPath)

@@ -253,6 +253,17 @@ type savepointer interface {
 	Savepoint(ctx context.Context, target storage.Storage) (string, error)
 }
 
+// stopper is a savepointer that stops the job with its savepoint
+// (draining it first if drain is set).
+type stopper struct {
+	e     *engine.Engine
+	drain bool
+}
+
+func (s stopper) Savepoint(ctx context.Context, target storage.Storage) (string, error) {
+	return s.e.Stop(ctx, target, s.drain)
+}
+
 // takeSavepoint takes a savepoint of a job with sp into target, or into
 // the job's --savepoint_dir (dir) if target is "", and returns the
 // savepoint's URL.

@@ -255,6 +255,9 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 	job.OnSavepoint(func(ctx context.Context, target string) (string, error) {
 		return x.takeSavepoint(ctx, e, c.SavepointDir, target)
 	})
+	job.OnStop(func(ctx context.Context, target string, drain bool) (string, error) {
+		return x.takeSavepoint(ctx, stopper{e, drain}, c.SavepointDir, target)
+	})
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))
 	if st != nil {
 		// st.run fails the job if it loses the lease.

@@ -33,8 +33,14 @@ func Execute(ctx context.Context, p *beam.Pipeline) (beam.PipelineResult, error)
 		embeddedOnce.Do(func() {
 			embedded, embeddedErr = Start(Config{Logger: embeddedLogger(), InProcess: !*fnAPI})
 			if embeddedErr == nil {
-				// weir jobs, weir savepoint take… reach its jobs here.
-				embedded.log.Info("embedded weir serving", "endpoint", embedded.Endpoint())
+				// weir jobs, weir savepoint, weir stop… reach its jobs here.
+				// Always said, whatever the log level.
+				fmt.Fprintf(os.Stderr, "weir: embedded job server at %s (weir jobs --endpoint=%s)\n", embedded.Endpoint(), embedded.Endpoint())
+				if f := flag.Lookup("savepoint_dir"); f != nil && f.Value.String() != "" {
+					// SIGTERM stops the job with a savepoint; the server
+					// (and so this watch) lives as long as the process.
+					go embedded.StopOnSIGTERM(context.Background())
+				}
 			}
 		})
 		if embeddedErr != nil {

@@ -28,9 +28,14 @@ func dialConn(fs *flag.FlagSet, args []string) (*grpc.ClientConn, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(*ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return connect(*ep)
+}
+
+// connect makes a client connection to the weir server at ep.
+func connect(ep string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", *ep, err)
+		return nil, fmt.Errorf("connecting to %s: %w", ep, err)
 	}
 	return conn, nil
 }

@@ -4,16 +4,19 @@
 //	weir jobs [--endpoint=127.0.0.1:8099]
 //	weir cancel [--endpoint=127.0.0.1:8099] JOB
 //	weir drain [--endpoint=127.0.0.1:8099] JOB
+//	weir stop [--endpoint=127.0.0.1:8099] [--target=URL] [--drain] JOB
 //	weir checkpoints --checkpoint_dir=URL JOB_NAME
-//	weir savepoint take [--endpoint=127.0.0.1:8099] [--target=URL] JOB
+//	weir savepoint [take] [--endpoint=127.0.0.1:8099] [--target=URL] JOB
 //	weir savepoint list DIR
 //	weir savepoint inspect [--transform=NAME] [--state=ID] [--limit=N] PATH
 //	weir savepoint dispose PATH
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"time"
 )
 
 const usage = `usage: weir <command> [flags]
@@ -23,8 +26,9 @@ commands:
   jobs     list the jobs of a running server
   cancel   cancel a job: weir cancel JOB
   drain    drain a job: stop its sources, fire all timers, end DONE: weir drain JOB
+  stop     stop a job with a savepoint: weir stop JOB [--savepoint] [--target=URL] [--drain]
   checkpoints  list a job's completed checkpoints: weir checkpoints --checkpoint_dir=URL JOB_NAME
-  savepoint    savepoints you own: weir savepoint take [--target=URL] JOB | list DIR | inspect [--transform=NAME] [--state=ID] [--limit=N] PATH | dispose PATH
+  savepoint    savepoints you own: weir savepoint [take] [--target=URL] JOB | list DIR | inspect [--transform=NAME] [--state=ID] [--limit=N] PATH | dispose PATH
 
 Run 'weir <command> --help' for the flags of a command.
 `
@@ -44,6 +48,10 @@ func main() {
 		err = cancel(args)
 	case "drain":
 		err = drain(args)
+	case "stop":
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		err = stopCmd(ctx, os.Stdout, args)
+		cancel()
 	case "checkpoints":
 		err = checkpoints(args)
 	case "savepoint":

@@ -16,9 +16,10 @@ import (
 )
 
 const savepointUsage = `usage:
-  weir savepoint take [--endpoint=HOST:PORT] [--target=URL] JOB
+  weir savepoint [take] [--endpoint=HOST:PORT] [--target=URL] JOB
                                  take a savepoint of the running JOB into URL (default: the job's
-                                 --savepoint_dir) and print its path
+                                 --savepoint_dir) and print its path; the job goes on
+                                 (weir stop JOB stops it with one)
   weir savepoint list DIR        committed savepoints in DIR, newest first; incomplete ones apart
   weir savepoint inspect [--transform=NAME] [--state=ID] [--limit=N] PATH
                                  verify the savepoint at PATH, then print it as JSON lines
@@ -47,7 +48,8 @@ func savepointCmd(args []string) error {
 		fmt.Println(savepointUsage)
 		return nil
 	}
-	return fmt.Errorf("unknown subcommand %q\n%s", args[0], savepointUsage)
+	// weir savepoint JOB: take.
+	return savepointTake(ctx, os.Stdout, args)
 }
 
 // oneArg parses a subcommand's flags and its one positional argument.
@@ -66,17 +68,22 @@ func savepointTake(ctx context.Context, w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("savepoint take", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	target := fs.String("target", "", "where the savepoint goes: file:///abs/dir or gs://bucket/prefix (default: the job's --savepoint_dir)")
-	conn, err := dialConn(fs, args)
+	ep := fs.String("endpoint", "127.0.0.1:8099", "weir server address")
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, savepointUsage)
 	}
-	defer conn.Close()
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return fmt.Errorf("want one JOB\n%s", savepointUsage)
 	}
-	path, err := portability.TakeSavepoint(ctx, conn, fs.Arg(0), *target)
+	conn, err := connect(*ep)
 	if err != nil {
-		return fmt.Errorf("taking a savepoint of %s: %w", fs.Arg(0), err)
+		return err
+	}
+	defer conn.Close()
+	path, err := portability.TakeSavepoint(ctx, conn, pos[0], *target)
+	if err != nil {
+		return fmt.Errorf("taking a savepoint of %s: %w", pos[0], err)
 	}
 	_, err = fmt.Fprintln(w, path)
 	return err

@@ -34,6 +34,30 @@ func (x savepointExec) Execute(ctx context.Context, j *portability.Job) error {
 
 func TestSavepointTake(t *testing.T) {
 	x := savepointExec{ready: make(chan struct{})}
+	addr, job := startFakeJob(t, x, x.ready)
+	ctx := t.Context()
+	ep := "--endpoint=" + addr
+	var out bytes.Buffer
+	if err := savepointTake(ctx, &out, []string{ep, "--target=file:///sp", job}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "file:///sp/savepoint-cards-1\n"; out.String() != want {
+		t.Errorf("printed %q, want %q", out.String(), want)
+	}
+	err := savepointTake(ctx, io.Discard, []string{ep, "nosuchjob"})
+	if err == nil || !strings.Contains(err.Error(), "taking a savepoint of nosuchjob") || !strings.Contains(err.Error(), `job "nosuchjob" not found`) {
+		t.Errorf("an unknown job: %v", err)
+	}
+	if err := savepointTake(ctx, io.Discard, []string{ep}); err == nil || !strings.Contains(err.Error(), "want one JOB") {
+		t.Errorf("no JOB: %v", err)
+	}
+}
+
+// startFakeJob serves a job server with executor x on a port of its own
+// and submits a job, which has started once ready is closed; it returns
+// the server's address and the job's ID.
+func startFakeJob(t *testing.T, x portability.Executor, ready <-chan struct{}) (string, string) {
+	t.Helper()
 	srv, err := portability.NewServer(x, portability.Options{StagingDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -47,14 +71,13 @@ func TestSavepointTake(t *testing.T) {
 	srv.SetEndpoint(lis.Addr().String())
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
-	defer func() {
+	t.Cleanup(func() {
 		srv.Stop()
 		g.Stop()
 		if err := <-served; err != nil {
 			t.Errorf("serving: %v", err)
 		}
-	}()
-
+	})
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -70,21 +93,6 @@ func TestSavepointTake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-x.ready
-
-	ep := "--endpoint=" + lis.Addr().String()
-	var out bytes.Buffer
-	if err := savepointTake(ctx, &out, []string{ep, "--target=file:///sp", run.GetJobId()}); err != nil {
-		t.Fatal(err)
-	}
-	if want := "file:///sp/savepoint-cards-1\n"; out.String() != want {
-		t.Errorf("printed %q, want %q", out.String(), want)
-	}
-	err = savepointTake(ctx, io.Discard, []string{ep, "nosuchjob"})
-	if err == nil || !strings.Contains(err.Error(), "taking a savepoint of nosuchjob") || !strings.Contains(err.Error(), `job "nosuchjob" not found`) {
-		t.Errorf("an unknown job: %v", err)
-	}
-	if err := savepointTake(ctx, io.Discard, []string{ep}); err == nil || !strings.Contains(err.Error(), "want one JOB") {
-		t.Errorf("no JOB: %v", err)
-	}
+	<-ready
+	return lis.Addr().String(), run.GetJobId()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -68,9 +69,25 @@ func serve(args []string) error {
 			return fmt.Errorf("writing endpoint file: %w", err)
 		}
 	}
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	got := <-sig
+	if got == syscall.SIGTERM {
+		// What an orchestrator sends before it moves the server: every
+		// running job stops with a savepoint into its --savepoint_dir
+		// (a job without one is cancelled); a second signal stops at once.
+		log.Info("SIGTERM: stopping every running job with a savepoint (a second signal stops at once)")
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-sig:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		s.StopWithSavepoints(ctx)
+		cancel()
+	}
 	log.Info("stopping", "signal", got.String())
 	s.Stop()
 	return nil

@@ -84,6 +84,8 @@ type coordinator struct {
 	// while pins > 0, completed checkpoints are kept (Retain waits).
 	waiters map[int64][]chan ckOutcome
 	pins    int
+	// cancelRun ends the run with a cause (a stop with savepoint).
+	cancelRun context.CancelCauseFunc
 }
 
 // ckOutcome is how a checkpoint someone waits for ended: committed (meta)

@@ -83,6 +83,12 @@ type Engine struct {
 	// fromSP is the savepoint the job starts from, open; runSP is it while
 	// the run under way restores it (no checkpoint of its own).
 	fromSP, runSP *spRestore
+	// stop is a stop with savepoint (stop.go); stopMu guards its drained
+	// target and ended, set when Run returns.
+	stop    stopState
+	stopMu  sync.Mutex
+	ended   bool
+	running atomic.Bool
 }
 
 // Drain asks the job to finish: sources stop (splittable DoFns truncate
@@ -113,7 +119,7 @@ func New(p *plan.Plan, o Options) *Engine {
 		o.Logger = slog.Default()
 	}
 	o.Limits = o.Limits.withDefaults()
-	e := &Engine{plan: p, o: o, metrics: newMetrics(o.OnMetrics), drain: make(chan struct{})}
+	e := &Engine{plan: p, o: o, metrics: newMetrics(o.OnMetrics), drain: make(chan struct{}), stop: stopState{done: make(chan stopOutcome, 1)}}
 	e.pool = &pool{start: o.StartWorker, workers: map[string]harness.Worker{}, log: o.Logger}
 	e.progress = newProgress(e)
 	for _, s := range p.Stages {
@@ -157,7 +163,12 @@ func closeUnrun(tasks ...task) {
 // cancelled, or a stage fails. With checkpoints on, a failed run is
 // restored from the latest completed checkpoint and run again, as often as
 // the restart strategy allows.
-func (e *Engine) Run(ctx context.Context) error {
+func (e *Engine) Run(ctx context.Context) (err error) {
+	e.running.Store(true)
+	defer func() {
+		e.running.Store(false)
+		err = e.endStop(ctx, err)
+	}()
 	if err := e.registerDescriptors(); err != nil {
 		return err
 	}
@@ -178,6 +189,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	bad := map[int64]error{}
 	for attempt := 1; ; attempt++ {
 		err := e.runOnce(ctx, restore)
+		if errors.Is(err, errStopped) {
+			return nil
+		}
 		var unfit *unfitError
 		if err == nil || ctx.Err() != nil || ck == nil || attempt > ck.RestartAttempts || errors.As(err, &unfit) {
 			return err
@@ -230,6 +244,9 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 
 	if err := e.setUpCheckpoints(ctx, dir, restore); err != nil {
 		return err
+	}
+	if e.ck != nil {
+		e.ck.cancelRun = cancel
 	}
 	e.runSP = nil
 	if restore == nil {

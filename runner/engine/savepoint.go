@@ -39,12 +39,9 @@ import (
 // returns the savepoint directory's name relative to target once it is
 // complete.
 func (e *Engine) Savepoint(ctx context.Context, target storage.Storage) (string, error) {
-	c := e.live.Load()
-	if c == nil {
-		if e.o.Checkpoint == nil || e.o.Checkpoint.Storage == nil {
-			return "", errors.New("savepoint: the job takes no checkpoints, and a savepoint is a checkpoint written out: run it with --checkpoint_dir")
-		}
-		return "", errors.New("savepoint: the job is not running (starting, restarting, ended, or without checkpoints for a TestStream): try again when it runs")
+	c, err := e.liveCoordinator()
+	if err != nil {
+		return "", fmt.Errorf("savepoint: %w", err)
 	}
 	meta, release, err := c.checkpointNow(ctx)
 	if err != nil {
@@ -59,26 +56,51 @@ func (e *Engine) Savepoint(ctx context.Context, target storage.Storage) (string,
 	return dir, nil
 }
 
-// writeSavepoint writes checkpoint meta out as a savepoint in target.
-func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, target storage.Storage) (string, error) {
+// liveCoordinator is the checkpoint coordinator of the run under way, or
+// why there is none.
+func (e *Engine) liveCoordinator() (*coordinator, error) {
+	if c := e.live.Load(); c != nil {
+		return c, nil
+	}
+	if e.o.Checkpoint == nil || e.o.Checkpoint.Storage == nil {
+		return nil, errors.New("the job takes no checkpoints, and a savepoint is a checkpoint written out: run it with --checkpoint_dir")
+	}
+	return nil, errors.New("the job is not running (starting, restarting, ended, or without checkpoints for a TestStream): try again when it runs")
+}
+
+// createSavepoint starts savepoint <prefix>_<random> of the job in target:
+// its pipeline written, its metadata the pipeline's declarations.
+func (e *Engine) createSavepoint(ctx context.Context, target storage.Storage, prefix string) (*savepoint.Writer, *savepoint.Metadata, error) {
 	nonce := make([]byte, 3)
 	if _, err := rand.Read(nonce); err != nil {
-		return "", err
+		return nil, nil, err
 	}
-	id := fmt.Sprintf("c%d_%x", meta.CheckpointID, nonce)
-	w, err := savepoint.Create(ctx, target, c.o.Job, id)
+	id := fmt.Sprintf("%s_%x", prefix, nonce)
+	job := e.o.Checkpoint.Job
+	w, err := savepoint.Create(ctx, target, job, id)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	pb, err := proto.Marshal(&pipepb.Pipeline{Components: e.plan.Components})
 	if err != nil {
-		return "", fmt.Errorf("encoding the pipeline: %w", err)
+		return nil, nil, fmt.Errorf("encoding the pipeline: %w", err)
 	}
 	m := e.savepointDecls()
 	if m.Pipeline, err = w.Pipeline(ctx, pb); err != nil {
+		return nil, nil, err
+	}
+	m.Job, m.ID, m.Created = job, id, e.now().UTC()
+	m.MaxParallelism, m.Parallelism = e.o.MaxParallelism, min(e.o.Parallelism, e.o.MaxParallelism)
+	return w, m, nil
+}
+
+// writeSavepoint writes checkpoint meta out as a savepoint in target.
+func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, target storage.Storage) (string, error) {
+	w, m, err := e.createSavepoint(ctx, target, fmt.Sprintf("c%d", meta.CheckpointID))
+	if err != nil {
 		return "", err
 	}
-	m.Job, m.ID, m.Created = c.o.Job, id, meta.Created
+	m.Created = meta.Created
 	m.MaxParallelism, m.Parallelism = meta.MaxParallelism, min(e.o.Parallelism, meta.MaxParallelism)
 	tmp, err := os.MkdirTemp(e.o.TempDir, "weir-savepoint-")
 	if err != nil {

@@ -107,7 +107,7 @@ func (t *sdkTask) run(ctx context.Context) error {
 // busy says the subtask has more to do than finishing: an input has not
 // ended, or input, deferred residuals or parked input are left.
 func (t *sdkTask) busy() bool {
-	return !t.allDone() || len(t.pending) > 0 || len(t.delayed) > 0 || t.park.any
+	return t.frozen() || !t.allDone() || len(t.pending) > 0 || len(t.delayed) > 0 || t.park.any
 }
 
 // next waits for the next event. A checkpoint the coordinator asks for
@@ -126,6 +126,9 @@ func (t *sdkTask) next(ctx context.Context) (sdkEvent, error) {
 	t.release() // what the last step took in has been handled
 	if (t.stepwise() && len(t.pending) > 0) || t.park.more {
 		wake = closedCh
+	}
+	if t.frozen() {
+		wake = nil // stopped: only the end of the run (or a barrier) comes
 	}
 	select {
 	case chk := <-t.trig:
@@ -190,6 +193,9 @@ func (t *sdkTask) step(ctx context.Context, ev sdkEvent) error {
 		}
 	case ev.drain:
 		t.startDrain()
+	}
+	if t.frozen() {
+		return nil // a source stopped at a savepoint: nothing more
 	}
 	t.readyDelayed(t.e.now())
 	if err := t.releaseParked(); err != nil {

@@ -1,0 +1,208 @@
+package runner_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/portability"
+	"github.com/weir-runner/weir/runner"
+	"github.com/weir-runner/weir/runner/engine"
+	"github.com/weir-runner/weir/savepoint"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// stopRun is a checkpointed crash-pipeline job on a server with a
+// savepoint dir, started in the background.
+type stopRun struct {
+	srv   *runner.Server
+	spURL string
+	jobID atomic.Value
+	first chan struct{} // a checkpoint completed
+	done  chan error    // the job's end
+}
+
+func startStopRun(t *testing.T, sp CrashSpec, par int) *stopRun {
+	t.Helper()
+	r := &stopRun{spURL: "file://" + t.TempDir(), first: make(chan struct{}, 1), done: make(chan error, 1)}
+	r.srv = startWeirWith(t, runner.Config{
+		Parallelism: par,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: r.spURL},
+		OnCheckpoint: func(id string, s engine.CheckpointStats) {
+			if s.Failed == "" {
+				r.jobID.Store(id)
+				select {
+				case r.first <- struct{}{}:
+				default:
+				}
+			}
+		},
+	})
+	go func() { r.done <- runOn(t, r.srv, crashPipeline(sp), "loopback") }()
+	select {
+	case <-r.first:
+	case err := <-r.done:
+		t.Fatalf("the job ended before its first checkpoint: %v", err)
+	}
+	return r
+}
+
+// metadata opens the savepoint at path (in r's savepoint dir).
+func (r *stopRun) metadata(t *testing.T, path string) *savepoint.Metadata {
+	t.Helper()
+	ctx := context.Background()
+	st, err := storage.Open(ctx, r.spURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := savepoint.Open(ctx, st, filepath.Base(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s.Metadata()
+}
+
+// TestStopWithSavepoint stops a running job with a savepoint the way
+// SIGTERM does (Server.StopWithSavepoints): its sources stop at a
+// position, the savepoint is taken and the job ends DONE, having committed
+// nothing (its timers fire at the end of input, which it never reached).
+// Started again from the savepoint at another parallelism, it commits the
+// exact result of an uninterrupted run: no count lost, none repeated.
+func TestStopWithSavepoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs checkpointed streaming jobs")
+	}
+	defer setFlag(&jobopts.JobName, "stop")()
+	sp := crashSpec("stop-with-savepoint")
+	sp.PauseMS = 40
+	r := startStopRun(t, sp, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	outs := r.srv.StopWithSavepoints(ctx)
+	if len(outs) != 1 || outs[0].Err != nil {
+		t.Fatalf("StopWithSavepoints: %+v, want one job stopped", outs)
+	}
+	if err := <-r.done; err != nil {
+		t.Fatalf("the stopped job did not end DONE: %v", err)
+	}
+	if st := r.srv.Jobs().Job(outs[0].Job).State(); st.String() != "DONE" {
+		t.Fatalf("the stopped job's state is %v, want DONE", st)
+	}
+	committed.Lock()
+	early := len(committed.lines[sp.Sink])
+	committed.Unlock()
+	if early != 0 {
+		t.Fatalf("the stopped job committed %d lines: its timers fired before the end of its input", early)
+	}
+	m := r.metadata(t, outs[0].Path)
+	residuals := 0
+	for _, src := range m.Sources {
+		for _, f := range src.Files {
+			residuals += int(f.Records)
+		}
+	}
+	if residuals == 0 {
+		t.Fatalf("the savepoint of a job stopped mid-stream holds no source position: %+v", m.Sources)
+	}
+
+	srv3 := startWeirWith(t, runner.Config{
+		Parallelism: 3,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: outs[0].Path},
+	})
+	fresh := sp
+	fresh.Events *= 2 // only a job that restored the generator positions commits sp's result
+	if err := runOn(t, srv3, crashPipeline(fresh), "loopback"); err != nil {
+		t.Fatalf("the job started from the stop's savepoint failed: %v", err)
+	}
+	checkCommitted(t, sp, "stopped with a savepoint, started again from it at parallelism 3")
+}
+
+// TestStopWithSavepointDrain stops a running job with --drain through
+// weir's gRPC service (as `weir stop --drain` does): the sources end, the
+// watermark reaches the end and every key's timer fires and commits once,
+// then the savepoint of the drained job is written: no state and no source
+// position left, the Impulse fired. A job started from it runs nothing
+// and commits nothing more.
+func TestStopWithSavepointDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs checkpointed streaming jobs")
+	}
+	defer setFlag(&jobopts.JobName, "stopdrain")()
+	sp := crashSpec("stop-with-savepoint-drain")
+	sp.PauseMS = 40
+	r := startStopRun(t, sp, 2)
+	conn, err := grpc.NewClient(r.srv.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	path, err := portability.StopWithSavepoint(ctx, conn, r.jobID.Load().(string), "", true)
+	if err != nil {
+		t.Fatalf("stop --drain: %v", err)
+	}
+	if err := <-r.done; err != nil {
+		t.Fatalf("the drained job failed: %v", err)
+	}
+	lines := func() map[string]int {
+		committed.Lock()
+		defer committed.Unlock()
+		out := map[string]int{}
+		for l, n := range committed.lines[sp.Sink] {
+			out[l] = n
+		}
+		return out
+	}
+	got := lines()
+	keys := map[string]bool{}
+	for l, n := range got {
+		k, _, _ := strings.Cut(l, "=")
+		if n != 1 || keys[k] {
+			t.Errorf("%s committed %d times (key %s twice: %v)", l, n, k, keys[k])
+		}
+		keys[k] = true
+	}
+	if len(keys) != int(sp.Keys) {
+		t.Fatalf("the drain committed %d keys' timers, want all %d (a timer did not fire): %v", len(keys), sp.Keys, got)
+	}
+	m := r.metadata(t, path)
+	for _, tr := range m.Transforms {
+		if len(tr.Files) > 0 {
+			t.Errorf("the drained job's savepoint holds state of %s: %+v", tr.UniqueName, tr.Files)
+		}
+	}
+	for _, src := range m.Sources {
+		if len(src.Files) > 0 {
+			t.Errorf("the drained job's savepoint holds a position of %s", src.UniqueName)
+		}
+	}
+	if len(m.FiredImpulses) == 0 {
+		t.Error("the drained job's savepoint has no fired Impulse")
+	}
+	srv := startWeirWith(t, runner.Config{
+		Parallelism: 2,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: path},
+	})
+	if err := runOn(t, srv, crashPipeline(sp), "loopback"); err != nil {
+		t.Fatalf("the job started from the drained savepoint failed: %v", err)
+	}
+	if again := lines(); len(again) != len(got) {
+		t.Fatalf("the job started from the drained savepoint committed more: %d lines, before %d", len(again), len(got))
+	}
+	for l, n := range lines() {
+		if n != 1 {
+			t.Errorf("%s committed %d times after the restart", l, n)
+		}
+	}
+}
