@@ -240,6 +240,23 @@ func (j *Job) info() *jobpb.JobInfo {
 	return &jobpb.JobInfo{JobId: j.ID, JobName: j.Name, PipelineOptions: j.Options, State: j.State()}
 }
 
+// Wait waits until the job has ended, or ctx has, and returns its state.
+func (j *Job) Wait(ctx context.Context) jobpb.JobState_Enum {
+	for {
+		j.mu.Lock()
+		st, changed := j.state, j.changed
+		j.mu.Unlock()
+		if isTerminal(st) {
+			return st
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return st
+		}
+	}
+}
+
 // Cancel cancels a job that has not ended (as the Job API's Cancel does)
 // and returns its state after the request.
 func (j *Job) Cancel() jobpb.JobState_Enum { return j.requestCancel() }

@@ -30,6 +30,7 @@ func childServe() int {
 	ck.Dir = os.Getenv("WEIR_TEST_CHECKPOINT_DIR")
 	ck.Interval = 100 * time.Millisecond
 	ck.Resume = os.Getenv("WEIR_TEST_RESUME") != ""
+	ck.SavepointDir = os.Getenv("WEIR_TEST_SAVEPOINT_DIR")
 	s, err := runner.Start(runner.Config{
 		Parallelism: 2,
 		TempDir:     os.Getenv("WEIR_TEST_STATE_DIR"),
@@ -48,6 +49,12 @@ func childServe() int {
 	if err := os.Rename(file+".tmp", file); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if ck.SavepointDir != "" {
+		// As weir serve does: SIGTERM stops every job with a savepoint.
+		s.StopOnSIGTERM(context.Background())
+		s.Stop()
+		return 0
 	}
 	select {} // until SIGKILL
 }

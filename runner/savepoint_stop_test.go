@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -205,4 +206,51 @@ func TestStopWithSavepointDrain(t *testing.T) {
 			t.Errorf("%s committed %d times after the restart", l, n)
 		}
 	}
+}
+
+// TestSIGTERMStopsWithSavepoint sends SIGTERM to a weir server process
+// with a savepoint dir, as an orchestrator does before it moves the
+// server: the running job stops with a savepoint and ends DONE, the server
+// exits, and a job started from the savepoint commits the exact result.
+func TestSIGTERMStopsWithSavepoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts weir processes")
+	}
+	chk, spDir := t.TempDir(), t.TempDir()
+	st, err := storage.Open(context.Background(), "file://"+chk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	job := "sigterm"
+	defer setFlag(&jobopts.JobName, job)()
+	sp := crashSpec("sigterm-savepoint")
+	sp.PauseMS = 40
+	child, ep := startChild(t, []string{"WEIR_TEST_CHECKPOINT_DIR=file://" + chk, "WEIR_TEST_SAVEPOINT_DIR=file://" + spDir})
+	done := make(chan error, 1)
+	go func() { _, err := runOnEndpoint(t, ep, crashPipeline(sp)); done <- err }()
+	waitForCheckpoint(t, st, job, done)
+	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the job of a server sent SIGTERM did not end DONE: %v", err)
+	}
+	if err := child.Wait(); err != nil {
+		t.Fatalf("the server sent SIGTERM: %v", err)
+	}
+	sps, err := filepath.Glob(filepath.Join(spDir, "savepoint-sigterm-*"))
+	if err != nil || len(sps) != 1 {
+		t.Fatalf("savepoints after SIGTERM: %v (%v), want one", sps, err)
+	}
+	srv := startWeirWith(t, runner.Config{
+		Parallelism: 2,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: "file://" + sps[0]},
+	})
+	fresh := sp
+	fresh.Events *= 2
+	if err := runOn(t, srv, crashPipeline(fresh), "loopback"); err != nil {
+		t.Fatalf("the job started from the SIGTERM savepoint failed: %v", err)
+	}
+	checkCommitted(t, sp, "SIGTERM, then started from its savepoint")
 }

@@ -21,8 +21,8 @@ type StopOutcome struct {
 // --savepoint_dir, all at once, as an orchestrator's SIGTERM asks before
 // it moves the jobs: each job's sources stop at a position, its savepoint
 // is taken, and it ends DONE. Where each savepoint went, or why a job has
-// none, is logged; a job that cannot stop so is cancelled, so that every
-// job has ended or is ending when it returns.
+// none, is logged; a job that cannot stop so is cancelled. It returns when
+// every job has ended (or ctx has).
 func (s *Server) StopWithSavepoints(ctx context.Context) []StopOutcome {
 	var (
 		mu  sync.Mutex
@@ -43,6 +43,7 @@ func (s *Server) StopWithSavepoints(ctx context.Context) []StopOutcome {
 			} else {
 				s.log.Warn("job stopped with savepoint", "job", j.ID, "savepoint", path)
 			}
+			j.Wait(ctx) // its run's records are written as it ends
 			mu.Lock()
 			out = append(out, StopOutcome{Job: j.ID, Path: path, Err: err})
 			mu.Unlock()
