@@ -143,10 +143,11 @@
 // --allow_non_restored_state, importing each subtask's key groups). The
 // job server's weir.v1.Savepoints/Take (package portability) and `weir
 // savepoint take` trigger one; savepoint/inspect and `weir savepoint`
-// list, inspect and dispose of them.
+// list, inspect and dispose of them; savepoint/rewrite and `weir savepoint
+// rewrite` write a new savepoint from one offline (max parallelism,
+// renames by Rename, the restore's mapping, drops).
 //
 // Left to do: DoFn identity and coder checks
 // against a changed pipeline, Row schema migration, stop-with-savepoint
-// (and draining) and SIGTERM, and an offline rewrite (max parallelism,
-// renames).
+// (and draining) and SIGTERM.
 package savepoint

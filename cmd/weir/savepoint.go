@@ -24,6 +24,8 @@ const savepointUsage = `usage:
   weir savepoint inspect [--transform=NAME] [--state=ID] [--limit=N] PATH
                                  verify the savepoint at PATH, then print it as JSON lines
   weir savepoint dispose PATH    delete the savepoint at PATH (_metadata first)
+  weir savepoint rewrite [--max_parallelism=N] [--rename=OLD=NEW]... [--drop=NAME[/ID]]... [--id=ID] PATH DIR
+                                 write a new savepoint into DIR from PATH (only read): N key groups, renames, drops
 DIR and PATH are file:///abs/dir, gs://bucket/prefix or an absolute path.`
 
 // savepointCmd is `weir savepoint`: take a savepoint of a running job (the
@@ -44,6 +46,8 @@ func savepointCmd(args []string) error {
 		return savepointInspect(ctx, os.Stdout, args[1:])
 	case "dispose":
 		return savepointDispose(ctx, os.Stdout, args[1:])
+	case "rewrite":
+		return savepointRewrite(ctx, os.Stdout, args[1:])
 	case "help", "-h", "--help":
 		fmt.Println(savepointUsage)
 		return nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/runner/plan"
@@ -41,20 +40,7 @@ type SavepointSource struct {
 // renamed is the pipeline's name for the savepoint's unique name n, and
 // false if the mapping drops its state.
 func (src *SavepointSource) renamed(n string) (string, bool) {
-	best, found := "", false
-	for k := range src.Rename {
-		if (n == k || strings.HasPrefix(n, k+"/")) && (!found || len(k) > len(best)) {
-			best, found = k, true
-		}
-	}
-	if !found {
-		return n, true
-	}
-	v := src.Rename[best]
-	if v == "" {
-		return "", false
-	}
-	return v + n[len(best):], true
+	return savepoint.Rename(src.Rename, n)
 }
 
 // spRestore is the savepoint a job starts from, open and checked against
