@@ -53,6 +53,11 @@ type CheckpointConfig struct {
 	// prefixes to the pipeline's ("" drops the state): Dataflow's
 	// --transform_name_mapping.
 	TransformNameMapping string
+	// MaxParallelism is the number of key groups of the job's state (0:
+	// state.DefaultMaxParallelism), the most subtasks a stage may have;
+	// fixed for the life of its checkpoints, changed offline with
+	// `weir savepoint rewrite`.
+	MaxParallelism int
 }
 
 // DefaultStreamingInterval is the checkpoint interval of a streaming job
@@ -75,6 +80,7 @@ func (c *CheckpointConfig) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.SavepointPath, "savepoint_path", c.SavepointPath, "start the job from this savepoint (the URL of its directory); a checkpoint of the job's own run, if any, comes first")
 	fs.BoolVar(&c.AllowNonRestored, "allow_non_restored_state", c.AllowNonRestored, "start from --savepoint_path even if it holds state of transforms the pipeline no longer has (it is dropped)")
 	fs.StringVar(&c.TransformNameMapping, "transform_name_mapping", c.TransformNameMapping, `JSON of the savepoint's transform unique-name prefixes to the pipeline's, {"old":"new"}; "" drops that state`)
+	fs.IntVar(&c.MaxParallelism, "max_parallelism", c.MaxParallelism, "key groups of the job's state, the most subtasks a stage may have (0: 128); a checkpoint or savepoint restores only into its own (weir savepoint rewrite changes a savepoint's)")
 }
 
 // DefaultCheckpointConfig is the configuration a server starts with.

@@ -76,7 +76,22 @@ func TestRewrittenSavepointRestores(t *testing.T) {
 		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: small},
 	})
 	err = runOn(t, srv, crashPipelineNamed(crashSpec("savepoint-rewritten-small"), "Counter"), "loopback")
-	if err == nil || !strings.Contains(err.Error(), "has 7 key groups") {
-		t.Fatalf("a savepoint of 7 key groups into a job of 128: err = %v, want a refusal naming the key groups", err)
+	if err == nil || !strings.Contains(err.Error(), "has 7 key groups") || !strings.Contains(err.Error(), "--max_parallelism=7") {
+		t.Fatalf("a savepoint of 7 key groups into a job of 128: err = %v, want a refusal naming the key groups and --max_parallelism", err)
 	}
+
+	// With --max_parallelism=7 the job takes it: 7 key groups on 3
+	// subtasks, the exact result.
+	srv = startWeirWith(t, runner.Config{
+		Parallelism: 3,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: small, MaxParallelism: 7},
+	})
+	want7 := want
+	want7.Sink = "savepoint-rewritten-7"
+	fresh7 := want7
+	fresh7.Events *= 2
+	if err := runOn(t, srv, crashPipelineNamed(fresh7, "Counter"), "loopback"); err != nil {
+		t.Fatalf("the job of 7 key groups started from the rewritten savepoint failed: %v", err)
+	}
+	checkCommitted(t, want7, "started from the golden savepoint rewritten to 7 key groups, --max_parallelism=7")
 }

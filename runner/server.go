@@ -240,16 +240,17 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		}
 	}
 	e := engine.New(p, engine.Options{
-		Parallelism:   par,
-		TempDir:       x.s.cfg.TempDir,
-		Logger:        x.s.log.With("job", job.ID),
-		StartWorker:   start,
-		API:           x.s.fn.ApiDescriptor(),
-		OnMetrics:     job.UpdateMetrics,
-		ProgressEvery: x.s.cfg.ProgressEvery,
-		Checkpoint:    ck,
-		FromSavepoint: fromSP,
-		Limits:        x.s.cfg.Limits,
+		Parallelism:    par,
+		MaxParallelism: c.MaxParallelism,
+		TempDir:        x.s.cfg.TempDir,
+		Logger:         x.s.log.With("job", job.ID),
+		StartWorker:    start,
+		API:            x.s.fn.ApiDescriptor(),
+		OnMetrics:      job.UpdateMetrics,
+		ProgressEvery:  x.s.cfg.ProgressEvery,
+		Checkpoint:     ck,
+		FromSavepoint:  fromSP,
+		Limits:         x.s.cfg.Limits,
 	})
 	job.OnDrain(e.Drain)
 	job.OnSavepoint(func(ctx context.Context, target string) (string, error) {

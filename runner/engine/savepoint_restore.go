@@ -69,7 +69,7 @@ func (e *Engine) openSavepoint(ctx context.Context, src *SavepointSource) (*spRe
 	m := sp.Metadata()
 	where := fmt.Sprintf("%s/%s", src.Storage, src.Dir)
 	if m.MaxParallelism != e.o.MaxParallelism {
-		return nil, fmt.Errorf("savepoint %s has %d key groups (max parallelism), the job %d: start the job with the savepoint's max parallelism", where, m.MaxParallelism, e.o.MaxParallelism)
+		return nil, fmt.Errorf("savepoint %s has %d key groups (max parallelism), the job %d: start the job with --max_parallelism=%d, or rewrite the savepoint's (weir savepoint rewrite --max_parallelism)", where, m.MaxParallelism, e.o.MaxParallelism, m.MaxParallelism)
 	}
 	r := &spRestore{sp: sp, allow: src.AllowNonRestored, lists: map[portable.Owner]*[]savepoint.File{},
 		fired: map[string]bool{}, kinds: map[[2]string]savepoint.StateKind{}}
