@@ -358,6 +358,49 @@ func money(cents int64) string {
 	return fmt.Sprintf("%s$%d.%02d", sign, cents/100, cents%100)
 }
 
+// velocityFn (version 2 of the pipeline, --velocity) counts each
+// account's transactions per fixed window in state of the key and window,
+// and when the watermark passes the window's end emits a VELOCITY line if
+// there were more than Limit. A job started from a savepoint of version 1
+// starts it with empty state: its counts begin with the restore.
+type velocityFn struct {
+	Limit int64
+	Count state.Value[int64]
+	End   timers.EventTime
+}
+
+func newVelocityFn(limit int) *velocityFn {
+	return &velocityFn{Limit: int64(limit), Count: state.MakeValueState[int64]("count"), End: timers.InEventTime("windowEnd")}
+}
+
+func (fn *velocityFn) ProcessElement(w beam.Window, sp state.Provider, tp timers.Provider, acct string, _ Txn, _ func(string)) error {
+	n, ok, err := fn.Count.Read(sp)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		fn.End.Set(tp, w.MaxTimestamp().ToTime())
+	}
+	return fn.Count.Write(sp, n+1)
+}
+
+func (fn *velocityFn) OnTimer(_ context.Context, ts beam.EventTime, sp state.Provider, _ timers.Provider, acct string, _ timers.Context, emit func(string)) error {
+	n, _, err := fn.Count.Read(sp)
+	if err != nil {
+		return err
+	}
+	if n > fn.Limit {
+		emit(FormatVelocity(acct, ts.Milliseconds()+1, n))
+	}
+	return fn.Count.Clear(sp)
+}
+
+// FormatVelocity is the line of an account with n transactions in the
+// window ending at endMillis.
+func FormatVelocity(acct string, endMillis, n int64) string {
+	return fmt.Sprintf("VELOCITY %s: %d transactions in the window to %s", acct, n, clockMillis(endMillis))
+}
+
 func printFn(line string) { fmt.Println(line) }
 
 func init() {
@@ -376,6 +419,8 @@ func init() {
 	register.Function1x1(FormatAlert)
 	register.Function1x1(FormatSummary)
 	register.Function1x0(printFn)
+	register.DoFn6x1[beam.Window, state.Provider, timers.Provider, string, Txn, func(string), error](&velocityFn{})
+	register.Emitter1[string]()
 	beam.RegisterType(reflect.TypeOf((*Shard)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*Txn)(nil)).Elem())
 }
@@ -387,6 +432,10 @@ type Options struct {
 	Tick    time.Duration // least time between source resumptions when paced
 	Window  time.Duration // fixed windows for counts, and the balance summary period
 	Opening int64         // opening balance of every account, cents
+	// Velocity > 0 is version 2: it adds the velocity check, a new stateful
+	// transform, alerting on more than Velocity transactions of an
+	// account in a window.
+	Velocity int
 }
 
 // Outputs are the pipeline's findings, as printable lines.
@@ -394,6 +443,9 @@ type Outputs struct {
 	Windows   beam.PCollection // string: one per window
 	Alerts    beam.PCollection // string: one per transaction that overdrew an account
 	Summaries beam.PCollection // string: one per account and period with transactions
+	// Velocity (version 2 only; else invalid) is one line per account and
+	// window with more than Options.Velocity transactions.
+	Velocity beam.PCollection
 }
 
 // Build is the pipeline: a generated stream of transactions, running
@@ -417,9 +469,18 @@ func Build(s beam.Scope, o Options) Outputs {
 	net := stats.Sum(ws, beam.ParDo(ws, centsOf, windowed))
 	joined := beam.CoGroupByKey(ws, beam.AddFixedKey(ws, counts), beam.AddFixedKey(ws, net))
 
-	return Outputs{
+	out := Outputs{
 		Windows:   beam.ParDo(ws, formatWindowFn, joined),
 		Alerts:    beam.ParDo(bs, FormatAlert, alerts),
 		Summaries: beam.ParDo(bs, FormatSummary, summaries),
 	}
+	if o.Velocity > 0 {
+		// Version 2's feature, in a scope of its own: the unique names of
+		// the transforms above, and so where their state goes in a
+		// savepoint, stay as they were.
+		vs := s.Scope("Velocity")
+		byAcct := beam.WindowInto(vs, window.NewFixedWindows(o.Window), beam.ParDo(vs, keyByAccount, txns))
+		out.Velocity = beam.ParDo(vs, newVelocityFn(o.Velocity), byAcct)
+	}
+	return out
 }
