@@ -74,6 +74,8 @@ type sdkRig struct {
 //	timers             lists the timers set (key, window, firing time)
 //	advance by=MS      processing time moves, then a wake-up
 //	drain              the job drains
+//	stop               a stop with savepoint is asked for: sources stop
+//	                   once they have snapshotted the next checkpoint
 //	wake               a wake-up: pending input runs (one bundle when
 //	                   checkpointing), due residuals and timers
 //
@@ -116,6 +118,13 @@ func runSDKScript(t *testing.T, path string) {
 			case "drain":
 				r.task.e.Drain()
 				err = r.event(ctx, sdkEvent{drain: true})
+			case "stop":
+				c := r.task.e.ck
+				c.step(func(n *coord.Coordinator[finalization]) []coord.Action[finalization] {
+					r.task.e.stop.from.Store(n.Next())
+					return nil
+				})
+				return fmt.Sprintf("sources stop at checkpoint %d\n", r.task.e.stop.from.Load())
 			case "timers":
 				return r.timers()
 			case "barrier":
@@ -210,7 +219,11 @@ func (r *sdkRig) completed(chk int64) string {
 	} else if n := r.count(ts.Pending); n > 0 {
 		pending = fmt.Sprintf("%d elements", n)
 	}
-	return fmt.Sprintf("checkpoint %d: pending input %s, input watermark %s, %d state files\n", chk, pending, tsString(ts.InWM), len(sub.Files))
+	deferred := ""
+	if len(ts.Delayed) > 0 {
+		deferred = fmt.Sprintf(", %d deferred residuals", len(ts.Delayed))
+	}
+	return fmt.Sprintf("checkpoint %d: pending input %s%s, input watermark %s, %d state files\n", chk, pending, deferred, tsString(ts.InWM), len(sub.Files))
 }
 
 // count counts the elements of chunks of input.
