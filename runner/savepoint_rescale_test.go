@@ -33,8 +33,14 @@ const countName = "CountPerKey/runner_test.keyCountFn"
 // the run has completed a checkpoint, and the run's end.
 type life struct {
 	endpoint string
-	id       <-chan string
+	id       <-chan jobID
 	done     <-chan error
+}
+
+// jobID is a job's ID, or why it is not known.
+type jobID struct {
+	id  string
+	err error
 }
 
 // startLife starts run n of the crash pipeline of sp at parallelism par,
@@ -93,13 +99,16 @@ func rescale(t *testing.T, spURL string, st storage.Storage, start startLife) {
 			}
 			break
 		}
-		var id string
+		var id jobID
 		select {
 		case id = <-l.id:
 		case err := <-l.done:
 			t.Fatalf("run %d (parallelism %d) ended before its first checkpoint: %v", n+1, par, err)
 		}
-		spPath = savepointAndCancel(t, l.endpoint, id)
+		if id.err != nil {
+			t.Fatalf("run %d: %v", n+1, id.err)
+		}
+		spPath = savepointAndCancel(t, l.endpoint, id.id)
 		// A cancelled job ends as Beam's Go SDK says: no error.
 		if err := <-l.done; err != nil {
 			t.Fatalf("run %d (parallelism %d), cancelled: %v", n+1, par, err)
@@ -134,7 +143,7 @@ func servedLives(t *testing.T, kind string) (string, storage.Storage, startLife)
 	t.Cleanup(func() { st.Close() })
 	t.Cleanup(setFlag(&jobopts.JobName, strings.ReplaceAll(t.Name(), "/", "-")))
 	return spURL, st, func(n, par int, spPath string, sp CrashSpec) life {
-		ids := make(chan string, 1)
+		ids := make(chan jobID, 1)
 		srv := startWeirWith(t, runner.Config{
 			Parallelism: par,
 			Checkpoints: runner.CheckpointConfig{Dir: fmt.Sprintf("%s-%d", chkURL, n), Interval: 100 * time.Millisecond, Retained: 1,
@@ -143,7 +152,7 @@ func servedLives(t *testing.T, kind string) (string, storage.Storage, startLife)
 			OnCheckpoint: func(id string, s engine.CheckpointStats) {
 				if s.Failed == "" {
 					select {
-					case ids <- id:
+					case ids <- jobID{id: id}:
 					default:
 					}
 				}
@@ -214,18 +223,14 @@ func embeddedLives(t *testing.T) (string, storage.Storage, startLife) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids := make(chan string, 1)
+		ids := make(chan jobID, 1)
 		go func() {
 			defer cst.Close()
 			if !jobCheckpointed(cst, job, exited) {
 				return // the run's end tells
 			}
 			id, err := onlyJobID(ep)
-			if err != nil {
-				t.Errorf("run %d: %v", n+1, err)
-				return
-			}
-			ids <- id
+			ids <- jobID{id, err}
 		}()
 		return life{endpoint: ep, id: ids, done: done}
 	}
@@ -355,14 +360,14 @@ func TestSavepointReplay(t *testing.T) {
 	orig := crashSpec("replay-original")
 	orig.PauseMS = 40
 	l := start(0, 2, "", orig)
-	var id string
+	var id jobID
 	select {
 	case id = <-l.id:
 	case err := <-l.done:
 		t.Fatalf("the original run ended before its first checkpoint: %v", err)
 	}
 	conn := dialJobServer(t, l.endpoint)
-	spPath, err := portability.TakeSavepoint(t.Context(), conn, id, "")
+	spPath, err := portability.TakeSavepoint(t.Context(), conn, id.id, "")
 	if err != nil {
 		t.Fatalf("taking a savepoint: %v", err)
 	}
