@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path"
@@ -234,5 +235,74 @@ func copySavepoint(t *testing.T, src, dst string) {
 	t.Helper()
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSavepointWriteFails: a savepoint whose writing fails before its
+// _metadata (an error injected at FaultSavepointWrite) is refused to the
+// one who asked, naming the cause, and leaves the job running: the next
+// savepoint completes, the job commits its exact result, and the failed
+// attempt is listed as incomplete, not as a savepoint.
+func TestSavepointWriteFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a checkpointed streaming job")
+	}
+	spURL := "file://" + t.TempDir()
+	var failed atomic.Bool
+	ids := make(chan string, 1)
+	srv := startWeirWith(t, runner.Config{
+		Parallelism: 2,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: spURL},
+		CheckpointFault: func(point string, _ int64) error {
+			if point == engine.FaultSavepointWrite && failed.CompareAndSwap(false, true) {
+				return errors.New("injected: the savepoint's storage fails")
+			}
+			return nil
+		},
+		OnCheckpoint: func(id string, s engine.CheckpointStats) {
+			if s.Failed == "" {
+				select {
+				case ids <- id:
+				default:
+				}
+			}
+		},
+	})
+	defer setFlag(&jobopts.JobName, "savepoint-fails")()
+	sp := crashSpec("savepoint-write-fails")
+	sp.PauseMS = 40
+	done := make(chan error, 1)
+	go func() { done <- runOn(t, srv, crashPipeline(sp), "loopback") }()
+	var id string
+	select {
+	case id = <-ids:
+	case err := <-done:
+		t.Fatalf("the job ended before its first checkpoint: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn := dialJobServer(t, srv.Endpoint())
+	if _, err := portability.TakeSavepoint(ctx, conn, id, ""); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("a savepoint whose writing fails: err = %v, want the injected failure", err)
+	}
+	taken, err := portability.TakeSavepoint(ctx, conn, id, "")
+	if err != nil {
+		t.Fatalf("the savepoint after a failed one: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the job failed: %v", err)
+	}
+	checkCommitted(t, sp, "a savepoint failed while it ran")
+	st, err := storage.Open(ctx, spURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := inspect.List(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Savepoints) != 1 || l.Savepoints[0].URL != taken || len(l.Incomplete) != 1 {
+		t.Errorf("listed savepoints %+v and incomplete %+v, want %s and the failed attempt", l.Savepoints, l.Incomplete, taken)
 	}
 }
