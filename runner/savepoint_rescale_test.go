@@ -22,6 +22,7 @@ import (
 	"github.com/weir-runner/weir/portability"
 	"github.com/weir-runner/weir/runner"
 	"github.com/weir-runner/weir/runner/engine"
+	"github.com/weir-runner/weir/savepoint"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -115,6 +116,13 @@ func rescale(t *testing.T, spURL string, st storage.Storage, start startLife) {
 		}
 		if !strings.HasPrefix(spPath, spURL+"/") {
 			t.Fatalf("savepoint %s, want one in %s", spPath, spURL)
+		}
+		saved, err := savepoint.Open(context.Background(), st, path.Base(spPath))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := saved.Metadata().Parallelism; got != par {
+			t.Errorf("savepoint %d records parallelism %d, want %d", n+1, got, par)
 		}
 		counted = append(counted, savedCount(t, st, path.Base(spPath), countName))
 	}
