@@ -2,11 +2,16 @@ package runner_test
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,25 +22,38 @@ import (
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/checkpoint/storage/storagetest"
 	"github.com/weir-runner/weir/runner"
+	"github.com/weir-runner/weir/runner/engine"
 )
 
 // childServeEnv makes the test binary a weir server (see childServe).
 const childServeEnv = "WEIR_TEST_CHILD_SERVE"
 
 // childServe runs a weir server configured by the environment, as `weir
-// serve --checkpoint_dir=... --resume` would, writes its endpoint to a file
-// and serves until it is killed.
+// serve --checkpoint_dir=... --savepoint_dir=... --resume` would, writes
+// its endpoint to a file and serves until it is killed. With
+// childBlockSavepointEnv ("N,FILE") its Nth savepoint stops before its
+// _metadata is written and creates FILE, so that the test can kill it
+// there. With childEmbeddedEnv it is a program instead (childEmbedded).
 func childServe() int {
+	if spec := os.Getenv(childEmbeddedEnv); spec != "" {
+		return childEmbedded(spec)
+	}
 	ck := runner.DefaultCheckpointConfig()
 	ck.Dir = os.Getenv("WEIR_TEST_CHECKPOINT_DIR")
+	ck.SavepointDir = os.Getenv("WEIR_TEST_SAVEPOINT_DIR")
 	ck.Interval = 100 * time.Millisecond
 	ck.Resume = os.Getenv("WEIR_TEST_RESUME") != ""
-	ck.SavepointDir = os.Getenv("WEIR_TEST_SAVEPOINT_DIR")
+	fault, err := blockSavepoint(os.Getenv(childBlockSavepointEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	s, err := runner.Start(runner.Config{
-		Parallelism: 2,
-		TempDir:     os.Getenv("WEIR_TEST_STATE_DIR"),
-		Checkpoints: ck,
-		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Parallelism:     2,
+		TempDir:         os.Getenv("WEIR_TEST_STATE_DIR"),
+		Checkpoints:     ck,
+		CheckpointFault: fault,
+		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -57,6 +75,82 @@ func childServe() int {
 		return 0
 	}
 	select {} // until SIGKILL
+}
+
+// childBlockSavepointEnv is "N,FILE": the child server's Nth savepoint
+// blocks when its data files are written and before its _metadata is,
+// after it has created FILE.
+const childBlockSavepointEnv = "WEIR_TEST_BLOCK_SAVEPOINT"
+
+// blockSavepoint is the checkpoint fault hook that spec
+// (childBlockSavepointEnv) asks for, nil for "".
+func blockSavepoint(spec string) (func(string, int64) error, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	ns, file, ok := strings.Cut(spec, ",")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || n < 1 {
+		return nil, fmt.Errorf("%s=%q: want N,FILE with N at least 1", childBlockSavepointEnv, spec)
+	}
+	var seen atomic.Int64
+	return func(point string, _ int64) error {
+		if point != engine.FaultSavepointWrite || seen.Add(1) != n {
+			return nil
+		}
+		if err := os.WriteFile(file, nil, 0o644); err != nil {
+			return fmt.Errorf("blocking savepoint %d: %w", n, err)
+		}
+		select {} // until SIGKILL
+	}, nil
+}
+
+// childEmbeddedEnv makes the child a program that runs the crash pipeline
+// of the CrashSpec (JSON) it holds on embedded weir (--runner=weir, no
+// endpoint) with the flags (name=value, space-separated) in
+// childFlagsEnv, as a user's program does; when the job has ended it
+// writes what the sink committed (JSON, line → times) to the file
+// childServeEnv names, and exits 0 if the job succeeded.
+const (
+	childEmbeddedEnv = "WEIR_TEST_CHILD_EMBEDDED"
+	childFlagsEnv    = "WEIR_TEST_CHILD_FLAGS"
+)
+
+func childEmbedded(spec string) int {
+	var sp CrashSpec
+	if err := json.Unmarshal([]byte(spec), &sp); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", childEmbeddedEnv, err)
+		return 2
+	}
+	for _, kv := range strings.Fields(os.Getenv(childFlagsEnv)) {
+		name, value, _ := strings.Cut(kv, "=")
+		if err := flag.Set(name, value); err != nil {
+			fmt.Fprintf(os.Stderr, "flag %s: %v\n", kv, err)
+			return 2
+		}
+	}
+	beam.Init()
+	*jobopts.Endpoint = ""
+	_, err := beam.Run(context.Background(), "weir", crashPipeline(sp))
+	committed.Lock()
+	out, merr := json.Marshal(committed.lines[sp.Sink])
+	committed.Unlock()
+	file := os.Getenv(childServeEnv)
+	if merr == nil {
+		merr = os.WriteFile(file+".tmp", out, 0o644)
+	}
+	if merr == nil {
+		merr = os.Rename(file+".tmp", file)
+	}
+	if merr != nil {
+		fmt.Fprintf(os.Stderr, "writing what the sink committed: %v\n", merr)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "job failed: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // startChild starts a child weir server and returns it and its endpoint.

@@ -161,28 +161,7 @@ func savepointRoundTrip(t *testing.T, kind string) {
 	}
 	// Decoded with the coders the savepoint declares: keys k<n>, counts
 	// that add up to at most the events generated.
-	r, err := inspect.Open(ctx, st, filepath.Base(spPath))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var total int64
-	for e, err := range r.Entries(ctx, inspect.Filter{Transform: counted.UniqueName, State: "count"}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		se, ok := e.(*inspect.StateEntry)
-		if !ok {
-			continue
-		}
-		key, _ := se.Key.(string)
-		n, ok := se.Value.(int64)
-		if !strings.HasPrefix(key, "k") || !ok || n <= 0 {
-			t.Fatalf("count state decoded as key %#v, value %#v", se.Key, se.Value)
-		}
-		total += n
-	}
-	if total <= 0 || total > sp.Events {
+	if total := savedCount(t, st, filepath.Base(spPath), counted.UniqueName); total <= 0 || total > sp.Events {
 		t.Errorf("the counts add up to %d of %d events", total, sp.Events)
 	}
 	residuals := 0
@@ -223,6 +202,37 @@ func savepointRoundTrip(t *testing.T, kind string) {
 	if err == nil || !strings.Contains(err.Error(), "has no place for") || !strings.Contains(err.Error(), "CountPerKey") || !strings.Contains(err.Error(), "--allow_non_restored_state") {
 		t.Fatalf("another pipeline from the savepoint: err = %v, want a refusal naming the state and --allow_non_restored_state", err)
 	}
+}
+
+// savedCount decodes the "count" state of transform in savepoint dir of
+// st with the coders the savepoint declares, checks that it holds keys
+// k<n> with positive counts, and returns their sum: the events the
+// transform had counted when the savepoint was taken.
+func savedCount(t *testing.T, st storage.Storage, dir, transform string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	r, err := inspect.Open(ctx, st, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var total int64
+	for e, err := range r.Entries(ctx, inspect.Filter{Transform: transform, State: "count"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		se, ok := e.(*inspect.StateEntry)
+		if !ok {
+			continue
+		}
+		key, _ := se.Key.(string)
+		n, ok := se.Value.(int64)
+		if !strings.HasPrefix(key, "k") || !ok || n <= 0 {
+			t.Fatalf("count state decoded as key %#v, value %#v", se.Key, se.Value)
+		}
+		total += n
+	}
+	return total
 }
 
 // TestGoldenSavepointRestores: a savepoint written by an earlier build

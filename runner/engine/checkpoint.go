@@ -63,6 +63,9 @@ const (
 	FaultUpload       = "upload"        // a subtask's upload, after its files
 	FaultBeforeCommit = "before-commit" // every subtask acknowledged
 	FaultAfterCommit  = "after-commit"  // _metadata written, the bundles it covers finalized
+	// FaultSavepointWrite: a savepoint's data files and pipeline are
+	// written, its _metadata (which makes it a savepoint) is not.
+	FaultSavepointWrite = "savepoint-write"
 )
 
 // coordinator is the shell around the checkpoint coordinator's decisions

@@ -126,6 +126,9 @@ func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *check
 	}
 	slices.Sort(m.FiredImpulses)
 	m.FiredImpulses = slices.Compact(m.FiredImpulses)
+	if err := c.fault(FaultSavepointWrite, meta.CheckpointID); err != nil {
+		return "", err
+	}
 	if err := w.Commit(ctx, m); err != nil {
 		return "", err
 	}
