@@ -28,6 +28,7 @@ type Writer struct {
 	open     int
 	pipeline *File
 	done     bool // committed
+	aborted  bool
 }
 
 type ownerKey struct {
@@ -68,6 +69,39 @@ func Create(ctx context.Context, st storage.Storage, job, id string) (*Writer, e
 		return nil, fmt.Errorf("savepoint: create %s/%s: %w: the directory %s; choose another savepoint ID", st, dir, ErrExists, what)
 	}
 	return &Writer{st: st, job: job, id: id, dir: dir, owners: map[ownerKey]*ownerFiles{}, written: map[string]writtenFile{}}, nil
+}
+
+// Abort gives up a savepoint that has not been committed: it deletes the
+// files this Writer wrote (the pipeline and closed data files; aborted
+// ones were never stored) and nothing else, so a failed attempt leaves no
+// directory behind (a crash still may: it has no _metadata, and `weir
+// savepoint list` shows it as incomplete). Data files still open must be
+// aborted first. After Commit it does nothing.
+func (w *Writer) Abort(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done || w.aborted {
+		return nil
+	}
+	w.aborted = true
+	var names []string
+	if w.pipeline != nil {
+		names = append(names, PipelineBase)
+	}
+	for rel := range w.written {
+		names = append(names, rel)
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, rel := range names {
+		if err := w.st.Delete(ctx, join(w.dir, rel)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("savepoint: abort %s/%s: %w", w.st, w.dir, err)
+	}
+	return nil
 }
 
 // Dir returns the savepoint's directory, relative to the store's root.
@@ -302,6 +336,9 @@ func (w *Writer) Commit(ctx context.Context, m *Metadata) error {
 	}
 	if w.done {
 		return fail(fmt.Errorf("%w: committed already", ErrExists))
+	}
+	if w.aborted {
+		return fail(errors.New("aborted"))
 	}
 	c := *m
 	if err := w.complete(&c); err != nil {

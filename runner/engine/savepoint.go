@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/weir-runner/weir/checkpoint"
@@ -68,71 +69,81 @@ func (e *Engine) liveCoordinator() (*coordinator, error) {
 	return nil, errors.New("the job is not running (starting, restarting, ended, or without checkpoints for a TestStream): try again when it runs")
 }
 
-// createSavepoint starts savepoint <prefix>_<random> of the job in target:
-// its pipeline written, its metadata the pipeline's declarations.
-func (e *Engine) createSavepoint(ctx context.Context, target storage.Storage, prefix string) (*savepoint.Writer, *savepoint.Metadata, error) {
+// writeNewSavepoint writes savepoint <prefix>_<random> of the job into
+// target: the pipeline, then what fill writes (it completes m, the
+// pipeline's declarations), then m, the commit. If anything fails, what
+// it wrote is deleted. It returns the savepoint's directory.
+func (e *Engine) writeNewSavepoint(ctx context.Context, target storage.Storage, prefix string, fill func(w *savepoint.Writer, m *savepoint.Metadata) error) (string, error) {
 	nonce := make([]byte, 3)
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, nil, err
+		return "", err
 	}
 	id := fmt.Sprintf("%s_%x", prefix, nonce)
 	job := e.o.Checkpoint.Job
 	w, err := savepoint.Create(ctx, target, job, id)
 	if err != nil {
-		return nil, nil, err
-	}
-	pb, err := proto.Marshal(&pipepb.Pipeline{Components: e.plan.Components})
-	if err != nil {
-		return nil, nil, fmt.Errorf("encoding the pipeline: %w", err)
+		return "", err
 	}
 	m := e.savepointDecls()
-	if m.Pipeline, err = w.Pipeline(ctx, pb); err != nil {
-		return nil, nil, err
-	}
 	m.Job, m.ID, m.Created = job, id, e.now().UTC()
 	m.MaxParallelism, m.Parallelism = e.o.MaxParallelism, min(e.o.Parallelism, e.o.MaxParallelism)
-	return w, m, nil
+	err = func() error {
+		pb, err := proto.Marshal(&pipepb.Pipeline{Components: e.plan.Components})
+		if err != nil {
+			return fmt.Errorf("encoding the pipeline: %w", err)
+		}
+		if m.Pipeline, err = w.Pipeline(ctx, pb); err != nil {
+			return err
+		}
+		if err := fill(w, m); err != nil {
+			return err
+		}
+		return w.Commit(ctx, m)
+	}()
+	if err != nil {
+		// The attempt leaves nothing (a crash would leave an incomplete
+		// directory, which no one takes for a savepoint).
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if aerr := w.Abort(actx); aerr != nil {
+			e.o.Logger.Warn("deleting the files of a failed savepoint", "err", aerr)
+		}
+		return "", err
+	}
+	return w.Dir(), nil
 }
 
 // writeSavepoint writes checkpoint meta out as a savepoint in target.
 func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, target storage.Storage) (string, error) {
-	w, m, err := e.createSavepoint(ctx, target, fmt.Sprintf("c%d", meta.CheckpointID))
-	if err != nil {
-		return "", err
-	}
-	m.Created = meta.Created
-	m.MaxParallelism, m.Parallelism = meta.MaxParallelism, min(e.o.Parallelism, meta.MaxParallelism)
-	tmp, err := os.MkdirTemp(e.o.TempDir, "weir-savepoint-")
-	if err != nil {
-		return "", fmt.Errorf("scratch dir: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	lists := fileLists(m)
-	stages := map[string]*plan.Stage{}
-	for _, s := range e.plan.Stages {
-		stages[s.ID] = s
-	}
-	for i, st := range meta.Subtasks {
-		s := stages[st.Stage]
-		if s == nil {
-			return "", fmt.Errorf("checkpoint %d has subtask %s of no stage of this plan", meta.CheckpointID, st.SubtaskID)
+	return e.writeNewSavepoint(ctx, target, fmt.Sprintf("c%d", meta.CheckpointID), func(w *savepoint.Writer, m *savepoint.Metadata) error {
+		m.Created = meta.Created
+		m.MaxParallelism, m.Parallelism = meta.MaxParallelism, min(e.o.Parallelism, meta.MaxParallelism)
+		tmp, err := os.MkdirTemp(e.o.TempDir, "weir-savepoint-")
+		if err != nil {
+			return fmt.Errorf("scratch dir: %w", err)
 		}
-		if s.Kind == plan.KindImpulse && st.Finished {
-			m.FiredImpulses = append(m.FiredImpulses, meta.TransformNames[s.Transforms[0]])
+		defer os.RemoveAll(tmp)
+		lists := fileLists(m)
+		stages := map[string]*plan.Stage{}
+		for _, s := range e.plan.Stages {
+			stages[s.ID] = s
 		}
-		if err := e.exportSubtask(ctx, c, meta, s, st, filepath.Join(tmp, strconv.Itoa(i)), w, lists); err != nil {
-			return "", fmt.Errorf("subtask %s (stage %q): %w", st.SubtaskID, s.Name, err)
+		for i, st := range meta.Subtasks {
+			s := stages[st.Stage]
+			if s == nil {
+				return fmt.Errorf("checkpoint %d has subtask %s of no stage of this plan", meta.CheckpointID, st.SubtaskID)
+			}
+			if s.Kind == plan.KindImpulse && st.Finished {
+				m.FiredImpulses = append(m.FiredImpulses, meta.TransformNames[s.Transforms[0]])
+			}
+			if err := e.exportSubtask(ctx, c, meta, s, st, filepath.Join(tmp, strconv.Itoa(i)), w, lists); err != nil {
+				return fmt.Errorf("subtask %s (stage %q): %w", st.SubtaskID, s.Name, err)
+			}
 		}
-	}
-	slices.Sort(m.FiredImpulses)
-	m.FiredImpulses = slices.Compact(m.FiredImpulses)
-	if err := c.fault(FaultSavepointWrite, meta.CheckpointID); err != nil {
-		return "", err
-	}
-	if err := w.Commit(ctx, m); err != nil {
-		return "", err
-	}
-	return w.Dir(), nil
+		slices.Sort(m.FiredImpulses)
+		m.FiredImpulses = slices.Compact(m.FiredImpulses)
+		return c.fault(FaultSavepointWrite, meta.CheckpointID)
+	})
 }
 
 // exportSubtask writes one subtask's part of the savepoint: its sources'

@@ -10,6 +10,7 @@ import (
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/runner/engine/coord"
 	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/savepoint"
 )
 
 // Stopping with a savepoint (Flink's stop-with-savepoint).
@@ -168,18 +169,13 @@ func (e *Engine) endStop(ctx context.Context, err error) error {
 // pipeline's declarations, no state and no source position, every
 // Impulse fired.
 func (e *Engine) writeEndSavepoint(ctx context.Context, target storage.Storage) (string, error) {
-	w, m, err := e.createSavepoint(ctx, target, "drained")
-	if err != nil {
-		return "", err
-	}
-	for _, s := range e.plan.Stages {
-		if s.Kind == plan.KindImpulse {
-			m.FiredImpulses = append(m.FiredImpulses, e.plan.Components.GetTransforms()[s.Transforms[0]].GetUniqueName())
+	return e.writeNewSavepoint(ctx, target, "drained", func(_ *savepoint.Writer, m *savepoint.Metadata) error {
+		for _, s := range e.plan.Stages {
+			if s.Kind == plan.KindImpulse {
+				m.FiredImpulses = append(m.FiredImpulses, e.plan.Components.GetTransforms()[s.Transforms[0]].GetUniqueName())
+			}
 		}
-	}
-	slices.Sort(m.FiredImpulses)
-	if err := w.Commit(ctx, m); err != nil {
-		return "", err
-	}
-	return w.Dir(), nil
+		slices.Sort(m.FiredImpulses)
+		return nil
+	})
 }
