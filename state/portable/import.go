@@ -45,6 +45,10 @@ type Target struct {
 	// AllowNonRestored skips (and reports) records with no target instead
 	// of failing (--allow_non_restored_state).
 	AllowNonRestored bool
+	// Migrate, if set, rewrites the value of each StateRecord of a
+	// transform's state (its pipeline unique name and state ID) before it
+	// is written: where the engine migrates a row whose schema changed.
+	Migrate func(uniqueName, stateID string, value []byte) ([]byte, error)
 }
 
 // Report is what an import did.
@@ -217,13 +221,19 @@ func (im *Importer) state(o Owner, r *savepoint.StateRecord) error {
 		return err
 	}
 	c := state.Cell{KeyGroup: r.KeyGroup, Transform: id, StateID: r.StateID, Window: r.Window, Key: r.Key}
+	value := r.Value
+	if im.t.Migrate != nil && kind != savepoint.KindSet {
+		if value, err = im.t.Migrate(o.Name, r.StateID, value); err != nil {
+			return fmt.Errorf("state %q of %s: migrating its value: %w", r.StateID, o, err)
+		}
+	}
 	switch kind {
 	case savepoint.KindValue, savepoint.KindBag, savepoint.KindCombining:
-		err = b.AppendBag(c, r.Value)
+		err = b.AppendBag(c, value)
 	case savepoint.KindMap, savepoint.KindSet:
-		err = b.AppendMap(c, r.UserKey, r.Value)
+		err = b.AppendMap(c, r.UserKey, value)
 	case savepoint.KindOrderedList:
-		err = b.AppendOrdered(c, append(binary.AppendUvarint(nil, uint64(r.SortKey)), r.Value...))
+		err = b.AppendOrdered(c, append(binary.AppendUvarint(nil, uint64(r.SortKey)), value...))
 	default:
 		err = fmt.Errorf("unknown state kind %q", kind)
 	}
