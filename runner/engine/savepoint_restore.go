@@ -180,11 +180,11 @@ func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) er
 			return k, ok
 		},
 		AllowNonRestored: r.allow,
-		Migrate: func(n, id string, v []byte) ([]byte, error) {
+		Migrate: func(n, id string) func([]byte) ([]byte, error) {
 			if m := r.plan.migrations[[2]string{n, id}]; m != nil {
-				return m.Migrate(v)
+				return m.Migrate
 			}
-			return v, nil
+			return nil
 		},
 	}
 	if stage.Kind == plan.KindGBK {
