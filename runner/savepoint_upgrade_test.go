@@ -267,12 +267,11 @@ func TestUpgradeStructGainedField(t *testing.T) {
 	spPath := savepointMidRun(t, upgradePipeline{tally: 1}.build(v1))
 	checkCommitted(t, v1, "v1, a savepoint taken while it ran")
 
-	logs := &syncBuffer{}
+	logs, logger := infoLogs()
 	want := v1
 	want.Sink = "upgrade-struct-v2"
 	fresh := want
 	fresh.Events *= 2 // only a restored job commits want's result
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := restoreInto(t, spPath, runner.CheckpointConfig{}, upgradePipeline{tally: 2}.build(fresh), logger); err != nil {
 		t.Fatalf("v2 with a struct that gained a field, from v1's savepoint: %v", err)
 	}
@@ -334,8 +333,7 @@ func TestSavepointPlanOnly(t *testing.T) {
 		t.Skip("starts a job server")
 	}
 	defer setFlag(&jobopts.JobName, "upgrade-plan")()
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logs, logger := infoLogs()
 	spec := crashSpec("upgrade-plan")
 	err := restoreInto(t, goldenSavepoint(t), runner.CheckpointConfig{SavepointPlanOnly: true, TransformNameMapping: `{"CountPerKey/runner_test.keyCountFn":"CountPerKey/runner_test.structCountFn"}`},
 		upgradePipeline{tally: 2, upstream: true}.build(spec), logger)
@@ -360,6 +358,12 @@ func TestSavepointPlanOnly(t *testing.T) {
 			t.Errorf("the plan does not say %s:\n%s", want, l)
 		}
 	}
+}
+
+// infoLogs is a server logger at level Info, and what it logged.
+func infoLogs() (*syncBuffer, *slog.Logger) {
+	logs := &syncBuffer{}
+	return logs, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test.

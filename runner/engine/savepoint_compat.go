@@ -238,7 +238,11 @@ func (c *compat) sameCoder(role, oldID, newID string, what, name, id, to string)
 	if o == n {
 		return true
 	}
-	c.refuse(what, name, id, to, fmt.Sprintf("its %s coder changed from %s to %s", role, o, n), fixCoder)
+	fix := fixCoder
+	if what != "state" {
+		fix = fmt.Sprintf("keep the %s type, or drop the state of %q with --transform_name_mapping '{\"%s\":\"\"}'", role, name, name)
+	}
+	c.refuse(what, name, id, to, fmt.Sprintf("its %s coder changed from %s to %s", role, o, n), fix)
 	return false
 }
 

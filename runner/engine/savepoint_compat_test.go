@@ -46,6 +46,7 @@ func (fn *spOtherFn) ProcessElement(sp state.Provider, k beam.X, v int64) error 
 func spToKV(s string) (string, int64)   { return s, 1 }
 func spToIntKV(s string) (int64, int64) { return int64(len(s)), 1 }
 func spIdentity(s string) string        { return s }
+func spSideFn(s string, side func(*beam.X, *int64) bool) {}
 
 func init() {
 	register.DoFn3x1[state.Provider, beam.X, int64, error](&spFn{})
@@ -53,6 +54,8 @@ func init() {
 	register.Function1x2(spToKV)
 	register.Function1x2(spToIntKV)
 	register.Function1x1(spIdentity)
+	register.Function2x0(spSideFn)
+	register.Iter2[beam.X, int64]()
 	beam.RegisterType(reflect.TypeOf(spRowV1{}))
 	beam.RegisterType(reflect.TypeOf(spRowV2{}))
 }
@@ -78,6 +81,9 @@ func (v spVersion) build(s beam.Scope) {
 	if v.intKeys {
 		kvs = beam.ParDo(s.Scope("Keys"), spToIntKV, in)
 	}
+	// A GroupByKey and a side input of the keyed elements.
+	beam.GroupByKey(s.Scope("Group"), kvs)
+	beam.ParDo0(s.Scope("Side"), spSideFn, in, beam.SideInput{Input: kvs})
 	if v.windowed {
 		kvs = beam.WindowInto(s, window.NewFixedWindows(time.Minute), kvs)
 	}
@@ -151,7 +157,8 @@ func TestRestorePlan(t *testing.T) {
 		steps   []string // "<describe>: <action>" prefixes that must be in the plan
 		refused []string // what the error must say (nil: no error)
 	}{
-		{name: "same pipeline", v2: spVersion{}, steps: []string{`transform "` + countName + `": restored`, `state "count" of "` + countName + `": restored`}},
+		{name: "same pipeline", v2: spVersion{}, steps: []string{`transform "` + countName + `": restored`, `state "count" of "` + countName + `": restored`,
+			`GroupByKey "Group/CoGBK": restored`, `side input "i1" of "Side/engine.spSideFn": restored`}},
 		{name: "a transform added upstream", v2: spVersion{upstream: true},
 			steps: []string{`transform "` + countName + `": restored`, `state "row" of "` + countName + `": restored`}},
 		{name: "renamed by a mapping", v2: spVersion{scope: "Counter"}, rename: map[string]string{"Count": "Counter"},
@@ -171,7 +178,9 @@ func TestRestorePlan(t *testing.T) {
 		{name: "DoFn swapped under the name", v2: spVersion{other: true}, rename: map[string]string{countName: "Count/engine.spOtherFn"},
 			refused: []string{`transform "` + countName + `" (now "Count/engine.spOtherFn")`, "its DoFn changed from beam:go:transform:dofn:v1 type ", "engine.spFn to beam:go:transform:dofn:v1 type ", "engine.spOtherFn", "beam.Scope"}},
 		{name: "key coder changed", v2: spVersion{intKeys: true},
-			refused: []string{`transform "` + countName + `"`, "its key coder changed from beam:coder:string_utf8:v1 to beam:coder:varint:v1"}},
+			refused: []string{`transform "` + countName + `": its key coder changed from beam:coder:string_utf8:v1 to beam:coder:varint:v1; keep the key type`,
+				`GroupByKey "Group/CoGBK": its key coder changed from beam:coder:string_utf8:v1 to beam:coder:varint:v1`,
+				`side input "i1" of "Side/engine.spSideFn": its value coder changed from beam:coder:kv:v1(beam:coder:string_utf8:v1, beam:coder:varint:v1) to beam:coder:kv:v1(beam:coder:varint:v1, beam:coder:varint:v1)`}},
 		{name: "windowing changed", v2: spVersion{windowed: true},
 			refused: []string{`transform "` + countName + `"`, "the window fn of its input changed from beam:window_fn:global_windows:v1 to beam:window_fn:fixed_windows:v1(size 1m0s, offset 0s)", "keep the windowing"}},
 	} {
