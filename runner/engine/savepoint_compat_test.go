@@ -43,9 +43,9 @@ type spOtherFn spFn
 
 func (fn *spOtherFn) ProcessElement(sp state.Provider, k beam.X, v int64) error { return nil }
 
-func spToKV(s string) (string, int64)   { return s, 1 }
-func spToIntKV(s string) (int64, int64) { return int64(len(s)), 1 }
-func spIdentity(s string) string        { return s }
+func spToKV(s string) (string, int64)                    { return s, 1 }
+func spToIntKV(s string) (int64, int64)                  { return int64(len(s)), 1 }
+func spIdentity(s string) string                         { return s }
 func spSideFn(s string, side func(*beam.X, *int64) bool) {}
 
 func init() {
