@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +242,33 @@ func TestRestorePlanWarnsOfUnstableNames(t *testing.T) {
 	p := planRestore(compatInput{where: "sp", old: m, now: m, oldComps: comps, newComps: comps, rename: (&SavepointSource{}).renamed})
 	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], `transform "Count/engine.spFn'1"`) || !strings.Contains(p.Warnings[0], "beam.Scope") {
 		t.Fatalf("warnings %q, want one about the 'N suffix with the fix", p.Warnings)
+	}
+}
+
+// TestRestorePlanTimers: a timer family the transform no longer has is
+// refused, or dropped (and its timers skipped on import) when allowed; a
+// changed time domain is refused.
+func TestRestorePlanTimers(t *testing.T) {
+	comps, now := compatSide(t, spVersion{})
+	old := *now
+	old.Transforms = slices.Clone(now.Transforms)
+	tr := &old.Transforms[0]
+	tr.Timers = []savepoint.TimerFamily{{ID: "flush", Domain: savepoint.EventTime, KeyCoder: tr.States[0].KeyCoder, WindowCoder: tr.States[0].WindowCoder}}
+	in := compatInput{where: "sp", old: &old, now: now, oldComps: comps, newComps: comps, rename: (&SavepointSource{}).renamed}
+	if err := planRestore(in).Err(); err == nil || !strings.Contains(err.Error(), `timer "flush" of "`+countName+`"`) {
+		t.Errorf("a timer family with no place: err = %v, want a refusal naming it", err)
+	}
+	in.allow = true
+	p := planRestore(in)
+	if err := p.Err(); err != nil || !p.droppedTimers[[2]string{countName, "flush"}] {
+		t.Errorf("allowed: err = %v, dropped timers %v; want timer flush of %s dropped", err, p.droppedTimers, countName)
+	}
+	in.allow = false
+	changed := *now
+	changed.Transforms = slices.Clone(now.Transforms)
+	changed.Transforms[0].Timers = []savepoint.TimerFamily{{ID: "flush", Domain: savepoint.ProcessingTime}}
+	in.now = &changed
+	if err := planRestore(in).Err(); err == nil || !strings.Contains(err.Error(), "its time domain changed from event to processing") {
+		t.Errorf("a timer family in another time domain: err = %v, want a refusal naming both domains", err)
 	}
 }
