@@ -89,58 +89,24 @@ const (
 // planRestore plans the restore of in.old into the pipeline in.now.
 func planRestore(in compatInput) *RestorePlan {
 	p := &RestorePlan{Savepoint: in.where, migrations: map[[2]string]*wire.RowMigration{}, droppedTimers: map[[2]string]bool{}}
-	c := compat{compatInput: in, p: p, oldT: byUniqueName(in.oldComps), newT: byUniqueName(in.newComps), targeted: map[string]bool{}}
-	newTr := map[string]*savepoint.Transform{}
-	for i := range in.now.Transforms {
-		newTr[in.now.Transforms[i].UniqueName] = &in.now.Transforms[i]
-	}
-	for _, t := range in.old.Transforms {
-		if to, ok := c.owner("transform", t.UniqueName, len(t.Files) > 0, newTr[c.to(t.UniqueName)] != nil); ok {
-			c.transform(t, *newTr[to], to)
-		}
-	}
-	newG := map[string]*savepoint.Group{}
-	for i := range in.now.Groups {
-		newG[in.now.Groups[i].UniqueName] = &in.now.Groups[i]
-	}
-	for _, g := range in.old.Groups {
-		if to, ok := c.owner("GroupByKey", g.UniqueName, len(g.Files) > 0, newG[c.to(g.UniqueName)] != nil); ok {
-			c.group(g, *newG[to], to)
-		}
-	}
-	newS := map[string]*savepoint.SideInputs{}
-	for i := range in.now.SideInputs {
-		newS[in.now.SideInputs[i].UniqueName] = &in.now.SideInputs[i]
-	}
-	for _, s := range in.old.SideInputs {
-		if to, ok := c.owner("side inputs", s.UniqueName, len(s.Files) > 0, newS[c.to(s.UniqueName)] != nil); ok {
-			c.sideInputs(s, *newS[to], to)
-		}
-	}
-	newR := map[string]*savepoint.Source{}
-	for i := range in.now.Sources {
-		newR[in.now.Sources[i].UniqueName] = &in.now.Sources[i]
-	}
-	for _, s := range in.old.Sources {
-		if to, ok := c.owner("source", s.UniqueName, len(s.Files) > 0, newR[c.to(s.UniqueName)] != nil); ok {
-			c.source(s, *newR[to], to)
-		}
-	}
+	c := &compat{compatInput: in, p: p, oldT: byUniqueName(in.oldComps), newT: byUniqueName(in.newComps), targeted: map[[2]string]bool{}}
+	planOwners(c, "transform", in.old.Transforms, in.now.Transforms,
+		func(t *savepoint.Transform) (string, int) { return t.UniqueName, len(t.Files) }, c.transform)
+	planOwners(c, "GroupByKey", in.old.Groups, in.now.Groups,
+		func(g *savepoint.Group) (string, int) { return g.UniqueName, len(g.Files) }, c.group)
+	planOwners(c, "side inputs", in.old.SideInputs, in.now.SideInputs,
+		func(s *savepoint.SideInputs) (string, int) { return s.UniqueName, len(s.Files) }, c.sideInputs)
+	planOwners(c, "source", in.old.Sources, in.now.Sources,
+		func(s *savepoint.Source) (string, int) { return s.UniqueName, len(s.Files) }, c.source)
 	// What the pipeline has that the savepoint does not, and names that
 	// will not map onto the next version.
-	for what, names := range map[string][]string{
-		"transform":   names(in.now.Transforms, func(t savepoint.Transform) string { return t.UniqueName }),
-		"GroupByKey":  names(in.now.Groups, func(g savepoint.Group) string { return g.UniqueName }),
-		"side inputs": names(in.now.SideInputs, func(s savepoint.SideInputs) string { return s.UniqueName }),
-		"source":      names(in.now.Sources, func(s savepoint.Source) string { return s.UniqueName }),
-	} {
-		for _, n := range names {
-			if !c.targeted[what+"\x00"+n] {
-				p.Steps = append(p.Steps, PlanStep{What: what, Name: n, To: n, Action: PlanEmpty})
-			}
-			if why := unstableName(n); why != "" {
-				p.Warnings = append(p.Warnings, fmt.Sprintf("%s %q: its unique name has %s, so a later version of the pipeline may give it to another transform or change it: give it a stable name with beam.Scope(\"name\") (or a named transform)", what, n, why))
-			}
+	for _, d := range c.declared {
+		what, n := d[0], d[1]
+		if !c.targeted[d] {
+			p.Steps = append(p.Steps, PlanStep{What: what, Name: n, To: n, Action: PlanEmpty})
+		}
+		if why := unstableName(n); why != "" {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s %q: its unique name has %s, so a later version of the pipeline may give it to another transform or change it: give it a stable name with beam.Scope(\"name\") (or a named transform)", what, n, why))
 		}
 	}
 	slices.SortStableFunc(p.Steps, func(a, b PlanStep) int {
@@ -152,12 +118,23 @@ func planRestore(in compatInput) *RestorePlan {
 	return p
 }
 
-func names[T any](xs []T, name func(T) string) []string {
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i] = name(x)
+// planOwners plans the owners of one section (what): each of the
+// savepoint's (old) matched by its mapped name to the pipeline's (now)
+// and, if found, checked by check. id gives an owner's unique name and
+// its count of data files.
+func planOwners[T any](c *compat, what string, old, now []T, id func(*T) (string, int), check func(o, n *T, to string)) {
+	byName := map[string]*T{}
+	for i := range now {
+		n, _ := id(&now[i])
+		byName[n] = &now[i]
+		c.declared = append(c.declared, [2]string{what, n})
 	}
-	return out
+	for i := range old {
+		n, files := id(&old[i])
+		if to, ok := c.owner(what, n, files > 0, byName[c.to(n)] != nil); ok {
+			check(&old[i], byName[to], to)
+		}
+	}
 }
 
 // compat is planRestore's state.
@@ -165,7 +142,8 @@ type compat struct {
 	compatInput
 	p          *RestorePlan
 	oldT, newT map[string]*pipepb.PTransform
-	targeted   map[string]bool // what + "\x00" + the pipeline's name
+	targeted   map[[2]string]bool // (what, the pipeline's name) the savepoint's state goes to
+	declared   [][2]string        // (what, unique name) of the pipeline's owners
 }
 
 // to is the pipeline's name for savepoint name n ("" if dropped).
@@ -192,7 +170,7 @@ func (c *compat) owner(what, n string, hasState, found bool) (string, bool) {
 		c.noPlace(step, "not in the pipeline")
 		return "", false
 	default:
-		c.targeted[what+"\x00"+to] = true
+		c.targeted[[2]string{what, to}] = true
 		step.Action = PlanRestore
 		if to != n {
 			step.Action = PlanRename
@@ -247,7 +225,7 @@ func (c *compat) sameCoder(role, oldID, newID string, what, name, id, to string)
 }
 
 // transform plans a stateful transform's states and timers.
-func (c *compat) transform(t, nt savepoint.Transform, to string) {
+func (c *compat) transform(t, nt *savepoint.Transform, to string) {
 	ot, nT := c.oldT[t.UniqueName], c.newT[to]
 	if ot != nil && nT != nil {
 		ou, on := doFnIdentity(ot)
@@ -263,7 +241,7 @@ func (c *compat) transform(t, nt savepoint.Transform, to string) {
 	}
 	// Key and window coders are the same for every state and timer of a
 	// transform: compare them once.
-	ok, nk := firstCoders(t), firstCoders(nt)
+	ok, nk := firstCoders(*t), firstCoders(*nt)
 	if ok[0] != "" && nk[0] != "" && (!c.sameCoder("key", ok[0], nk[0], "transform", t.UniqueName, "", to) ||
 		!c.sameCoder("window", ok[1], nk[1], "transform", t.UniqueName, "", to)) {
 		return
@@ -344,7 +322,7 @@ func (c *compat) valueCoder(s, ns savepoint.StateSpec, step *PlanStep) bool {
 }
 
 // group plans a GroupByKey's buffers and trigger state.
-func (c *compat) group(g, ng savepoint.Group, to string) {
+func (c *compat) group(g, ng *savepoint.Group, to string) {
 	if ot, nt := c.oldT[g.UniqueName], c.newT[to]; ot != nil && nt != nil {
 		if o, n := windowFn(c.oldComps, firstInput(ot)), windowFn(c.newComps, firstInput(nt)); o != n {
 			c.refuse("GroupByKey", g.UniqueName, "", to, fmt.Sprintf("the window fn of its input changed from %s to %s", o, n), fixWindow)
@@ -366,7 +344,7 @@ func firstInput(t *pipepb.PTransform) string {
 
 // sideInputs plans the side inputs of a transform that reads them and
 // its parked main input.
-func (c *compat) sideInputs(s, ns savepoint.SideInputs, to string) {
+func (c *compat) sideInputs(s, ns *savepoint.SideInputs, to string) {
 	if s.InputCoder != "" && ns.InputCoder != "" && !c.sameCoder("main input", s.InputCoder, ns.InputCoder, "side inputs", s.UniqueName, "", to) {
 		return
 	}
@@ -391,7 +369,7 @@ func (c *compat) sideInputs(s, ns savepoint.SideInputs, to string) {
 }
 
 // source plans a source's positions.
-func (c *compat) source(s, ns savepoint.Source, to string) {
+func (c *compat) source(s, ns *savepoint.Source, to string) {
 	if s.RestrictionCoder != "" && ns.RestrictionCoder != "" {
 		c.sameCoder("restriction", s.RestrictionCoder, ns.RestrictionCoder, "source", s.UniqueName, "", to)
 	}
