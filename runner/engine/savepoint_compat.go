@@ -359,7 +359,8 @@ func (c *compat) sideInputs(s, ns *savepoint.SideInputs, to string) {
 		case !found:
 			c.noPlace(step, "the transform has no side input of this local name")
 		case in.Kind != n.Kind:
-			c.refuse("side input", s.UniqueName, in.ID, to, fmt.Sprintf("it was read as %s, now as %s", in.Kind, n.Kind), fixCoder)
+			c.refuse("side input", s.UniqueName, in.ID, to, fmt.Sprintf("it was read as %s, now as %s", in.Kind, n.Kind),
+				fmt.Sprintf("read it as before, or drop the state of %q with --transform_name_mapping '{\"%s\":\"\"}'", s.UniqueName, s.UniqueName))
 		case (in.KeyCoder == "" || c.sameCoder("key", in.KeyCoder, n.KeyCoder, "side input", s.UniqueName, in.ID, to)) &&
 			c.sameCoder("value", in.ValueCoder, n.ValueCoder, "side input", s.UniqueName, in.ID, to) &&
 			c.sameCoder("window", in.WindowCoder, n.WindowCoder, "side input", s.UniqueName, in.ID, to):
