@@ -12,11 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/weir-runner/weir/checkpoint"
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/portability"
 	"github.com/weir-runner/weir/runner/engine"
+	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/savepoint/inspect"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -58,6 +60,11 @@ type CheckpointConfig struct {
 	// fixed for the life of its checkpoints, changed offline with
 	// `weir savepoint rewrite`.
 	MaxParallelism int
+	// SavepointPlanOnly runs nothing: the job prints (logs, and sends as
+	// a job message) where the state of SavepointPath would go in its
+	// pipeline, what is migrated, dropped or refused, and which unique
+	// names will not stay stable, then ends DONE.
+	SavepointPlanOnly bool
 }
 
 // DefaultStreamingInterval is the checkpoint interval of a streaming job
@@ -81,6 +88,7 @@ func (c *CheckpointConfig) Bind(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowNonRestored, "allow_non_restored_state", c.AllowNonRestored, "start from --savepoint_path even if it holds state of transforms the pipeline no longer has (it is dropped)")
 	fs.StringVar(&c.TransformNameMapping, "transform_name_mapping", c.TransformNameMapping, `JSON of the savepoint's transform unique-name prefixes to the pipeline's, {"old":"new"}; "" drops that state`)
 	fs.IntVar(&c.MaxParallelism, "max_parallelism", c.MaxParallelism, "key groups of the job's state, the most subtasks a stage may have (0: 128); a checkpoint or savepoint restores only into its own (weir savepoint rewrite changes a savepoint's)")
+	fs.BoolVar(&c.SavepointPlanOnly, "savepoint_plan_only", c.SavepointPlanOnly, "run nothing: print where the state of --savepoint_path would go in the pipeline (restored, renamed, migrated, dropped or refused, and why) and which unique names will not stay stable, then end")
 }
 
 // DefaultCheckpointConfig is the configuration a server starts with.
@@ -251,6 +259,30 @@ func (x *executor) openSavepoint(ctx context.Context, c CheckpointConfig) (*engi
 		}
 	}
 	return src, st, nil
+}
+
+// planOnly is a job run with --savepoint_plan_only: it plans the restore
+// of --savepoint_path into pipeline p, logs the plan and sends it as a
+// job message, and runs nothing. A plan that refuses the job is the
+// plan's answer, not the job's failure.
+func (x *executor) planOnly(ctx context.Context, job *portability.Job, p *plan.Plan, par int, c CheckpointConfig) error {
+	if c.SavepointPath == "" {
+		return errors.New("--savepoint_plan_only plans a restore from a savepoint: set --savepoint_path")
+	}
+	src, st, err := x.openSavepoint(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	e := engine.New(p, engine.Options{Parallelism: par, TempDir: x.s.cfg.TempDir, Logger: x.s.log.With("job", job.ID), FromSavepoint: src})
+	rp, err := e.SavepointPlan(ctx)
+	if err != nil {
+		return fmt.Errorf("--savepoint_plan_only: %w", err)
+	}
+	text := rp.String()
+	x.s.log.Info("savepoint restore plan (--savepoint_plan_only: the job does not run)", "job", job.ID, "plan", text)
+	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, text)
+	return nil
 }
 
 // savepointer is what takes a job's savepoints: the engine. Savepoint

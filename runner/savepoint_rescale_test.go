@@ -264,7 +264,7 @@ func startEmbeddedChild(t *testing.T, spec, out string, flags []string) (*exec.C
 	return cmd, logs
 }
 
-var embeddedServing = regexp.MustCompile(`msg="embedded weir serving" endpoint=(\S+)`)
+var embeddedServing = regexp.MustCompile(`weir: embedded job server at (\S+) `)
 
 // embeddedEndpoint waits for the job server address an embedded job logs
 // at start.

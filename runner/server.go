@@ -200,6 +200,9 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 	if err != nil {
 		return err
 	}
+	if c.SavepointPlanOnly {
+		return x.planOnly(ctx, job, p, par, c)
+	}
 	ck, st, err := x.checkpointOptions(ctx, job, job.Pipeline, c)
 	if err != nil {
 		return err

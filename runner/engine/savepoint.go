@@ -336,12 +336,7 @@ func statefulDecl(comps *pipepb.Components, t *pipepb.PTransform) (savepoint.Tra
 	if err := proto.Unmarshal(t.GetSpec().GetPayload(), &pd); err != nil || len(pd.GetStateSpecs())+len(pd.GetTimerFamilySpecs()) == 0 {
 		return savepoint.Transform{}, false
 	}
-	var main string
-	for local, pc := range t.GetInputs() {
-		if _, side := pd.GetSideInputs()[local]; !side {
-			main = pc
-		}
-	}
+	main := mainInput(t)
 	key, _ := kvCoders(comps, inputCoder(comps, main))
 	win := comps.GetWindowingStrategies()[comps.GetPcollections()[main].GetWindowingStrategyId()].GetWindowCoderId()
 	sum := sha256.Sum256(pd.GetDoFn().GetPayload())

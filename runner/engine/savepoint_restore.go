@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"slices"
 
+	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/savepoint"
 	"github.com/weir-runner/weir/state"
 	"github.com/weir-runner/weir/state/portable"
+	"google.golang.org/protobuf/proto"
 )
 
 // Starting from a savepoint. A run that restores no checkpoint of its own
@@ -53,74 +55,89 @@ type spRestore struct {
 	lists map[portable.Owner]*[]savepoint.File
 	fired map[string]bool
 	kinds map[[2]string]savepoint.StateKind // the plan's (transform, state) → kind
+	plan  *RestorePlan
 }
 
-// openSavepoint opens and verifies the savepoint the job starts from and
-// refuses it, before anything runs, if its key groups differ or it holds
-// state the plan has no place for (unless that is allowed).
-func (e *Engine) openSavepoint(ctx context.Context, src *SavepointSource) (*spRestore, error) {
+// SavepointPlan is where the state of the savepoint the job would start
+// from goes in its pipeline (--savepoint_plan_only): nothing runs, and a
+// plan that refuses the job is not an error.
+func (e *Engine) SavepointPlan(ctx context.Context) (*RestorePlan, error) {
+	if e.o.FromSavepoint == nil {
+		return nil, errors.New("no savepoint to plan a restore of: set --savepoint_path")
+	}
+	_, p, err := e.planSavepoint(ctx, e.o.FromSavepoint)
+	return p, err
+}
+
+// planSavepoint opens and verifies the savepoint src and plans its
+// restore into the job's pipeline (savepoint_compat.go).
+func (e *Engine) planSavepoint(ctx context.Context, src *SavepointSource) (*savepoint.Savepoint, *RestorePlan, error) {
 	sp, err := savepoint.Open(ctx, src.Storage, src.Dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := sp.Verify(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m := sp.Metadata()
 	where := fmt.Sprintf("%s/%s", src.Storage, src.Dir)
 	if m.MaxParallelism != e.o.MaxParallelism {
-		return nil, fmt.Errorf("savepoint %s has %d key groups (max parallelism), the job %d: start the job with --max_parallelism=%d, or rewrite the savepoint's (weir savepoint rewrite --max_parallelism)", where, m.MaxParallelism, e.o.MaxParallelism, m.MaxParallelism)
+		return nil, nil, fmt.Errorf("savepoint %s has %d key groups (max parallelism), the job %d: start the job with --max_parallelism=%d, or rewrite the savepoint's (weir savepoint rewrite --max_parallelism)", where, m.MaxParallelism, e.o.MaxParallelism, m.MaxParallelism)
 	}
-	r := &spRestore{sp: sp, allow: src.AllowNonRestored, lists: map[portable.Owner]*[]savepoint.File{},
-		fired: map[string]bool{}, kinds: map[[2]string]savepoint.StateKind{}}
+	pb, err := sp.Pipeline(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var old pipepb.Pipeline
+	if err := proto.Unmarshal(pb, &old); err != nil {
+		return nil, nil, fmt.Errorf("savepoint %s: the pipeline %s: %w: not a Beam pipeline proto: %w", where, savepoint.PipelineBase, savepoint.ErrCorrupt, err)
+	}
+	p := planRestore(compatInput{where: where, old: m, now: e.savepointDecls(), oldComps: old.GetComponents(), newComps: e.plan.Components,
+		rename: src.renamed, allow: src.AllowNonRestored})
+	return sp, p, nil
+}
+
+// openSavepoint opens and verifies the savepoint the job starts from and
+// refuses it, before anything runs, if its key groups differ, it holds
+// state the plan has no place for (unless that is allowed), or state
+// that does not fit the pipeline (planRestore).
+func (e *Engine) openSavepoint(ctx context.Context, src *SavepointSource) (*spRestore, error) {
+	sp, p, err := e.planSavepoint(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
 	var dropped []string
-	for o, files := range fileLists(m) {
-		n, ok := src.renamed(o.Name)
-		if !ok {
-			dropped = append(dropped, o.String())
-			continue
+	for _, s := range p.Steps {
+		switch s.Action {
+		case PlanMigrate:
+			e.o.Logger.Info("state of the savepoint migrated", "savepoint", p.Savepoint, "transform", s.To, "state", s.ID, "how", s.Why)
+		case PlanDrop:
+			dropped = append(dropped, fmt.Sprintf("%s: %s", s.describe(), s.Why))
 		}
-		r.lists[portable.Owner{Section: o.Section, Name: n}] = files
 	}
 	if len(dropped) > 0 {
-		slices.Sort(dropped)
-		e.o.Logger.Warn("state of the savepoint dropped by --transform_name_mapping", "savepoint", fmt.Sprintf("%s/%s", src.Storage, src.Dir), "dropped", dropped)
+		e.o.Logger.Warn("state of the savepoint not restored", "savepoint", p.Savepoint, "dropped", dropped)
+	}
+	m := sp.Metadata()
+	r := &spRestore{sp: sp, allow: src.AllowNonRestored, lists: map[portable.Owner]*[]savepoint.File{},
+		fired: map[string]bool{}, kinds: map[[2]string]savepoint.StateKind{}, plan: p}
+	for o, files := range fileLists(m) {
+		if n, ok := src.renamed(o.Name); ok {
+			r.lists[portable.Owner{Section: o.Section, Name: n}] = files
+		}
 	}
 	for _, n := range m.FiredImpulses {
 		if n, ok := src.renamed(n); ok {
 			r.fired[n] = true
 		}
 	}
-	decls := e.savepointDecls()
-	for _, t := range decls.Transforms {
+	for _, t := range e.savepointDecls().Transforms {
 		for _, s := range t.States {
 			r.kinds[[2]string{t.UniqueName, s.ID}] = s.Kind
 		}
-	}
-	has := fileLists(decls)
-	var missing []string
-	for o, files := range r.lists {
-		if len(*files) > 0 && has[o] == nil {
-			missing = append(missing, o.String())
-		}
-	}
-	for _, t := range m.Transforms {
-		n, ok := src.renamed(t.UniqueName)
-		if !ok || has[portable.Owner{Section: savepoint.SectionTransforms, Name: n}] == nil {
-			continue
-		}
-		for _, s := range t.States {
-			if _, ok := r.kinds[[2]string{n, s.ID}]; !ok {
-				missing = append(missing, fmt.Sprintf("state %q of %q", s.ID, n))
-			}
-		}
-	}
-	slices.Sort(missing)
-	if len(missing) > 0 && !r.allow {
-		return nil, fmt.Errorf("savepoint %s holds state the pipeline has no place for: %v; keep those transforms (and their unique names), map their names to the new ones with --transform_name_mapping, or pass --allow_non_restored_state to drop it", where, missing)
-	}
-	if len(missing) > 0 {
-		e.o.Logger.Warn("state of the savepoint not restored (--allow_non_restored_state)", "savepoint", where, "dropped", missing)
 	}
 	return r, nil
 }
@@ -149,6 +166,12 @@ func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) er
 			return k, ok
 		},
 		AllowNonRestored: r.allow,
+		Migrate: func(n, id string) func([]byte) ([]byte, error) {
+			if m := r.plan.migrations[[2]string{n, id}]; m != nil {
+				return m.Migrate
+			}
+			return nil
+		},
 	}
 	if stage.Kind == plan.KindGBK {
 		wc, err := wire.Build(comps.GetCoders(), e.plan.PColls[stage.Input].WireCoder)
@@ -213,7 +236,13 @@ func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) er
 			if f.KeyGroups != nil && (f.KeyGroups.End <= lo || f.KeyGroups.Start >= hi) {
 				continue
 			}
-			if err := r.each(ctx, f, func(rec savepoint.Record) error { return im.Import(o, rec) }); err != nil {
+			err := r.each(ctx, f, func(rec savepoint.Record) error {
+				if t, ok := rec.(*savepoint.TimerRecord); ok && r.plan.droppedTimers[[2]string{o.Name, t.Family}] {
+					return nil // a timer family the pipeline no longer has (--allow_non_restored_state)
+				}
+				return im.Import(o, rec)
+			})
+			if err != nil {
 				im.Abort()
 				return err
 			}

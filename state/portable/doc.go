@@ -73,4 +73,7 @@
 //     record must go to exactly one subtask, while side inputs go to all.
 //   - Pending input and deferred residuals of a subtask's taskState, which
 //     are not in Pebble, and source residuals (ResidualRecord).
+//   - Target.Migrate: the re-encoding of a state's values whose coder
+//     changed compatibly (a Go struct's row schema that gained or lost
+//     fields); the importer gives it each cell's values whole (migrate.go).
 package portable

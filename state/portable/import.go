@@ -45,6 +45,11 @@ type Target struct {
 	// AllowNonRestored skips (and reports) records with no target instead
 	// of failing (--allow_non_restored_state).
 	AllowNonRestored bool
+	// Migrate, if set, gives the migration of the values of a transform's
+	// state (its unique name in the pipeline and state ID), nil if they
+	// are written as they are: where the engine re-encodes rows whose
+	// schema changed. See migrate.go.
+	Migrate func(uniqueName, stateID string) func(value []byte) ([]byte, error)
 }
 
 // Report is what an import did.
@@ -81,6 +86,7 @@ const bundleRecords = 4096
 // concurrent use.
 type Importer struct {
 	db     *state.DB
+	pend   *gathered // the values of one cell to migrate (migrate.go)
 	lo, hi int
 	t      Target
 	b      *state.Bundle
@@ -139,6 +145,9 @@ func (im *Importer) inRange(kg int) bool {
 }
 
 func (im *Importer) record(o Owner, rec savepoint.Record) error {
+	if err := im.flushUnless(o, rec); err != nil {
+		return err
+	}
 	switch r := rec.(type) {
 	case *savepoint.StateRecord:
 		return im.state(o, r)
@@ -212,18 +221,26 @@ func (im *Importer) state(o Owner, r *savepoint.StateRecord) error {
 	if !im.inRange(r.KeyGroup) {
 		return nil
 	}
+	c := state.Cell{KeyGroup: r.KeyGroup, Transform: id, StateID: r.StateID, Window: r.Window, Key: r.Key}
+	if m := im.migration(o.Name, r.StateID, kind); m != nil {
+		return im.migrated(o, c, kind, r, m)
+	}
+	return im.put(o, c, kind, r.UserKey, r.SortKey, r.Value)
+}
+
+// put writes one state value of kind into cell c of owner o.
+func (im *Importer) put(o Owner, c state.Cell, kind savepoint.StateKind, userKey []byte, sortKey int64, value []byte) error {
 	b, err := im.bundle()
 	if err != nil {
 		return err
 	}
-	c := state.Cell{KeyGroup: r.KeyGroup, Transform: id, StateID: r.StateID, Window: r.Window, Key: r.Key}
 	switch kind {
 	case savepoint.KindValue, savepoint.KindBag, savepoint.KindCombining:
-		err = b.AppendBag(c, r.Value)
+		err = b.AppendBag(c, value)
 	case savepoint.KindMap, savepoint.KindSet:
-		err = b.AppendMap(c, r.UserKey, r.Value)
+		err = b.AppendMap(c, userKey, value)
 	case savepoint.KindOrderedList:
-		err = b.AppendOrdered(c, append(binary.AppendUvarint(nil, uint64(r.SortKey)), r.Value...))
+		err = b.AppendOrdered(c, append(binary.AppendUvarint(nil, uint64(sortKey)), value...))
 	default:
 		err = fmt.Errorf("unknown state kind %q", kind)
 	}
@@ -231,7 +248,7 @@ func (im *Importer) state(o Owner, r *savepoint.StateRecord) error {
 		err = im.onUserState(b, c)
 	}
 	if err != nil {
-		return fmt.Errorf("state %q of %s: %w", r.StateID, o, err)
+		return fmt.Errorf("state %q of %s: %w", c.StateID, o, err)
 	}
 	return nil
 }
@@ -415,7 +432,10 @@ func (im *Importer) Close() (Report, error) {
 		return im.rep, errors.New("portable: import closed twice")
 	}
 	im.done = true
-	err := im.commit()
+	err := im.flushUnless(Owner{}, nil)
+	if err == nil {
+		err = im.commit()
+	}
 	if err == nil && im.buf != nil {
 		err = im.buf.Flush()
 	}
