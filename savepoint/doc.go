@@ -140,14 +140,21 @@
 // from the pipeline, Commit when every file is closed) and starts jobs
 // from them at any parallelism (runner/engine/savepoint_restore.go:
 // matching by unique name, refusing state with nowhere to go unless
-// --allow_non_restored_state, importing each subtask's key groups). The
-// job server's weir.v1.Savepoints/Take (package portability) and `weir
-// savepoint take` trigger one; savepoint/inspect and `weir savepoint`
-// list, inspect and dispose of them; savepoint/rewrite and `weir savepoint
-// rewrite` write a new savepoint from one offline (max parallelism,
-// renames by Rename, the restore's mapping, drops).
+// --allow_non_restored_state, and, by planRestore in
+// savepoint_compat.go, a changed DoFn, key coder, windowing or state
+// coder, compared with the savepoint's pipeline.pb; row-coded state
+// migrated by field name; importing each subtask's key groups). A stop
+// with savepoint (runner/engine/stop.go) writes one of the checkpoint at
+// which the sources stopped, or of a drained job's end. The job server's
+// weir.v1.Savepoints Take and Stop (package portability), `weir
+// savepoint`, `weir stop` and SIGTERM trigger them; savepoint/inspect and
+// `weir savepoint` list, inspect and dispose of them; savepoint/rewrite
+// and `weir savepoint rewrite` write a new savepoint from one offline (max
+// parallelism, renames by Rename, the restore's mapping, drops).
 //
-// Left to do: DoFn identity and coder checks
-// against a changed pipeline, Row schema migration, stop-with-savepoint
-// (and draining) and SIGTERM.
+// Known limits: a bag or ordered-list record is one append of the SDK
+// (a row-coded value may be several, which migration joins per cell), not
+// one element; a GroupByKey's fired watermark and a non-source stage's
+// input that arrived after its inputs ended are not stored (such a
+// savepoint is refused when taken: take it again).
 package savepoint
