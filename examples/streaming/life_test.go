@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -110,18 +112,8 @@ func TestLifeOfAJob(t *testing.T) {
 		Window:  500 * time.Millisecond,
 		Opening: 2000,
 	}
-	run := func(o Options, label string) error {
-		p, s := beam.NewPipelineWithRoot()
-		out := Build(s, o)
-		for _, lines := range []beam.PCollection{out.Windows, out.Alerts, out.Summaries, out.Velocity} {
-			if lines.IsValid() {
-				beam.ParDo0(s.Scope("Print"), &lifeSinkFn{Run: label}, lines)
-			}
-		}
-		return ptest.Run(p)
-	}
 	done := make(chan error, 1)
-	go func() { done <- run(o, "v1") }()
+	go func() { done <- runLife(o, "v1") }()
 	select {
 	case <-checkpointed:
 	case err := <-done:
@@ -142,12 +134,22 @@ func TestLifeOfAJob(t *testing.T) {
 	}
 	taken := sp.Metadata().Created
 	sp.Close()
-	lifeLines.Lock()
-	v1Lines := len(lifeLines.byRun["v1"])
-	lifeLines.Unlock()
-	t.Logf("version 1 stopped with savepoint %s, taken %v into the stream, after %d lines", path, taken.Sub(time.UnixMilli(o.Spec.StartMillis)), v1Lines)
+	t.Logf("version 1 stopped with savepoint %s, taken %v into the stream", path, taken.Sub(time.UnixMilli(o.Spec.StartMillis)))
 
-	// Version 2: the velocity check, from the savepoint, on 3 subtasks.
+	lifeLines.Lock()
+	v1 := slices.Clone(lifeLines.byRun["v1"])
+	lifeLines.Unlock()
+	if os.Getenv("WEIR_WRITE_GOLDEN_SAVEPOINT") != "" {
+		writeGoldenLife(t, path, o, v1)
+	}
+	o2, v2 := runVersion2(t, logger, o, path, "v2")
+	checkLife(t, o, o2, taken, v1, v2)
+}
+
+// runVersion2 runs version 2 (the velocity check added) from the
+// savepoint at path on 3 subtasks, to the end of o's stream, and returns
+// its options and the lines it printed (run label).
+func runVersion2(t *testing.T, logger *slog.Logger, o Options, path, label string) (Options, []string) {
 	counts := expectedVelocity(o)
 	var all []int64
 	for _, n := range counts {
@@ -156,20 +158,47 @@ func TestLifeOfAJob(t *testing.T) {
 	slices.Sort(all)
 	o2 := o
 	o2.Velocity = int(all[len(all)/2])
-	v2srv, err := weir.Start(weir.Config{Parallelism: 3, InProcess: true, Logger: logger,
+	srv, err := weir.Start(weir.Config{Parallelism: 3, InProcess: true, Logger: logger,
 		Checkpoints: weir.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: path}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v2srv.Stop()
-	*jobopts.Endpoint = v2srv.Endpoint()
-	if err := run(o2, "v2"); err != nil {
+	defer srv.Stop()
+	defer setEndpoint(srv.Endpoint())()
+	if err := runLife(o2, label); err != nil {
 		t.Fatalf("version 2, started from the savepoint: %v", err)
 	}
-
 	lifeLines.Lock()
-	v1, v2 := lifeLines.byRun["v1"], lifeLines.byRun["v2"]
-	lifeLines.Unlock()
+	defer lifeLines.Unlock()
+	return o2, slices.Clone(lifeLines.byRun[label])
+}
+
+// setEndpoint points jobs at endpoint until the returned func is called.
+func setEndpoint(endpoint string) func() {
+	old := *jobopts.Endpoint
+	*jobopts.Endpoint = endpoint
+	return func() { *jobopts.Endpoint = old }
+}
+
+// runLife runs the example's pipeline with options o, its lines recorded
+// under label.
+func runLife(o Options, label string) error {
+	p, s := beam.NewPipelineWithRoot()
+	out := Build(s, o)
+	for _, lines := range []beam.PCollection{out.Windows, out.Alerts, out.Summaries, out.Velocity} {
+		if lines.IsValid() {
+			beam.ParDo0(s.Scope("Print"), &lifeSinkFn{Run: label}, lines)
+		}
+	}
+	return ptest.Run(p)
+}
+
+// checkLife compares what versions 1 (options o) and 2 (o2) printed with
+// the model of one uninterrupted run; the velocity lines exactly for the
+// windows that opened a window after the savepoint was taken.
+func checkLife(t *testing.T, o, o2 Options, taken time.Time, v1, v2 []string) {
+	t.Helper()
+	counts := expectedVelocity(o)
 	var got, velocity []string
 	for _, l := range append(slices.Clone(v1), v2...) {
 		if strings.HasPrefix(l, "VELOCITY ") {
@@ -233,4 +262,70 @@ func firstDiffs(got, want []string, n int) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// goldenLife is where TestLifeOfAJob keeps a savepoint of version 1 with
+// WEIR_WRITE_GOLDEN_SAVEPOINT=1: the savepoint, the options of its run and
+// the lines version 1 printed before it (TestGoldenLifeRestores).
+const goldenLife = "testdata/savepoints"
+
+type goldenRun struct {
+	Options Options
+	Taken   time.Time
+	Lines   []string
+}
+
+func writeGoldenLife(t *testing.T, path string, o Options, v1 []string) {
+	sp, err := inspect.OpenURL(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := sp.Metadata().Created
+	sp.Close()
+	if err := os.RemoveAll(goldenLife); err != nil {
+		t.Fatal(err)
+	}
+	dir := strings.TrimPrefix(path, "file://")
+	if err := os.CopyFS(filepath.Join(goldenLife, filepath.Base(dir)), os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.MarshalIndent(goldenRun{Options: o, Taken: taken, Lines: v1}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(goldenLife, "run.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGoldenLifeRestores: the savepoint of version 1 written by an earlier
+// build (its ordered-list and value state with timers, the window
+// GroupByKeys' buffers and combiner state, the source's position) still
+// restores into version 2, and together they print exactly the model's
+// lines. Every later build must pass with the files as they are.
+func TestGoldenLifeRestores(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a streaming job")
+	}
+	b, err := os.ReadFile(filepath.Join(goldenLife, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g goldenRun
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := filepath.Glob(filepath.Join(goldenLife, "savepoint-*"))
+	if err != nil || len(dirs) != 1 {
+		t.Fatalf("want one golden savepoint in %s, found %v (%v)", goldenLife, dirs, err)
+	}
+	abs, err := filepath.Abs(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint, env := *jobopts.Endpoint, *jobopts.EnvironmentType
+	defer func() { *jobopts.Endpoint, *jobopts.EnvironmentType = endpoint, env }()
+	*jobopts.EnvironmentType = "loopback"
+	o2, v2 := runVersion2(t, slog.New(slog.NewTextHandler(io.Discard, nil)), g.Options, "file://"+abs, "golden-v2")
+	checkLife(t, g.Options, o2, g.Taken, g.Lines, v2)
 }
