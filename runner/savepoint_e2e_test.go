@@ -5,19 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/weir-runner/weir/checkpoint/storage"
-	"github.com/weir-runner/weir/portability"
 	"github.com/weir-runner/weir/runner"
-	"github.com/weir-runner/weir/runner/engine"
 	"github.com/weir-runner/weir/savepoint"
 	"github.com/weir-runner/weir/savepoint/inspect"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // TestSavepointOfRunningJob takes a savepoint of a running checkpointed
@@ -38,50 +33,15 @@ func TestSavepointOfRunningJob(t *testing.T) {
 // savepointRoundTrip is TestSavepointOfRunningJob on storage kind ("file"
 // or "gs", a fake GCS) for checkpoints and savepoints.
 func savepointRoundTrip(t *testing.T, kind string) {
-	chkURL, opts := openCrashStorage(t, kind)
-	spURL := "file://" + t.TempDir()
-	if kind == "gs" {
-		spURL = "gs://weir-crash/savepoints"
-	}
-	var jobID atomic.Value
-	checkpointed := make(chan struct{}, 1)
-	srv := startWeirWith(t, runner.Config{
-		Parallelism:    2,
-		Checkpoints:    runner.CheckpointConfig{Dir: chkURL, Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: spURL},
-		StorageOptions: opts,
-		OnCheckpoint: func(id string, s engine.CheckpointStats) {
-			if s.Failed == "" {
-				jobID.Store(id)
-				select {
-				case checkpointed <- struct{}{}:
-				default:
-				}
-			}
-		},
-	})
 	defer setFlag(&jobopts.JobName, "sp")()
 	sp := crashSpec("savepoint-run-" + kind)
 	sp.PauseMS = 40 // long enough to be running when the savepoint is asked for
-	done := make(chan error, 1)
-	go func() { done <- runOn(t, srv, crashPipeline(sp), "loopback") }()
-
-	select {
-	case <-checkpointed:
-	case err := <-done:
-		t.Fatalf("the job ended before its first checkpoint: %v", err)
-	}
-	conn, err := grpc.NewClient(srv.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	r := startLiveRun(t, kind, crashPipeline(sp), 2)
+	chkURL, spURL, opts := r.chkURL, r.spURL, r.opts
+	spPath := r.take(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	spPath, err := portability.TakeSavepoint(ctx, conn, jobID.Load().(string), "")
-	if err != nil {
-		t.Fatalf("taking a savepoint: %v", err)
-	}
-	if err := <-done; err != nil {
+	if err := <-r.done; err != nil {
 		t.Fatalf("the job failed: %v", err)
 	}
 	checkCommitted(t, sp, "a savepoint taken while it ran")

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/portability"
@@ -19,22 +20,32 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// stopRun is a checkpointed crash-pipeline job on a server with a
-// savepoint dir, started in the background.
-type stopRun struct {
-	srv   *runner.Server
-	spURL string
+// liveRun is a checkpointed job on a server with a savepoint dir, started
+// in the background, with a connection to the server.
+type liveRun struct {
+	srv           *runner.Server
+	chkURL, spURL string
+	opts          []storage.Option
 	jobID atomic.Value
 	first chan struct{} // a checkpoint completed
 	done  chan error    // the job's end
+	conn  *grpc.ClientConn
 }
 
-func startStopRun(t *testing.T, sp CrashSpec, par int) *stopRun {
+// startLiveRun starts p on parallelism par, its checkpoints and savepoints
+// on storage kind ("file", or "gs": a fake GCS), and waits for its first
+// checkpoint.
+func startLiveRun(t *testing.T, kind string, p *beam.Pipeline, par int) *liveRun {
 	t.Helper()
-	r := &stopRun{spURL: "file://" + t.TempDir(), first: make(chan struct{}, 1), done: make(chan error, 1)}
+	chkURL, opts := openCrashStorage(t, kind)
+	r := &liveRun{chkURL: chkURL, spURL: "file://" + t.TempDir(), opts: opts, first: make(chan struct{}, 1), done: make(chan error, 1)}
+	if kind == "gs" {
+		r.spURL = "gs://weir-crash/savepoints"
+	}
 	r.srv = startWeirWith(t, runner.Config{
-		Parallelism: par,
-		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: r.spURL},
+		Parallelism:    par,
+		Checkpoints:    runner.CheckpointConfig{Dir: chkURL, Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: r.spURL},
+		StorageOptions: opts,
 		OnCheckpoint: func(id string, s engine.CheckpointStats) {
 			if s.Failed == "" {
 				r.jobID.Store(id)
@@ -45,20 +56,38 @@ func startStopRun(t *testing.T, sp CrashSpec, par int) *stopRun {
 			}
 		},
 	})
-	go func() { r.done <- runOn(t, r.srv, crashPipeline(sp), "loopback") }()
+	go func() { r.done <- runOn(t, r.srv, p, "loopback") }()
 	select {
 	case <-r.first:
 	case err := <-r.done:
 		t.Fatalf("the job ended before its first checkpoint: %v", err)
 	}
+	conn, err := grpc.NewClient(r.srv.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r.conn = conn
 	return r
 }
 
+// take takes a savepoint of the running job into its savepoint dir.
+func (r *liveRun) take(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spPath, err := portability.TakeSavepoint(ctx, r.conn, r.jobID.Load().(string), "")
+	if err != nil {
+		t.Fatalf("taking a savepoint: %v", err)
+	}
+	return spPath
+}
+
 // metadata opens the savepoint at path (in r's savepoint dir).
-func (r *stopRun) metadata(t *testing.T, path string) *savepoint.Metadata {
+func (r *liveRun) metadata(t *testing.T, path string) *savepoint.Metadata {
 	t.Helper()
 	ctx := context.Background()
-	st, err := storage.Open(ctx, r.spURL)
+	st, err := storage.Open(ctx, r.spURL, r.opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +112,17 @@ func TestStopWithSavepoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs checkpointed streaming jobs")
 	}
+	for _, kind := range []string{"file", "gs"} {
+		t.Run(kind, func(t *testing.T) { stopWithSavepoint(t, kind) })
+	}
+}
+
+// stopWithSavepoint is TestStopWithSavepoint on storage kind.
+func stopWithSavepoint(t *testing.T, kind string) {
 	defer setFlag(&jobopts.JobName, "stop")()
-	sp := crashSpec("stop-with-savepoint")
+	sp := crashSpec("stop-with-savepoint-" + kind)
 	sp.PauseMS = 40
-	r := startStopRun(t, sp, 2)
+	r := startLiveRun(t, kind, crashPipeline(sp), 2)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	outs := r.srv.StopWithSavepoints(ctx)
@@ -117,8 +153,9 @@ func TestStopWithSavepoint(t *testing.T) {
 	}
 
 	srv3 := startWeirWith(t, runner.Config{
-		Parallelism: 3,
-		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: outs[0].Path},
+		Parallelism:    3,
+		Checkpoints:    runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: outs[0].Path},
+		StorageOptions: r.opts,
 	})
 	fresh := sp
 	fresh.Events *= 2 // only a job that restored the generator positions commits sp's result
@@ -141,15 +178,10 @@ func TestStopWithSavepointDrain(t *testing.T) {
 	defer setFlag(&jobopts.JobName, "stopdrain")()
 	sp := crashSpec("stop-with-savepoint-drain")
 	sp.PauseMS = 40
-	r := startStopRun(t, sp, 2)
-	conn, err := grpc.NewClient(r.srv.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	r := startLiveRun(t, "file", crashPipeline(sp), 2)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	path, err := portability.StopWithSavepoint(ctx, conn, r.jobID.Load().(string), "", true)
+	path, err := portability.StopWithSavepoint(ctx, r.conn, r.jobID.Load().(string), "", true)
 	if err != nil {
 		t.Fatalf("stop --drain: %v", err)
 	}

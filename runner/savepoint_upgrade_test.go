@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,12 +18,8 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/weir-runner/weir/checkpoint/storage"
-	"github.com/weir-runner/weir/portability"
 	"github.com/weir-runner/weir/runner"
-	"github.com/weir-runner/weir/runner/engine"
 	"github.com/weir-runner/weir/savepoint/inspect"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Upgrades: a savepoint of v1 of the crash tests' stateful pipeline
@@ -286,40 +281,9 @@ func TestUpgradeStructGainedField(t *testing.T) {
 // returns the savepoint's URL.
 func savepointMidRun(t *testing.T, p *beam.Pipeline) string {
 	t.Helper()
-	var jobID atomic.Value
-	checkpointed := make(chan struct{}, 1)
-	srv := startWeirWith(t, runner.Config{
-		Parallelism: 2,
-		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: "file://" + t.TempDir()},
-		OnCheckpoint: func(id string, s engine.CheckpointStats) {
-			if s.Failed == "" {
-				jobID.Store(id)
-				select {
-				case checkpointed <- struct{}{}:
-				default:
-				}
-			}
-		},
-	})
-	done := make(chan error, 1)
-	go func() { done <- runOn(t, srv, p, "loopback") }()
-	select {
-	case <-checkpointed:
-	case err := <-done:
-		t.Fatalf("the job ended before its first checkpoint: %v", err)
-	}
-	conn, err := grpc.NewClient(srv.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	spPath, err := portability.TakeSavepoint(ctx, conn, jobID.Load().(string), "")
-	if err != nil {
-		t.Fatalf("taking a savepoint: %v", err)
-	}
-	if err := <-done; err != nil {
+	r := startLiveRun(t, "file", p, 2)
+	spPath := r.take(t)
+	if err := <-r.done; err != nil {
 		t.Fatalf("the job failed: %v", err)
 	}
 	return spPath
