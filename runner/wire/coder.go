@@ -265,16 +265,23 @@ func (c *Coder) skipTimer(b []byte, p int) (int, error) {
 // many elements, or -1 and blocks of (varint count, elements) ending with a
 // count of 0.
 func skipIterable(elem *Coder, b []byte, p int) (int, error) {
-	n, err := readInt32(b, p, "iterable count")
+	return skipCounted(b, p, "iterable", true, func(p int, n int64) (int, error) { return skipN(elem, b, p, n) })
+}
+
+// skipCounted steps over a container with an int32 count (what names it):
+// n >= 0 and n elements, or, if blocks, -1 and blocks of (varint count,
+// elements) ending with a count of 0. elems steps over n elements from p.
+func skipCounted(b []byte, p int, what string, blocks bool, elems func(p int, n int64) (int, error)) (int, error) {
+	n, err := readInt32(b, p, what+" count")
 	if err != nil {
 		return 0, err
 	}
 	p += 4
 	if n >= 0 {
-		return skipN(elem, b, p, int64(n))
+		return elems(p, int64(n))
 	}
-	if n != -1 {
-		return 0, fmt.Errorf("iterable count %d: %w", n, ErrCorrupt)
+	if n != -1 || !blocks {
+		return 0, fmt.Errorf("%s count %d: %w", what, n, ErrCorrupt)
 	}
 	for {
 		m, k, err := ReadVarint(b[p:])
@@ -288,7 +295,7 @@ func skipIterable(elem *Coder, b []byte, p int) (int, error) {
 		if m > math.MaxInt64 {
 			return 0, fmt.Errorf("iterable block count %d: %w", int64(m), ErrCorrupt)
 		}
-		if p, err = skipN(elem, b, p, int64(m)); err != nil {
+		if p, err = elems(p, int64(m)); err != nil {
 			return 0, err
 		}
 	}

@@ -143,51 +143,24 @@ func skipField(t *pipepb.FieldType, b []byte, p, depth int) (int, error) {
 // map of elem to value: an int32 count, or for arrays and iterables -1
 // and varint-counted blocks ending with a count of 0.
 func skipElements(elem, value *pipepb.FieldType, b []byte, p, depth int) (int, error) {
-	n, err := readInt32(b, p, "schema container count")
-	if err != nil {
-		return 0, err
-	}
-	p += 4
-	one := func() error {
-		q, err := skipElement(elem, b, p, depth+1)
-		if err == nil && value != nil {
-			q, err = skipElement(value, b, q, depth+1)
-		}
-		if err == nil && q == p {
-			err = fmt.Errorf("an element of no bytes: %w", ErrCorrupt)
-		}
-		p = q
-		return err
-	}
-	if n >= 0 {
+	// Each element takes a byte at least: n elements past the end fail
+	// at the first one missing.
+	return skipCounted(b, p, "schema container", value == nil, func(p int, n int64) (int, error) {
 		for range n {
-			if err := one(); err != nil {
+			q, err := skipElement(elem, b, p, depth+1)
+			if err == nil && value != nil {
+				q, err = skipElement(value, b, q, depth+1)
+			}
+			if err == nil && q == p {
+				err = fmt.Errorf("an element of no bytes: %w", ErrCorrupt)
+			}
+			if err != nil {
 				return 0, err
 			}
+			p = q
 		}
 		return p, nil
-	}
-	if n != -1 || value != nil {
-		return 0, fmt.Errorf("schema container count %d: %w", n, ErrCorrupt)
-	}
-	for {
-		m, k, err := ReadVarint(b[p:])
-		if err != nil {
-			return 0, fmt.Errorf("iterable block count: %w", err)
-		}
-		p += k
-		if m == 0 {
-			return p, nil
-		}
-		if m > uint64(len(b)) {
-			return 0, fmt.Errorf("iterable block of %d elements in %d bytes: %w", m, len(b), ErrTruncated)
-		}
-		for range m {
-			if err := one(); err != nil {
-				return 0, err
-			}
-		}
-	}
+	})
 }
 
 // skipElement steps over a container element: a nullable one starts with
