@@ -158,7 +158,7 @@ func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkp
 		if err := checkpoint.Restore(ctx, c.o.Storage, meta, st.SubtaskID, dbDir); err != nil {
 			return err
 		}
-		if db, err = state.Open(state.Options{Dir: dbDir, MustExist: true, Cells: true, Logger: e.o.Logger}); err != nil {
+		if db, err = state.Open(state.Options{Dir: dbDir, MustExist: true, Cells: s.Kind == plan.KindSDK, Logger: e.o.Logger}); err != nil {
 			return err
 		}
 		defer db.Close()
