@@ -34,7 +34,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +41,8 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
 
+	"github.com/weir-runner/weir/bench/internal/paired"
+	"github.com/weir-runner/weir/bench/internal/statepipe"
 	"github.com/weir-runner/weir/checkpoint"
 	"github.com/weir-runner/weir/checkpoint/storage"
 
@@ -100,9 +101,9 @@ func main() {
 	os.Exit(runParent(ctx))
 }
 
-func spec() Spec {
+func spec() statepipe.Spec {
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	return Spec{
+	return statepipe.Spec{
 		Events:      *events,
 		Keys:        *keys,
 		StartMillis: start.Truncate(*span).UnixMilli(),
@@ -144,9 +145,9 @@ func runChild(runner string) error {
 	}
 	p, s := beam.NewPipelineWithRoot()
 	if *pipelineFlag == "global" {
-		buildGlobal(s, spec())
+		statepipe.BuildGlobal(s, spec())
 	} else {
-		build(s, spec())
+		statepipe.Build(s, spec())
 	}
 	start := time.Now()
 	res, err := beam.Run(context.Background(), runner, p)
@@ -293,10 +294,10 @@ func runParent(ctx context.Context) int {
 		switch {
 		case *pipelineFlag == "global":
 			target = "(global-window pipeline: no target; make bench runs it beside the window pipeline)"
-		case median(tr) < 10:
+		case paired.Median(tr) < 10:
 			target, failed = "(target >= 10x: FAIL)", true
 		}
-		fmt.Fprintf(w, "\nweir/prism throughput (%s pipeline): %s %s   weir/prism peak RSS: %s\n", *pipelineFlag, medianOf(tr), target, medianOf(rss))
+		fmt.Fprintf(w, "\nweir/prism throughput (%s pipeline): %s %s   weir/prism peak RSS: %s\n", *pipelineFlag, paired.Format(tr), target, paired.Format(rss))
 	}
 	if *maxRSS > 0 {
 		for round := 1; round <= max(*rounds, 1); round++ {
@@ -313,7 +314,7 @@ func runParent(ctx context.Context) int {
 	}
 	if cr := ratios("weir-chk", "weir", throughput); len(cr) > 0 {
 		verdict := "PASS"
-		if median(cr) < 0.9 {
+		if paired.Median(cr) < 0.9 {
 			verdict, failed = "FAIL", true
 		}
 		var taken []string
@@ -322,7 +323,7 @@ func runParent(ctx context.Context) int {
 				taken = append(taken, fmt.Sprint(c.rep.Checkpoints))
 			}
 		}
-		fmt.Fprintf(w, "\nweir with a checkpoint every %s / without: throughput %s (target >= 0.9x: %s), checkpoints taken: %s\n", *checkpointEvery, medianOf(cr), verdict, strings.Join(taken, ", "))
+		fmt.Fprintf(w, "\nweir with a checkpoint every %s / without: throughput %s (target >= 0.9x: %s), checkpoints taken: %s\n", *checkpointEvery, paired.Format(cr), verdict, strings.Join(taken, ", "))
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(w, "interrupted")
@@ -337,29 +338,6 @@ func runParent(ctx context.Context) int {
 		return 1
 	}
 	return 0
-}
-
-// median is the median of xs (the mean of the middle two for an even count).
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// medianOf formats the median of xs, with every value when there are several.
-func medianOf(xs []float64) string {
-	if len(xs) == 1 {
-		return fmt.Sprintf("%.2fx", xs[0])
-	}
-	var each []string
-	for _, x := range xs {
-		each = append(each, fmt.Sprintf("%.2f", x))
-	}
-	return fmt.Sprintf("%.2fx (median of %s)", median(xs), strings.Join(each, ", "))
 }
 
 // runOne re-executes this binary with --child=runner and measures it.
