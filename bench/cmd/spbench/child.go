@@ -99,17 +99,14 @@ type job struct {
 
 func runChild(ctx context.Context, mode string) (*childReport, error) {
 	j := &job{ended: make(chan struct{})}
-	level := slog.LevelWarn
-	if mode == "run" {
-		level = slog.LevelInfo // each savepoint and its checkpoint, for the log
-	}
 	var fnAPI bool
 	if f := flag.Lookup("weir_fn_api"); f != nil {
 		fnAPI = f.Value.String() == "true"
 	}
 	srv, err := runner.Start(runner.Config{
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		InProcess: !fnAPI,
+		Limits:    engine.Limits{InboxSize: *inbox},
 		OnCheckpoint: func(_ string, s engine.CheckpointStats) {
 			if s.Failed != "" {
 				return

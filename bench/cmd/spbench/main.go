@@ -51,18 +51,18 @@ import (
 
 var (
 	keys       = flag.Int64("keys", 1000000, "distinct keys of the state (event i has key i mod keys)")
-	events     = flag.Int64("events", 1000000000, "events the generator would emit; jobs are cancelled once measured, so this only has to outlast the measurements")
+	events     = flag.Int64("events", 0, "events the generator would emit (0: 2001 × --keys); jobs are cancelled once measured, so this only has to outlast the measurements")
 	span       = flag.Duration("span", time.Minute, "event times are spread over one fixed window this long")
-	splits     = flag.Int64("splits", 16, "initial restrictions of the generator")
+	splits     = flag.Int64("splits", 2, "initial restrictions of the generator (with the default --events, 2 start half the keys apart)")
 	par        = flag.Int("base_parallelism", 2, "parallelism of the measured job and of the checkpoint recovery; the savepoint is restored into twice this")
 	ckEvery    = flag.Duration("checkpoint_every", 10*time.Second, "checkpoint interval of every job (weir's default for streaming jobs)")
-	windowLen  = flag.Duration("window", 10*time.Second, "length of each throughput window (a savepoint window lasts until its last savepoint completes)")
+	windowLen  = flag.Duration("window", 30*time.Second, "length of each throughput window with checkpoints only; a window of savepoints takes them back to back until this has passed and the last completes")
 	pairs      = flag.Int("pairs", 3, "paired throughput windows (checkpoints only, savepoints back to back), order alternating")
 	rounds     = flag.Int("rounds", 3, "paired restore rounds (checkpoint recovery, savepoint restore), order alternating")
 	minRatio   = flag.Float64("min_ratio", 0.8, "target: median throughput with savepoints / with checkpoints only at least this")
 	maxRestore = flag.Float64("max_restore_ratio", 2, "target: median savepoint restore time / checkpoint recovery time under this")
-	maxProbes  = flag.Int("max_probes", 6, "savepoints taken while the state fills, until one holds every key")
 	timeout    = flag.Duration("timeout", 10*time.Minute, "timeout of one child")
+	inbox      = flag.Int("inbox_messages", 0, "experiment: the engine's inbox size in messages (engine.Limits.InboxSize; 0: its default); aligned barriers wait behind what inboxes hold")
 	tmpFlag    = flag.String("tmp", "", "directory for checkpoints, savepoints and job state (default: a new temporary directory, removed at exit)")
 	logDir     = flag.String("logs", "", "keep each child's log here (default: kept only when a child fails)")
 	cpuProfile = flag.String("cpuprofile", "", "write each child's CPU profile to this path with the child's name appended")
@@ -178,6 +178,7 @@ func newBench() (*bench, error) {
 	b.common = []string{
 		fmt.Sprintf("--keys=%d", *keys), fmt.Sprintf("--events=%d", *events), "--span=" + span.String(),
 		fmt.Sprintf("--splits=%d", *splits), "--job_name=" + jobName, "--checkpointing_interval=" + ckEvery.String(),
+		fmt.Sprintf("--inbox_messages=%d", *inbox),
 	}
 	return b, nil
 }
