@@ -113,6 +113,7 @@ func runChild(ctx context.Context, mode string) (*childReport, error) {
 			}
 			j.mu.Lock()
 			defer j.mu.Unlock()
+			fmt.Fprintf(os.Stderr, "+%.1f s: checkpoint %d completed, started at +%.1f s\n", time.Since(j.start).Seconds(), s.ID, s.Started.Sub(j.start).Seconds())
 			j.cks = append(j.cks, ckStat{ID: s.ID, Started: s.Started, Secs: s.Duration.Seconds(), Bytes: s.FullSize, Uploaded: s.Uploaded})
 		},
 	})
@@ -146,7 +147,9 @@ func runChild(ctx context.Context, mode string) (*childReport, error) {
 	rep := &childReport{Mode: mode}
 	switch mode {
 	case "run":
+		stop := j.timeline()
 		err = j.measure(ctx, rep)
+		stop()
 	case "restore":
 		err = j.waitSeen(ctx, 1)
 		rep.ReadySecs = time.Since(j.start).Seconds()
@@ -249,7 +252,32 @@ func (j *job) savepoint(ctx context.Context) (spStat, error) {
 	if err != nil {
 		return spStat{}, fmt.Errorf("savepoint at %d events: %w", seen, err)
 	}
+	fmt.Fprintf(os.Stderr, "+%.1f s: savepoint requested at +%.1f s complete\n", time.Since(j.start).Seconds(), t0.Sub(j.start).Seconds())
 	return spStat{Path: path, Secs: time.Since(t0).Seconds(), Seen: seen}, nil
+}
+
+// timeline logs the job's progress every second, for reading the
+// windows against the checkpoints and savepoints logged beside it; stop
+// ends it.
+func (j *job) timeline() (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		last := statepipe.Seen.Load()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			n := statepipe.Seen.Load()
+			fmt.Fprintf(os.Stderr, "+%.1f s: %d events counted, %d in the last second\n", time.Since(j.start).Seconds(), n, n-last)
+			last = n
+		}
+	}()
+	return func() { close(done); <-ended }
 }
 
 // measure is the run child's work: the state fills, then --pairs pairs
