@@ -26,8 +26,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,7 +34,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
@@ -46,6 +43,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
+	"github.com/weir-runner/weir/bench/internal/childproc"
 	"github.com/weir-runner/weir/bench/internal/statepipe"
 )
 
@@ -275,11 +273,6 @@ func (b *bench) restoreSavepoint(ctx context.Context, round int, path string) (f
 // report.
 func (b *bench) child(ctx context.Context, name, mode string, extra ...string) (*childReport, error) {
 	logPath := filepath.Join(b.logs, name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
 	tmp := filepath.Join(b.tmp, "tmp-"+name) // the job's Pebble state
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return nil, err
@@ -290,36 +283,15 @@ func (b *bench) child(ctx context.Context, name, mode string, extra ...string) (
 		args = append(args, "--cpuprofile="+*cpuProfile+"."+name)
 	}
 	args = append(append(args, extra...), flag.Args()...)
-	fmt.Fprintf(logf, "# %s %s\n", b.self, strings.Join(args, " "))
-	cctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	var stdout bytes.Buffer
-	cmd := exec.CommandContext(cctx, b.self, args...)
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	cmd.Stdout = io.MultiWriter(&stdout, logf)
-	cmd.Stderr = logf
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
-	runErr := cmd.Run()
-	switch {
-	case errors.Is(cctx.Err(), context.DeadlineExceeded):
-		return nil, fmt.Errorf("%s: timed out after %s\n%s", name, *timeout, tail(logPath, 20))
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
-	case runErr != nil:
-		return nil, fmt.Errorf("%s: %w\n%s", name, runErr, tail(logPath, 20))
+	out, err := childproc.Run{Self: b.self, Args: args, LogPath: logPath, TempDir: tmp, Timeout: *timeout}.Start(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w\n%s", name, err, childproc.Tail(logPath, 20))
 	}
-	sc := bufio.NewScanner(&stdout)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		if line, ok := strings.CutPrefix(sc.Text(), reportTag); ok {
-			rep := &childReport{}
-			if err := json.Unmarshal([]byte(line), rep); err != nil {
-				return nil, fmt.Errorf("%s: reading its report: %w", name, err)
-			}
-			return rep, nil
-		}
+	rep := &childReport{}
+	if found, err := childproc.Report(out.Stdout, reportTag, rep); err != nil || !found {
+		return nil, fmt.Errorf("%s: no report (%v)\n%s", name, err, childproc.Tail(logPath, 20))
 	}
-	return nil, fmt.Errorf("%s: the child printed no report\n%s", name, tail(logPath, 20))
+	return rep, nil
 }
 
 // copyDir copies the files under src to dst.
@@ -351,17 +323,4 @@ func copyDir(src, dst string) error {
 		}
 		return out.Close()
 	})
-}
-
-// tail is the last n lines of the file at path, indented.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "   " + strings.Join(lines, "\n   ")
 }

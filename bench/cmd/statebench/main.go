@@ -21,16 +21,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
@@ -41,6 +37,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
 
+	"github.com/weir-runner/weir/bench/internal/childproc"
 	"github.com/weir-runner/weir/bench/internal/paired"
 	"github.com/weir-runner/weir/bench/internal/statepipe"
 	"github.com/weir-runner/weir/checkpoint"
@@ -245,7 +242,7 @@ func runParent(ctx context.Context) int {
 			results = append(results, res)
 			if res.err != nil {
 				failed = true
-				fmt.Fprintf(os.Stderr, "   FAILED: %v\n%s\n", res.err, tail(logPath, 20))
+				fmt.Fprintf(os.Stderr, "   FAILED: %v\n%s\n", res.err, childproc.Tail(logPath, 20))
 			} else {
 				fmt.Fprintf(os.Stderr, "   %.1f s (pipeline %.1f s), peak RSS %.0f MB\n", res.wall.Seconds(), res.rep.PipelineSecs, mb(res.rss))
 			}
@@ -343,12 +340,6 @@ func runParent(ctx context.Context) int {
 // runOne re-executes this binary with --child=runner and measures it.
 func runOne(ctx context.Context, self, runner, logPath string) *result {
 	res := &result{runner: runner}
-	logf, err := os.Create(logPath)
-	if err != nil {
-		res.err = err
-		return res
-	}
-	defer logf.Close()
 	// The child's temporary files (runnerlib's placeholders, weir's
 	// Pebble state) go in a directory removed afterwards.
 	tmp, err := os.MkdirTemp("", "statebench-"+runner+"-")
@@ -381,40 +372,14 @@ func runOne(ctx context.Context, self, runner, logPath string) *result {
 	}
 	args = append(args, extra...)
 	args = append(args, flag.Args()...)
-	fmt.Fprintf(logf, "# %s %s\n", self, strings.Join(args, " "))
-	var stdout bytes.Buffer
-	cctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	cmd := exec.CommandContext(cctx, self, args...)
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	cmd.Stdout = io.MultiWriter(&stdout, logf)
-	cmd.Stderr = logf
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
-	start := time.Now()
-	runErr := cmd.Run()
-	res.wall = time.Since(start)
-	if ps := cmd.ProcessState; ps != nil {
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			res.rss = ru.Maxrss * 1024 // kilobytes on Linux
-		}
-		res.cpu = ps.UserTime() + ps.SystemTime()
+	out, err := childproc.Run{Self: self, Args: args, LogPath: logPath, TempDir: tmp, Timeout: *timeout}.Start(ctx)
+	res.err = err
+	if out == nil {
+		return res
 	}
-	switch {
-	case errors.Is(cctx.Err(), context.DeadlineExceeded):
-		res.err = fmt.Errorf("timed out after %s", *timeout)
-	case ctx.Err() != nil:
-		res.err = ctx.Err()
-	case runErr != nil:
-		res.err = runErr
-	}
-	sc := bufio.NewScanner(&stdout)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if line, ok := strings.CutPrefix(sc.Text(), reportTag); ok {
-			if err := json.Unmarshal([]byte(line), &res.rep); err != nil && res.err == nil {
-				res.err = fmt.Errorf("reading the child's report: %w", err)
-			}
-		}
+	res.wall, res.rss, res.cpu = out.Wall, out.RSS, out.CPU
+	if _, err := childproc.Report(out.Stdout, reportTag, &res.rep); err != nil && res.err == nil {
+		res.err = err
 	}
 	if res.err == nil && res.rep.Runner == "" {
 		res.err = errors.New("the child printed no report")
@@ -427,19 +392,6 @@ func rate(r *result) float64 { return float64(*events) / r.wall.Seconds() }
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 func dashes(n int) string { return strings.Repeat("-", n) }
-
-// tail is the last n lines of the file at path, indented.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "   " + strings.Join(lines, "\n   ")
-}
 
 // lastCheckpoint is the ID of job's last completed checkpoint in dir (0 if
 // none).
