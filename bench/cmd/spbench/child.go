@@ -88,7 +88,7 @@ type job struct {
 	srv   *runner.Server
 	conn  *grpc.ClientConn
 	id    string
-	start time.Time // when beam.Run was called
+	start time.Time // when beam.Run was called (set under mu)
 	// ended is closed when beam.Run has returned runErr.
 	ended  chan struct{}
 	runErr error
@@ -98,6 +98,9 @@ type job struct {
 }
 
 func runChild(ctx context.Context, mode string) (*childReport, error) {
+	if mode != "run" && mode != "restore" {
+		return nil, fmt.Errorf("unknown child mode %q (run, restore)", mode)
+	}
 	j := &job{ended: make(chan struct{})}
 	var fnAPI bool
 	if f := flag.Lookup("weir_fn_api"); f != nil {
@@ -136,7 +139,9 @@ func runChild(ctx context.Context, mode string) (*childReport, error) {
 
 	p, s := beam.NewPipelineWithRoot()
 	statepipe.Build(s, spec())
+	j.mu.Lock() // OnCheckpoint reads it
 	j.start = time.Now()
+	j.mu.Unlock()
 	go func() {
 		_, j.runErr = beam.Run(ctx, "weir", p)
 		close(j.ended)
@@ -153,8 +158,6 @@ func runChild(ctx context.Context, mode string) (*childReport, error) {
 	case "restore":
 		err = j.waitSeen(ctx, 1)
 		rep.ReadySecs = time.Since(j.start).Seconds()
-	default:
-		err = fmt.Errorf("unknown child mode %q", mode)
 	}
 	if cerr := j.cancel(ctx); err == nil {
 		err = cerr
