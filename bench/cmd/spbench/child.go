@@ -291,18 +291,25 @@ func (j *job) measure(ctx context.Context, rep *childReport) error {
 	if err := j.waitSeen(ctx, *keys+*keys/2); err != nil {
 		return err
 	}
+	length := *windowLen
 	for pair := range *pairs {
 		order := []bool{false, true}
 		if pair%2 == 1 {
 			order = []bool{true, false}
 		}
 		for _, sps := range order {
-			w, err := j.window(ctx, sps)
+			w, err := j.window(ctx, sps, length)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "window (savepoints %v): %.1f s, %d events, %.0f events/s, %d savepoints\n", w.Savepoints, w.Secs, w.Events, w.rate(), len(w.Taken))
 			rep.Windows = append(rep.Windows, w)
+			if sps {
+				// A savepoint window spans its savepoints' checkpoints
+				// and exports: later checkpoint-only windows last as
+				// long, so that they span checkpoints too.
+				length = max(length, time.Duration(w.Secs*float64(time.Second)))
+			}
 		}
 	}
 	if rep.Windows[len(rep.Windows)-1].Savepoints {
@@ -313,14 +320,14 @@ func (j *job) measure(ctx context.Context, rep *childReport) error {
 	return err
 }
 
-// window measures the job's throughput for --window, with savepoints
-// back to back (until the one in flight at the end completes) or with
-// checkpoints only.
-func (j *job) window(ctx context.Context, savepoints bool) (window, error) {
+// window measures the job's throughput for length, with savepoints back
+// to back (until the one in flight when --window has passed completes) or
+// with checkpoints only.
+func (j *job) window(ctx context.Context, savepoints bool, length time.Duration) (window, error) {
 	w := window{Savepoints: savepoints}
 	t0, s0 := time.Now(), statepipe.Seen.Load()
 	if !savepoints {
-		if err := j.sleep(ctx, *windowLen); err != nil {
+		if err := j.sleep(ctx, length); err != nil {
 			return w, err
 		}
 	}

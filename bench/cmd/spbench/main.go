@@ -54,7 +54,7 @@ var (
 	splits     = flag.Int64("splits", 2, "initial restrictions of the generator (with the default --events, 2 start half the keys apart)")
 	par        = flag.Int("base_parallelism", 2, "parallelism of the measured job and of the checkpoint recovery; the savepoint is restored into twice this")
 	ckEvery    = flag.Duration("checkpoint_every", 10*time.Second, "checkpoint interval of every job (weir's default for streaming jobs)")
-	windowLen  = flag.Duration("window", 30*time.Second, "length of each throughput window with checkpoints only; a window of savepoints takes them back to back until this has passed and the last completes")
+	windowLen  = flag.Duration("window", 30*time.Second, "length of a throughput window: one of savepoints takes them back to back until this has passed and the last completes; one with checkpoints only lasts this, or as long as the last savepoint window if that was longer")
 	pairs      = flag.Int("pairs", 3, "paired throughput windows (checkpoints only, savepoints back to back), order alternating")
 	rounds     = flag.Int("rounds", 3, "paired restore rounds (checkpoint recovery, savepoint restore), order alternating")
 	minRatio   = flag.Float64("min_ratio", 0.8, "target: median throughput with savepoints / with checkpoints only at least this")
