@@ -111,16 +111,11 @@ func spec() statepipe.Spec {
 
 // runChild runs the pipeline once on runner, embedded in this process.
 func runChild(runner string) error {
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := childproc.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	if *memProfile != "" {
 		stop := make(chan struct{})
 		done := make(chan struct{})

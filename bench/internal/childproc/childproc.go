@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -100,4 +101,21 @@ func Tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "   " + strings.Join(lines, "\n   ")
+}
+
+// CPUProfile starts a CPU profile of this process into path ("" none);
+// stop ends it.
+func CPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
