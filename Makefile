@@ -14,14 +14,19 @@
 #                     every second, three rounds, judged by the median ratio, then weir alone at
 #                     10M events over 1M keys, its peak RSS judged against 1 GB (bench/cmd/statebench),
 #                     then incremental checkpoints of 1 GiB of state and its
-#                     recovery (bench/cmd/chkbench)
+#                     recovery (bench/cmd/chkbench), then savepoints of the stateful
+#                     benchmark's state at SP_KEYS keys: duration and size, throughput
+#                     while they are written against checkpoints only, and restore into
+#                     twice the parallelism against checkpoint recovery (bench/cmd/spbench)
 #   make streaming    the streaming example, embedded, until Ctrl-C (which drains it)
 #   make soak         the differential harness (conformance/metamorphic) on SEEDS random
 #                     pipelines from SEED_BASE (make test runs its default 60); BIG=1 allows
 #                     up to a million elements and keys
 #
 # Knobs: RUN_FLAGS (extra wordcount flags), CONFORM_FLAGS (e.g. --suites=primitives -v), BENCH_FLAGS (e.g. --tests=group_by_key),
-# RECORDS (load test size), PARALLELISM (weir serve --parallelism; empty: weir's default).
+# RECORDS (load test size), PARALLELISM (weir serve --parallelism; empty: weir's default),
+# SP_KEYS, SP_PAIRS, SP_ROUNDS, SP_FLAGS (bench/cmd/spbench: keys, throughput window pairs,
+# restore rounds, other flags).
 
 GO          ?= go
 WEIR        := bin/weir
@@ -33,6 +38,13 @@ STATE_KEYS   ?= 100000
 # Then weir alone at this size, its peak RSS judged against 1 GB.
 STATE_BIG_EVENTS ?= 10000000
 STATE_BIG_KEYS   ?= 1000000
+# Savepoints of the stateful benchmark's state (bench/cmd/spbench): keys,
+# pairs of throughput windows and restore rounds. One pair keeps the step
+# near 6 minutes here: a savepoint at 1M keys takes about two (bench/savepoint.md).
+SP_KEYS   ?= 1000000
+SP_PAIRS  ?= 1
+SP_ROUNDS ?= 3
+SP_FLAGS  ?=
 PARALLELISM ?=
 # make soak: how many seeds of the differential harness, from which.
 SEEDS     ?= 500
@@ -93,6 +105,7 @@ bench: build
 	$(GO) run ./bench/cmd/statebench --events=$(STATE_EVENTS) --keys=$(STATE_KEYS) --runners=weir,weir-chk --rounds=3 || fail=1; \
 	$(GO) run ./bench/cmd/statebench --events=$(STATE_BIG_EVENTS) --keys=$(STATE_BIG_KEYS) --runners=weir --max_rss_mb=1024 || fail=1; \
 	$(GO) run ./bench/cmd/chkbench || fail=1; \
+	$(GO) run ./bench/cmd/spbench --keys=$(SP_KEYS) --pairs=$(SP_PAIRS) --rounds=$(SP_ROUNDS) $(SP_FLAGS) || fail=1; \
 	{ set +x; } 2>/dev/null; exit $$fail
 
 soak:

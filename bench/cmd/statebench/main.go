@@ -21,20 +21,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +37,9 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
 
+	"github.com/weir-runner/weir/bench/internal/childproc"
+	"github.com/weir-runner/weir/bench/internal/paired"
+	"github.com/weir-runner/weir/bench/internal/statepipe"
 	"github.com/weir-runner/weir/checkpoint"
 	"github.com/weir-runner/weir/checkpoint/storage"
 
@@ -100,9 +98,9 @@ func main() {
 	os.Exit(runParent(ctx))
 }
 
-func spec() Spec {
+func spec() statepipe.Spec {
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	return Spec{
+	return statepipe.Spec{
 		Events:      *events,
 		Keys:        *keys,
 		StartMillis: start.Truncate(*span).UnixMilli(),
@@ -113,16 +111,11 @@ func spec() Spec {
 
 // runChild runs the pipeline once on runner, embedded in this process.
 func runChild(runner string) error {
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := childproc.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	if *memProfile != "" {
 		stop := make(chan struct{})
 		done := make(chan struct{})
@@ -144,9 +137,9 @@ func runChild(runner string) error {
 	}
 	p, s := beam.NewPipelineWithRoot()
 	if *pipelineFlag == "global" {
-		buildGlobal(s, spec())
+		statepipe.BuildGlobal(s, spec())
 	} else {
-		build(s, spec())
+		statepipe.Build(s, spec())
 	}
 	start := time.Now()
 	res, err := beam.Run(context.Background(), runner, p)
@@ -244,7 +237,7 @@ func runParent(ctx context.Context) int {
 			results = append(results, res)
 			if res.err != nil {
 				failed = true
-				fmt.Fprintf(os.Stderr, "   FAILED: %v\n%s\n", res.err, tail(logPath, 20))
+				fmt.Fprintf(os.Stderr, "   FAILED: %v\n%s\n", res.err, childproc.Tail(logPath, 20))
 			} else {
 				fmt.Fprintf(os.Stderr, "   %.1f s (pipeline %.1f s), peak RSS %.0f MB\n", res.wall.Seconds(), res.rep.PipelineSecs, mb(res.rss))
 			}
@@ -293,10 +286,10 @@ func runParent(ctx context.Context) int {
 		switch {
 		case *pipelineFlag == "global":
 			target = "(global-window pipeline: no target; make bench runs it beside the window pipeline)"
-		case median(tr) < 10:
+		case paired.Median(tr) < 10:
 			target, failed = "(target >= 10x: FAIL)", true
 		}
-		fmt.Fprintf(w, "\nweir/prism throughput (%s pipeline): %s %s   weir/prism peak RSS: %s\n", *pipelineFlag, medianOf(tr), target, medianOf(rss))
+		fmt.Fprintf(w, "\nweir/prism throughput (%s pipeline): %s %s   weir/prism peak RSS: %s\n", *pipelineFlag, paired.Format(tr), target, paired.Format(rss))
 	}
 	if *maxRSS > 0 {
 		for round := 1; round <= max(*rounds, 1); round++ {
@@ -313,7 +306,7 @@ func runParent(ctx context.Context) int {
 	}
 	if cr := ratios("weir-chk", "weir", throughput); len(cr) > 0 {
 		verdict := "PASS"
-		if median(cr) < 0.9 {
+		if paired.Median(cr) < 0.9 {
 			verdict, failed = "FAIL", true
 		}
 		var taken []string
@@ -322,7 +315,7 @@ func runParent(ctx context.Context) int {
 				taken = append(taken, fmt.Sprint(c.rep.Checkpoints))
 			}
 		}
-		fmt.Fprintf(w, "\nweir with a checkpoint every %s / without: throughput %s (target >= 0.9x: %s), checkpoints taken: %s\n", *checkpointEvery, medianOf(cr), verdict, strings.Join(taken, ", "))
+		fmt.Fprintf(w, "\nweir with a checkpoint every %s / without: throughput %s (target >= 0.9x: %s), checkpoints taken: %s\n", *checkpointEvery, paired.Format(cr), verdict, strings.Join(taken, ", "))
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(w, "interrupted")
@@ -339,38 +332,9 @@ func runParent(ctx context.Context) int {
 	return 0
 }
 
-// median is the median of xs (the mean of the middle two for an even count).
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// medianOf formats the median of xs, with every value when there are several.
-func medianOf(xs []float64) string {
-	if len(xs) == 1 {
-		return fmt.Sprintf("%.2fx", xs[0])
-	}
-	var each []string
-	for _, x := range xs {
-		each = append(each, fmt.Sprintf("%.2f", x))
-	}
-	return fmt.Sprintf("%.2fx (median of %s)", median(xs), strings.Join(each, ", "))
-}
-
 // runOne re-executes this binary with --child=runner and measures it.
 func runOne(ctx context.Context, self, runner, logPath string) *result {
 	res := &result{runner: runner}
-	logf, err := os.Create(logPath)
-	if err != nil {
-		res.err = err
-		return res
-	}
-	defer logf.Close()
 	// The child's temporary files (runnerlib's placeholders, weir's
 	// Pebble state) go in a directory removed afterwards.
 	tmp, err := os.MkdirTemp("", "statebench-"+runner+"-")
@@ -403,40 +367,14 @@ func runOne(ctx context.Context, self, runner, logPath string) *result {
 	}
 	args = append(args, extra...)
 	args = append(args, flag.Args()...)
-	fmt.Fprintf(logf, "# %s %s\n", self, strings.Join(args, " "))
-	var stdout bytes.Buffer
-	cctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	cmd := exec.CommandContext(cctx, self, args...)
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	cmd.Stdout = io.MultiWriter(&stdout, logf)
-	cmd.Stderr = logf
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
-	start := time.Now()
-	runErr := cmd.Run()
-	res.wall = time.Since(start)
-	if ps := cmd.ProcessState; ps != nil {
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			res.rss = ru.Maxrss * 1024 // kilobytes on Linux
-		}
-		res.cpu = ps.UserTime() + ps.SystemTime()
+	out, err := childproc.Run{Self: self, Args: args, LogPath: logPath, TempDir: tmp, Timeout: *timeout}.Start(ctx)
+	res.err = err
+	if out == nil {
+		return res
 	}
-	switch {
-	case errors.Is(cctx.Err(), context.DeadlineExceeded):
-		res.err = fmt.Errorf("timed out after %s", *timeout)
-	case ctx.Err() != nil:
-		res.err = ctx.Err()
-	case runErr != nil:
-		res.err = runErr
-	}
-	sc := bufio.NewScanner(&stdout)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if line, ok := strings.CutPrefix(sc.Text(), reportTag); ok {
-			if err := json.Unmarshal([]byte(line), &res.rep); err != nil && res.err == nil {
-				res.err = fmt.Errorf("reading the child's report: %w", err)
-			}
-		}
+	res.wall, res.rss, res.cpu = out.Wall, out.RSS, out.CPU
+	if _, err := childproc.Report(out.Stdout, reportTag, &res.rep); err != nil && res.err == nil {
+		res.err = err
 	}
 	if res.err == nil && res.rep.Runner == "" {
 		res.err = errors.New("the child printed no report")
@@ -449,19 +387,6 @@ func rate(r *result) float64 { return float64(*events) / r.wall.Seconds() }
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 func dashes(n int) string { return strings.Repeat("-", n) }
-
-// tail is the last n lines of the file at path, indented.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "   " + strings.Join(lines, "\n   ")
-}
 
 // lastCheckpoint is the ID of job's last completed checkpoint in dir (0 if
 // none).

@@ -1,9 +1,16 @@
-package main
+// Package statepipe owns the stateful benchmark's pipeline, shared by
+// bench/cmd/statebench (throughput against prism, checkpoints, memory) and
+// bench/cmd/spbench (savepoints of its state): a deterministic generator
+// (a bounded splittable DoFn) into a per-key count in ValueState with an
+// event-time timer per key, checked by passert, and Seen, the count of
+// events the counting DoFns have processed in this process.
+package statepipe
 
 import (
 	"context"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -58,6 +65,13 @@ func (genFn) ProcessElement(rt *sdf.LockRTracker, s Spec, emit func(beam.EventTi
 	}
 }
 
+// Seen counts the events the counting DoFns (both pipelines) have
+// processed in this process. The embedded runner (--runner=weir) runs the
+// SDK's bundles in the pipeline's own process, so a benchmark reads the
+// job's progress from it as it runs, to the element, without metrics
+// that arrive only when a bundle ends.
+var Seen atomic.Int64
+
 var (
 	eventsCounted = beam.NewCounter("statebench", "events_counted")
 	keysFired     = beam.NewCounter("statebench", "keys_fired")
@@ -79,6 +93,7 @@ func (fn *countFn) ProcessElement(w beam.Window, sp state.Provider, tp timers.Pr
 	if !ok {
 		fn.Flush.Set(tp, w.MaxTimestamp().ToTime())
 	}
+	Seen.Add(1)
 	return fn.Count.Write(sp, n+1)
 }
 
@@ -104,9 +119,9 @@ func init() {
 	beam.RegisterType(reflect.TypeOf((*Spec)(nil)).Elem())
 }
 
-// build is the benchmark pipeline. It fails (through passert) unless the
+// Build is the benchmark pipeline. It fails (through passert) unless the
 // emitted counts sum to the number of events and every key fired once.
-func build(s beam.Scope, sp Spec) {
+func Build(s beam.Scope, sp Spec) {
 	events := beam.ParDo(s.Scope("Generate"), &genFn{}, beam.Create(s.Scope("Spec"), sp))
 	windowed := beam.WindowInto(s, window.NewFixedWindows(time.Duration(sp.SpanMillis)*time.Millisecond), events)
 	counts := beam.ParDo(s.Scope("CountPerKey"), &countFn{
@@ -146,6 +161,7 @@ func (fn *globalCountFn) ProcessElement(w beam.Window, sp state.Provider, tp tim
 		return err
 	}
 	fn.Flush.Set(tp, w.MaxTimestamp().ToTime())
+	Seen.Add(1)
 	return fn.Count.Write(sp, n+1)
 }
 
@@ -169,11 +185,11 @@ func init() {
 	register.Function2x1(countOfInt)
 }
 
-// buildGlobal is the pipeline of issue 13's first case: the generator in
+// BuildGlobal is the pipeline of issue 13's first case: the generator in
 // the global window, a per-key count whose timer is set again on every
 // element at the window's end, and two sums (keys, events) checked by
 // passert.
-func buildGlobal(s beam.Scope, sp Spec) {
+func BuildGlobal(s beam.Scope, sp Spec) {
 	events := beam.ParDo(s.Scope("Generate"), &genGlobalFn{}, beam.Create(s.Scope("Spec"), sp))
 	counts := beam.ParDo(s.Scope("CountPerKey"), &globalCountFn{
 		Count: state.MakeValueState[int64]("count"),
