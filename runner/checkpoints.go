@@ -274,7 +274,7 @@ func (x *executor) planOnly(ctx context.Context, job *portability.Job, p *plan.P
 		return err
 	}
 	defer st.Close()
-	e := engine.New(p, engine.Options{Parallelism: par, TempDir: x.s.cfg.TempDir, Logger: x.s.log.With("job", job.ID), FromSavepoint: src})
+	e := engine.New(p, engine.Options{Parallelism: par, MaxParallelism: c.MaxParallelism, TempDir: x.s.cfg.TempDir, Logger: x.s.log.With("job", job.ID), FromSavepoint: src})
 	rp, err := e.SavepointPlan(ctx)
 	if err != nil {
 		return fmt.Errorf("--savepoint_plan_only: %w", err)

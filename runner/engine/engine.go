@@ -372,6 +372,11 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 		}()
 	}
 	wg.Wait()
+	if errors.Is(context.Cause(ctx), errStopped) {
+		// Stopped with a savepoint: whatever the tasks said as they were
+		// cancelled, the run ended as asked.
+		return errStopped
+	}
 	if first != nil {
 		return first
 	}
