@@ -340,6 +340,7 @@ type jobStorage struct {
 	// found the job's last run finished: there is nothing to run.
 	rec, finished *checkpoint.Run
 	last          atomic.Int64 // the latest checkpoint this run completed
+	recorded      atomic.Bool  // the run record says the job finished
 }
 
 // leaseCheckpoints takes the lease on job's checkpoints in st before
@@ -378,6 +379,7 @@ func (s *jobStorage) finish(ctx context.Context, now time.Time) error {
 	if err := checkpoint.WriteRun(ctx, s.Storage, r.Job, r); err != nil {
 		return fmt.Errorf("the job's results are complete, but not the record that it finished: a --resume would run it again from checkpoint %d: %w", r.Last, err)
 	}
+	s.recorded.Store(true)
 	return nil
 }
 

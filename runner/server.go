@@ -235,6 +235,7 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 				x.s.cfg.OnCheckpoint(job.ID, c)
 			}
 		}
+		ck.OnJobDone = func(ctx context.Context) error { return st.finish(ctx, time.Now()) }
 		ck.OnRestart = func() {
 			x.s.metrics.restart(job.ID)
 			if x.s.cfg.OnRestart != nil {
@@ -268,6 +269,10 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		if err := st.run(ctx, e.Run); err != nil {
 			return err
 		}
+		if st.recorded.Load() {
+			return nil // the engine had it recorded before its last finalizations
+		}
+		// Stopped with a savepoint: the run ended without the job's end.
 		if err := st.finish(ctx, time.Now()); err != nil {
 			// The job's results are complete; only --resume will not know.
 			x.s.log.Warn("the job finished, but its run record could not say so", "job", job.ID, "err", err)

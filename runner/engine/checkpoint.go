@@ -47,6 +47,13 @@ type CheckpointOptions struct {
 	// OnRestart about every restart.
 	OnCheckpoint func(CheckpointStats)
 	OnRestart    func()
+	// OnJobDone, when set, is called once the whole job has ended, before
+	// the bundles no completed checkpoint covered are finalized: it
+	// records durably that the job finished (the runner's run record), so
+	// that a crash after those finalizations never replays their bundles
+	// from an earlier checkpoint. If it fails, nothing is finalized and
+	// the run fails (and restarts from its latest checkpoint).
+	OnJobDone func(context.Context) error
 	// Fault, when set, is called at named points of the checkpoint
 	// protocol; an error it returns fails that step (tests inject crashes
 	// with it).
@@ -541,6 +548,11 @@ func (c *coordinator) jobDone(ctx context.Context) error {
 	c.wg.Wait()
 	if err := context.Cause(ctx); err != nil {
 		return err
+	}
+	if c.o.OnJobDone != nil {
+		if err := c.o.OnJobDone(ctx); err != nil {
+			return fmt.Errorf("recording the job's end before its last finalizations: %w", err)
+		}
 	}
 	c.mu.Lock()
 	fin := c.node.JobDone()
