@@ -83,7 +83,7 @@ func (c *CheckpointConfig) Bind(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Resume, "resume", c.Resume, "start the job from its latest completed checkpoint in --checkpoint_dir (found by --job_name)")
 	fs.DurationVar(&c.LeaseTTL, "checkpoint_lease_ttl", c.LeaseTTL, "how long the lease a job holds on its checkpoints outlives its last renewal: a job of the same name may take it over after that (0: 30s)")
 	fs.DurationVar(&c.LeaseRenewal, "checkpoint_lease_renewal", c.LeaseRenewal, "time between renewals of a job's checkpoint lease (0: a third of the TTL)")
-	fs.StringVar(&c.SavepointDir, "savepoint_dir", c.SavepointDir, "where savepoints of the job go when weir savepoint take names no --target: file:///abs/dir or gs://bucket/prefix")
+	fs.StringVar(&c.SavepointDir, "savepoint_dir", c.SavepointDir, "where savepoints of the job go when weir savepoint, weir stop or SIGTERM name no --target: file:///abs/dir or gs://bucket/prefix")
 	fs.StringVar(&c.SavepointPath, "savepoint_path", c.SavepointPath, "start the job from this savepoint (the URL of its directory); a checkpoint of the job's own run, if any, comes first")
 	fs.BoolVar(&c.AllowNonRestored, "allow_non_restored_state", c.AllowNonRestored, "start from --savepoint_path even if it holds state of transforms the pipeline no longer has (it is dropped)")
 	fs.StringVar(&c.TransformNameMapping, "transform_name_mapping", c.TransformNameMapping, `JSON of the savepoint's transform unique-name prefixes to the pipeline's, {"old":"new"}; "" drops that state`)
