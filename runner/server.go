@@ -272,7 +272,8 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		if st.recorded.Load() {
 			return nil // the engine had it recorded before its last finalizations
 		}
-		// Stopped with a savepoint: the run ended without the job's end.
+		// Stopped with a savepoint (the run ended without the job's end),
+		// or the record failed then: try again.
 		if err := st.finish(ctx, time.Now()); err != nil {
 			// The job's results are complete; only --resume will not know.
 			x.s.log.Warn("the job finished, but its run record could not say so", "job", job.ID, "err", err)

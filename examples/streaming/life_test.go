@@ -121,6 +121,17 @@ func TestLifeOfAJob(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("version 1 took no checkpoint in a minute")
 	}
+	// Mid-stream: once version 1 has printed something (a window fired).
+	for printed := false; !printed; {
+		select {
+		case err := <-done:
+			t.Fatalf("version 1 ended before it was stopped: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		lifeLines.Lock()
+		printed = len(lifeLines.byRun["v1"]) > 0
+		lifeLines.Unlock()
+	}
 	path, err := stopWithSavepoint(v1srv.Endpoint(), *jobopts.JobName)
 	if err != nil {
 		t.Fatalf("stopping version 1 with a savepoint: %v", err)

@@ -51,8 +51,9 @@ type CheckpointOptions struct {
 	// the bundles no completed checkpoint covered are finalized: it
 	// records durably that the job finished (the runner's run record), so
 	// that a crash after those finalizations never replays their bundles
-	// from an earlier checkpoint. If it fails, nothing is finalized and
-	// the run fails (and restarts from its latest checkpoint).
+	// from an earlier checkpoint. If it fails (its storage refuses
+	// writes), the job's results are complete all the same: it is logged
+	// and the finalizations run.
 	OnJobDone func(context.Context) error
 	// Fault, when set, is called at named points of the checkpoint
 	// protocol; an error it returns fails that step (tests inject crashes
@@ -551,7 +552,7 @@ func (c *coordinator) jobDone(ctx context.Context) error {
 	}
 	if c.o.OnJobDone != nil {
 		if err := c.o.OnJobDone(ctx); err != nil {
-			return fmt.Errorf("recording the job's end before its last finalizations: %w", err)
+			c.e.o.Logger.Warn("the job's end could not be recorded before its last finalizations", "err", err)
 		}
 	}
 	c.mu.Lock()
