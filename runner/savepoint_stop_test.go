@@ -26,10 +26,10 @@ type liveRun struct {
 	srv           *runner.Server
 	chkURL, spURL string
 	opts          []storage.Option
-	jobID atomic.Value
-	first chan struct{} // a checkpoint completed
-	done  chan error    // the job's end
-	conn  *grpc.ClientConn
+	jobID         atomic.Value
+	first         chan struct{} // a checkpoint completed
+	done          chan error    // the job's end
+	conn          *grpc.ClientConn
 }
 
 // startLiveRun starts p on parallelism par, its checkpoints and savepoints

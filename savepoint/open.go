@@ -128,23 +128,33 @@ func (s *Savepoint) Records(ctx context.Context, path string) (*RecordReader, er
 	return newRecordReader(rc, rc, s.name(path), of.owner.sec, &f, of.check), nil
 }
 
+// Each reads the data file at path in full (Records) and calls fn with
+// each record; it stops at fn's first error and returns it.
+func (s *Savepoint) Each(ctx context.Context, path string, fn func(Record) error) error {
+	r, err := s.Records(ctx, path)
+	if err != nil {
+		return err
+	}
+	for r.Next() {
+		if err := fn(r.Record()); err != nil {
+			r.Close()
+			return err
+		}
+	}
+	err = r.Err()
+	if cerr := r.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // Verify reads the pipeline and every data file in full, checking them.
 func (s *Savepoint) Verify(ctx context.Context) error {
 	if _, err := s.Pipeline(ctx); err != nil {
 		return err
 	}
 	for _, f := range slices.Sorted(maps.Keys(s.files)) {
-		r, err := s.Records(ctx, f)
-		if err != nil {
-			return err
-		}
-		for r.Next() {
-		}
-		err = r.Err()
-		if cerr := r.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := s.Each(ctx, f, func(Record) error { return nil }); err != nil {
 			return err
 		}
 	}

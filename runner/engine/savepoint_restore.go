@@ -236,7 +236,7 @@ func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) er
 			if f.KeyGroups != nil && (f.KeyGroups.End <= lo || f.KeyGroups.Start >= hi) {
 				continue
 			}
-			err := r.each(ctx, f, func(rec savepoint.Record) error {
+			err := r.sp.Each(ctx, f.Path, func(rec savepoint.Record) error {
 				if t, ok := rec.(*savepoint.TimerRecord); ok && r.plan.droppedTimers[[2]string{o.Name, t.Family}] {
 					return nil // a timer family the pipeline no longer has (--allow_non_restored_state)
 				}
@@ -254,21 +254,6 @@ func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) er
 	return nil
 }
 
-// each reads the records of data file f.
-func (r *spRestore) each(ctx context.Context, f savepoint.File, fn func(savepoint.Record) error) error {
-	rr, err := r.sp.Records(ctx, f.Path)
-	if err != nil {
-		return err
-	}
-	defer rr.Close()
-	for rr.Next() {
-		if err := fn(rr.Record()); err != nil {
-			return err
-		}
-	}
-	return rr.Err()
-}
-
 // residuals are subtask s's share of its splittable stage's residual
 // restrictions (the n-th goes to subtask n mod parallelism).
 func (r *spRestore) residuals(ctx context.Context, s *subtask) ([][]byte, error) {
@@ -280,7 +265,7 @@ func (r *spRestore) residuals(ctx context.Context, s *subtask) ([][]byte, error)
 	var out [][]byte
 	n := 0
 	for _, f := range *files {
-		err := r.each(ctx, f, func(rec savepoint.Record) error {
+		err := r.sp.Each(ctx, f.Path, func(rec savepoint.Record) error {
 			res, ok := rec.(*savepoint.ResidualRecord)
 			if !ok {
 				return errors.New("a source record that is not a residual")

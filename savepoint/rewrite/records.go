@@ -41,19 +41,12 @@ func (o *owner) kept(r savepoint.Record) bool {
 
 // each calls fn with every record of the source file f that o keeps.
 func (rw *rewriter) each(ctx context.Context, o *owner, f savepoint.File, fn func(savepoint.Record) error) error {
-	rr, err := rw.src.Records(ctx, f.Path)
-	if err != nil {
-		return err
-	}
-	defer rr.Close()
-	for rr.Next() {
-		if r := rr.Record(); o.kept(r) {
-			if err := fn(r); err != nil {
-				return err
-			}
+	return rw.src.Each(ctx, f.Path, func(r savepoint.Record) error {
+		if !o.kept(r) {
+			return nil
 		}
-	}
-	return rr.Err()
+		return fn(r)
+	})
 }
 
 // out is one data file of the new savepoint, started at its first record
