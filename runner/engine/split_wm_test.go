@@ -26,6 +26,7 @@ type splitWMHarness struct {
 	downstream inbox // inbox of down[0]: every control event of sdf's subtasks
 	port       portState
 	done       chan error
+	ended      *error // the idle subtask's result, once next saw it end
 }
 
 func newSplitWMHarness(t *testing.T) *splitWMHarness {
@@ -61,9 +62,21 @@ func (h *splitWMHarness) start(ctx context.Context) {
 	go func() { h.done <- h.idle.run(ctx) }()
 }
 
-// next returns the next control event down[0] gets from sender.
+// wait returns the idle subtask's result once it has ended.
+func (h *splitWMHarness) wait() error {
+	if h.ended != nil {
+		return *h.ended
+	}
+	err := <-h.done
+	return err
+}
+
+// next returns the next control event down[0] gets from sender. The idle
+// subtask may have ended after sending it (select picks at random among
+// ready cases), so its end fails the test only once nothing is queued.
 func (h *splitWMHarness) next(t *testing.T, ctx context.Context, sender string) msg {
 	t.Helper()
+	done := h.done
 	for {
 		select {
 		case m := <-h.downstream:
@@ -71,7 +84,17 @@ func (h *splitWMHarness) next(t *testing.T, ctx context.Context, sender string) 
 			if m.sender == sender {
 				return m
 			}
-		case err := <-h.done:
+		case err := <-done:
+			h.ended, done = &err, nil
+			select {
+			case m := <-h.downstream:
+				h.port.observe(m)
+				if m.sender == sender {
+					return m
+				}
+				continue
+			default:
+			}
 			t.Fatalf("the idle subtask ended early: %v", err)
 		case <-ctx.Done():
 			t.Fatalf("no message from %s: %v", sender, ctx.Err())
@@ -120,7 +143,7 @@ func TestIdleSplitSubtaskForwardsBusySiblingsWatermark(t *testing.T) {
 	if m := h.next(t, ctx, "sdf/0"); m.kind != msgEOI {
 		t.Fatalf("idle subtask sent %+v at the end; want end of input", m)
 	}
-	if err := <-h.done; err != nil {
+	if err := h.wait(); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.busy.control(ctx, msgEOI, wire.MaxTimestamp); err != nil {
@@ -159,7 +182,7 @@ func TestIdleSplitSubtaskNeverSendsLower(t *testing.T) {
 	if m := h.next(t, ctx, "sdf/0"); m.kind != msgEOI {
 		t.Fatalf("idle subtask sent %+v; want end of input", m)
 	}
-	if err := <-h.done; err != nil {
+	if err := h.wait(); err != nil {
 		t.Fatal(err)
 	}
 }
