@@ -152,8 +152,14 @@ func servedLives(t *testing.T, kind string) (string, storage.Storage, startLife)
 	t.Cleanup(setFlag(&jobopts.JobName, strings.ReplaceAll(t.Name(), "/", "-")))
 	return spURL, st, func(n, par int, spPath string, sp CrashSpec) life {
 		ids := make(chan jobID, 1)
+		// Small files and import runs, and a few restore workers, varied
+		// from life to life: a restore reads parts of files and loads
+		// several runs.
+		limits := engine.Limits{SavepointFileKeyGroups: 1 + n%5, ImportRunBytes: 512 << n, RestoreWorkers: 1 + n%3}
+		t.Logf("life %d: %+v", n, limits)
 		srv := startWeirWith(t, runner.Config{
 			Parallelism: par,
+			Limits:      limits,
 			Checkpoints: runner.CheckpointConfig{Dir: fmt.Sprintf("%s-%d", chkURL, n), Interval: 100 * time.Millisecond, Retained: 1,
 				SavepointDir: spURL, SavepointPath: spPath},
 			StorageOptions: opts,

@@ -44,6 +44,7 @@ func startLiveRun(t *testing.T, kind string, p *beam.Pipeline, par int) *liveRun
 	}
 	r.srv = startWeirWith(t, runner.Config{
 		Parallelism:    par,
+		Limits:         engine.Limits{SavepointFileKeyGroups: 3, ImportRunBytes: 1024},
 		Checkpoints:    runner.CheckpointConfig{Dir: chkURL, Interval: 100 * time.Millisecond, Retained: 1, SavepointDir: r.spURL},
 		StorageOptions: opts,
 		OnCheckpoint: func(id string, s engine.CheckpointStats) {

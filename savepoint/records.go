@@ -86,6 +86,13 @@ type Record interface {
 	appendBody(b []byte) []byte
 }
 
+// KeyGroupOf returns the key group of a keyed record (StateRecord,
+// TimerRecord, GroupValueRecord, TriggerRecord), and false for the others.
+func KeyGroupOf(r Record) (int, bool) {
+	kg := r.keyGroup()
+	return kg, kg >= 0
+}
+
 // StateRecord is one piece of user state of a stateful transform, for one
 // key in one window. Value, bag and combining state have no UserKey and
 // SortKey 0 (a bag is one record per element, in order); a map has one

@@ -97,6 +97,10 @@ type DB struct {
 	written *written
 	// cells: the DB has the cell comparer, so cell reads are prefix seeks.
 	cells bool
+	// opts are the DB's Pebble options with their defaults, and cmp its
+	// comparer: what a Load writes its sstables with.
+	opts *pebble.Options
+	cmp  *pebble.Comparer
 }
 
 // Open opens (creating if needed) the Pebble database in o.Dir.
@@ -168,7 +172,8 @@ func Open(o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open pebble db %s: %w", o.Dir, err)
 	}
-	d := &DB{pdb: pdb, dir: o.Dir, log: lg, cells: opts.Comparer == cellComparer}
+	opts.EnsureDefaults() // pebble.Open used a copy
+	d := &DB{pdb: pdb, dir: o.Dir, log: lg, cells: opts.Comparer == cellComparer, opts: opts, cmp: opts.Comparer}
 	if fresh {
 		d.written = newWritten()
 		return d, nil

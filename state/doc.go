@@ -27,6 +27,11 @@
 // makes the DB unusable: every later operation returns an error wrapping
 // ErrDBFailed, and the caller restores the subtask from a checkpoint.
 //
+// A DB created empty can be bulk loaded (Load, the restore of a savepoint):
+// its bundles' writes are sorted in memory and written as sstables that
+// Pebble ingests, bypassing the memtable and the compactions its flushes
+// cause.
+//
 // A DB and the structures built on it (GroupBuffer) belong to one subtask
 // goroutine and are not safe for concurrent use, except that Close and Err may
 // be called from any goroutine.

@@ -67,6 +67,9 @@ type Bundle struct {
 	// and has not appended to since: their next append goes to slot zero.
 	emptied map[string]bool
 	succ    []byte // step's buffer
+	// load, if set, takes the bundle's writes at Commit (a Load's bundle:
+	// its batch is not indexed, and it does not read).
+	load *Load
 }
 
 // slotZero is the suffix of the first value appended to a bag (or a
@@ -152,6 +155,9 @@ func (d *DB) NewBundleSized() *Bundle {
 // checkpoint: the WAL is off).
 func (b *Bundle) Commit() error {
 	b.closeIter()
+	if b.load != nil {
+		return b.load.add(b.b) // which keeps the batch's bytes
+	}
 	defer b.b.Close()
 	if b.sized {
 		b.db.lastSized.Store(int64(b.b.Len()))

@@ -119,6 +119,10 @@ func (b *Bundle) AppendOrderedFunc(c Cell, data []byte, valueLen func([]byte) (i
 func (b *Bundle) orderedKey(p []byte, sortKey int64) ([]byte, error) {
 	k := appendTimestamp(append([]byte(nil), p...), sortKey)
 	seq := appendSeq.Add(1)
+	if b.load != nil {
+		// A load's DB held nothing: only its own entries, numbered in order.
+		return binary.BigEndian.AppendUint64(k, seq), nil
+	}
 	it, err := b.b.NewIter(&pebble.IterOptions{LowerBound: k, UpperBound: prefixEnd(k)})
 	if err != nil {
 		return nil, fmt.Errorf("reading state: %w", err)

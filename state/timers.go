@@ -37,9 +37,29 @@ type Timer struct {
 const NoHold int64 = math.MaxInt64 / 1000
 
 func holdKey(kg int, hold int64, id TimerID) []byte {
-	b := binary.BigEndian.AppendUint16(nil, uint16(kg))
+	return holdKeyOf(kg, hold, byte(id.Domain), id.suffix(nil))
+}
+
+// holdKeyOf, revKeyOf and indexKeyOf are the keys of a timer of key group
+// kg and domain whose ID has the suffix suf (TimerID.suffix).
+func holdKeyOf(kg int, hold int64, domain byte, suf []byte) []byte {
+	b := make([]byte, 0, 12+len(suf))
+	b = binary.BigEndian.AppendUint16(b, uint16(kg))
 	b = appendTimestamp(append(b, spaceTimerHold), hold)
-	return id.suffix(append(b, byte(id.Domain)))
+	return append(append(b, domain), suf...)
+}
+
+func revKeyOf(kg int, domain byte, suf []byte) []byte {
+	b := make([]byte, 0, 4+len(suf))
+	b = binary.BigEndian.AppendUint16(b, uint16(kg))
+	return append(append(b, spaceTimerRev, domain), suf...)
+}
+
+func indexKeyOf(kg int, domain byte, fire int64, suf []byte) []byte {
+	b := make([]byte, 0, 12+len(suf))
+	b = binary.BigEndian.AppendUint16(b, uint16(kg))
+	b = appendTimestamp(append(b, spaceTimer, domain), fire)
+	return append(b, suf...)
 }
 
 func (t TimerID) suffix(b []byte) []byte {
@@ -50,15 +70,10 @@ func (t TimerID) suffix(b []byte) []byte {
 	return AppendComponent(b, t.Tag)
 }
 
-func (t TimerID) revKey() []byte {
-	b := binary.BigEndian.AppendUint16(nil, uint16(t.KeyGroup))
-	return t.suffix(append(b, spaceTimerRev, byte(t.Domain)))
-}
+func (t TimerID) revKey() []byte { return revKeyOf(t.KeyGroup, byte(t.Domain), t.suffix(nil)) }
 
 func indexKey(kg int, fire int64, id TimerID) []byte {
-	b := binary.BigEndian.AppendUint16(nil, uint16(kg))
-	b = appendTimestamp(append(b, spaceTimer, byte(id.Domain)), fire)
-	return id.suffix(b)
+	return indexKeyOf(kg, byte(id.Domain), fire, id.suffix(nil))
 }
 
 // ClearTimer removes a timer if it is set.
@@ -73,6 +88,9 @@ func (b *Bundle) ClearTimer(id TimerID) error {
 // lookupTimer returns the fire time and hold of a set timer, and false if
 // it is not set.
 func (b *Bundle) lookupTimer(id TimerID) (fire, hold int64, ok bool, err error) {
+	if b.load != nil {
+		return 0, 0, false, nil // a load's DB holds nothing to replace
+	}
 	rk := id.revKey()
 	if b.db.written.never(rk) {
 		return 0, 0, false, nil
@@ -163,16 +181,17 @@ func (b *Bundle) SetTimer(t Timer) error {
 // window's garbage collection timer), where setting one again writes the
 // same keys. It saves SetTimer's point lookup.
 func (b *Bundle) PutTimer(t Timer) error {
-	if err := b.b.Set(indexKey(t.KeyGroup, t.Fire, t.TimerID), t.Encoded, nil); err != nil {
+	suf, d := t.suffix(nil), byte(t.Domain)
+	if err := b.b.Set(indexKeyOf(t.KeyGroup, d, t.Fire, suf), t.Encoded, nil); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
-	rk := t.revKey()
+	rk := revKeyOf(t.KeyGroup, d, suf)
 	b.db.written.add(rk)
 	if err := b.b.Set(rk, appendTimestamp(appendTimestamp(nil, t.Fire), t.Hold), nil); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
 	if t.Hold < NoHold {
-		if err := b.b.Set(holdKey(t.KeyGroup, t.Hold, t.TimerID), nil, nil); err != nil {
+		if err := b.b.Set(holdKeyOf(t.KeyGroup, t.Hold, d, suf), nil, nil); err != nil {
 			return fmt.Errorf("setting timer hold: %w", err)
 		}
 	}

@@ -55,6 +55,9 @@ type Settings struct {
 	// FailAt-th element: the bundle is retried.
 	FailOp int
 	FailAt int64
+	// RestoreWorkers bounds the subtasks that restore at once (0: weir's
+	// default).
+	RestoreWorkers int
 	// Kill, with checkpoints and no Fault, runs the job in a child process,
 	// kills it with SIGKILL once a checkpoint has completed, and resumes it
 	// in a new one (--resume), as a user restarts a crashed program.
@@ -81,6 +84,7 @@ func (s Settings) String() string {
 	add("checkpoint", s.Checkpoint, s.Checkpoint > 0)
 	add("fault", fmt.Sprintf("%s#%d", s.Fault, s.FaultN), s.Fault != "")
 	add("fail", fmt.Sprintf("op%d@%d", s.FailOp, s.FailAt), s.FailOp >= 0)
+	add("RestoreWorkers", s.RestoreWorkers, s.RestoreWorkers > 0)
 	add("kill", "-9+resume", s.Kill)
 	return strings.Join(parts, " ")
 }
@@ -119,6 +123,9 @@ func Generate(seed uint64, o Options) (*Spec, Settings) {
 	// before kills were drawn.
 	if set.Checkpoint > 0 && set.Fault == "" && rand.New(rand.NewPCG(seed, 0x6b696c6c)).IntN(2) == 0 {
 		set.Kill = true
+	}
+	if set.Checkpoint > 0 {
+		set.RestoreWorkers = rand.New(rand.NewPCG(seed, 0x7265737472)).IntN(4) // drawn apart too
 	}
 	g.set = set
 	total := g.size()

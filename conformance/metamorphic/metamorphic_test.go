@@ -325,6 +325,7 @@ func weirConfig(set Settings, dir string, log io.Writer, restarts *atomic.Int64)
 			StateChunkBytes:     set.StateChunkBytes,
 			SplitCheck:          set.SplitCheck,
 			BundleTime:          set.BundleTime,
+			RestoreWorkers:      set.RestoreWorkers,
 		},
 	}
 	if set.Checkpoint > 0 {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/checkpoint"
@@ -262,6 +264,7 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 		}
 	}
 	var tasks []task
+	var toMake []taskToMake
 	var aligners []*aligner
 	var gates map[inbox]*gate // alignment gates, with checkpoints on
 	if e.ck != nil {
@@ -311,12 +314,12 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 				tasks = append(tasks, &finishedTask{subtask: base})
 				continue
 			}
-			t, err := e.newTask(ctx, base, filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), split)
-			if err != nil {
-				return err
-			}
-			tasks = append(tasks, t)
+			toMake = append(toMake, taskToMake{at: len(tasks), base: base, dir: filepath.Join(dir, fmt.Sprintf("%s-%d", s.ID, i)), split: split})
+			tasks = append(tasks, nil)
 		}
+	}
+	if err := e.newTasks(ctx, tasks, toMake); err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
 	if e.o.ProgressEvery > 0 {
@@ -387,6 +390,35 @@ func (e *Engine) runOnce(ctx context.Context, restore *checkpoint.Metadata) (err
 		return e.ck.jobDone(ctx)
 	}
 	return nil
+}
+
+// taskToMake is a task newTasks makes: newTask's arguments, and its
+// place in the run's tasks.
+type taskToMake struct {
+	at    int
+	base  subtask
+	dir   string
+	split *splitPool
+}
+
+// newTasks makes the tasks of toMake into their places in tasks, up to
+// Limits.RestoreWorkers at once: a stateful task restores its state as it
+// is made (its checkpoint's files copied, or its key groups of a savepoint
+// imported), each on its own. On an error the tasks made stay in tasks,
+// to be closed by the caller.
+func (e *Engine) newTasks(ctx context.Context, tasks []task, toMake []taskToMake) error {
+	// No task keeps the context it is made with: the first error stops the
+	// others' restores.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.o.Limits.RestoreWorkers)
+	for _, m := range toMake {
+		g.Go(func() error {
+			t, err := e.newTask(gctx, m.base, m.dir, m.split)
+			tasks[m.at] = t
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // newTask makes the task that runs subtask base; stateful ones keep their

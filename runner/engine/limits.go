@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"runtime"
+	"time"
+)
 
 // Limits are the engine's internal bounds. Each has a default that suits
 // real jobs; tests set them small and at random, so that the path a limit
@@ -34,6 +37,28 @@ type Limits struct {
 	// cancelled (30 s): they run to their end rather than be left to the
 	// worker after the job has returned.
 	FinalizeTimeout time.Duration
+	// RestoreWorkers bounds the subtasks that restore their state at once
+	// when a run starts (GOMAXPROCS): each copies its checkpoint's files
+	// or imports its key groups of a savepoint on its own.
+	RestoreWorkers int
+	// SavepointFileKeyGroups bounds the key groups of one keyed data file
+	// of a savepoint (the max parallelism / 32, at least 1): a restore
+	// reads the files of its subtasks' key groups, and at a parallelism up
+	// to 32 reads no file in more than two subtasks.
+	SavepointFileKeyGroups int
+	// ImportRunBytes bounds the user state and timers a subtask that
+	// restores a savepoint gathers in memory before it writes them out as
+	// one sorted sstable (64 MiB, state.DefaultLoadRunBytes).
+	ImportRunBytes int
+}
+
+// savepointFileKeyGroups is Limits.SavepointFileKeyGroups, or its default
+// for the job's max parallelism.
+func (e *Engine) savepointFileKeyGroups() int {
+	if n := e.o.Limits.SavepointFileKeyGroups; n > 0 {
+		return n
+	}
+	return max(1, e.o.MaxParallelism/32)
 }
 
 // DefaultLimits are the limits a zero Limits field takes.
@@ -65,6 +90,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MessageBytes, d.MessageBytes)
 	def(&l.InboxSize, d.InboxSize)
 	def(&l.StateChunkBytes, d.StateChunkBytes)
+	def(&l.RestoreWorkers, runtime.GOMAXPROCS(0))
 	if l.SplitCheck <= 0 {
 		l.SplitCheck = d.SplitCheck
 	}

@@ -174,7 +174,7 @@ func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkp
 		}
 		pending = append(slices.Clip(pending), more...)
 	}
-	files := newSavepointFiles(w, st)
+	files := newSavepointFiles(w, st, e.savepointFileKeyGroups())
 	defer files.abort()
 	if s.Splittable != "" {
 		// The source's position: its residual restrictions.
@@ -223,31 +223,60 @@ func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkp
 	return files.close(lists)
 }
 
-// savepointFiles are the data files one subtask writes, one per owner.
+// savepointFiles are the data files one subtask writes: per owner, one
+// unkeyed file, or keyed files of at most perFile key groups each (the
+// key groups a restore at a higher parallelism skips are whole files).
 type savepointFiles struct {
-	w   *savepoint.Writer
-	kgs savepoint.KeyGroupRange
-	rws map[portable.Owner]*savepoint.RecordWriter
-	ord []portable.Owner
+	w       *savepoint.Writer
+	kgs     savepoint.KeyGroupRange
+	perFile int
+	rws     map[portable.Owner]*savepoint.RecordWriter
+	ends    map[portable.Owner]int // the end of each open keyed file's range
+	ord     []portable.Owner
+	closed  []ownedFile // keyed files closed as their owner moved past them
 }
 
-func newSavepointFiles(w *savepoint.Writer, st checkpoint.SubtaskState) *savepointFiles {
-	return &savepointFiles{w: w, kgs: savepoint.KeyGroupRange{Start: st.KeyGroups.Start, End: st.KeyGroups.End}, rws: map[portable.Owner]*savepoint.RecordWriter{}}
+type ownedFile struct {
+	o portable.Owner
+	f savepoint.File
+}
+
+func newSavepointFiles(w *savepoint.Writer, st checkpoint.SubtaskState, perFile int) *savepointFiles {
+	return &savepointFiles{w: w, kgs: savepoint.KeyGroupRange{Start: st.KeyGroups.Start, End: st.KeyGroups.End}, perFile: max(perFile, 1),
+		rws: map[portable.Owner]*savepoint.RecordWriter{}, ends: map[portable.Owner]int{}}
 }
 
 func (f *savepointFiles) write(ctx context.Context, o portable.Owner, r savepoint.Record) error {
 	rw := f.rws[o]
+	kg, keyed := savepoint.KeyGroupOf(r)
+	if rw != nil && keyed && kg >= f.ends[o] {
+		// Records come in key-group order: the owner's file is complete.
+		file, err := rw.Close()
+		delete(f.rws, o)
+		if err != nil {
+			return err
+		}
+		f.closed = append(f.closed, ownedFile{o, file})
+		rw = nil
+	}
 	if rw == nil {
 		var kgs *savepoint.KeyGroupRange
 		if o.Section == savepoint.SectionTransforms || o.Section == savepoint.SectionGroups {
-			k := f.kgs
-			kgs = &k
+			if !keyed || !f.kgs.Contains(kg) {
+				return fmt.Errorf("a record of %s outside the subtask's key groups [%d, %d)", o, f.kgs.Start, f.kgs.End)
+			}
+			start := f.kgs.Start + (kg-f.kgs.Start)/f.perFile*f.perFile
+			kgs = &savepoint.KeyGroupRange{Start: start, End: min(start+f.perFile, f.kgs.End)}
+			f.ends[o] = kgs.End
 		}
 		var err error
 		if rw, err = f.w.File(ctx, o.Section, o.Name, kgs); err != nil {
 			return err
 		}
-		f.rws[o], f.ord = rw, append(f.ord, o)
+		if !slices.Contains(f.ord, o) {
+			f.ord = append(f.ord, o)
+		}
+		f.rws[o] = rw
 	}
 	return rw.Write(r)
 }
@@ -255,17 +284,21 @@ func (f *savepointFiles) write(ctx context.Context, o portable.Owner, r savepoin
 // close closes every file and lists it under its owner (lists: fileLists).
 func (f *savepointFiles) close(lists map[portable.Owner]*[]savepoint.File) error {
 	for _, o := range f.ord {
-		rw := f.rws[o]
-		delete(f.rws, o)
-		file, err := rw.Close()
-		if err != nil {
-			return err
+		if rw := f.rws[o]; rw != nil {
+			delete(f.rws, o)
+			file, err := rw.Close()
+			if err != nil {
+				return err
+			}
+			f.closed = append(f.closed, ownedFile{o, file})
 		}
-		list := lists[o]
+	}
+	for _, c := range f.closed {
+		list := lists[c.o]
 		if list == nil {
-			return fmt.Errorf("state of %s, which the pipeline does not declare", o)
+			return fmt.Errorf("state of %s, which the pipeline does not declare", c.o)
 		}
-		*list = append(*list, file)
+		*list = append(*list, c.f)
 	}
 	return nil
 }

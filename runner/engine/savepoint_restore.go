@@ -65,19 +65,23 @@ func (e *Engine) SavepointPlan(ctx context.Context) (*RestorePlan, error) {
 	if e.o.FromSavepoint == nil {
 		return nil, errors.New("no savepoint to plan a restore of: set --savepoint_path")
 	}
-	_, p, err := e.planSavepoint(ctx, e.o.FromSavepoint)
+	_, p, err := e.planSavepoint(ctx, e.o.FromSavepoint, true)
 	return p, err
 }
 
-// planSavepoint opens and verifies the savepoint src and plans its
-// restore into the job's pipeline (savepoint_compat.go).
-func (e *Engine) planSavepoint(ctx context.Context, src *SavepointSource) (*savepoint.Savepoint, *RestorePlan, error) {
+// planSavepoint opens the savepoint src, reading every data file in full
+// if verify, and plans its restore into the job's pipeline
+// (savepoint_compat.go). Its metadata and pipeline are checked either
+// way.
+func (e *Engine) planSavepoint(ctx context.Context, src *SavepointSource, verify bool) (*savepoint.Savepoint, *RestorePlan, error) {
 	sp, err := savepoint.Open(ctx, src.Storage, src.Dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := sp.Verify(ctx); err != nil {
-		return nil, nil, err
+	if verify {
+		if err := sp.Verify(ctx); err != nil {
+			return nil, nil, err
+		}
 	}
 	m := sp.Metadata()
 	where := fmt.Sprintf("%s/%s", src.Storage, src.Dir)
@@ -97,12 +101,14 @@ func (e *Engine) planSavepoint(ctx context.Context, src *SavepointSource) (*save
 	return sp, p, nil
 }
 
-// openSavepoint opens and verifies the savepoint the job starts from and
-// refuses it, before anything runs, if its key groups differ, it holds
-// state the plan has no place for (unless that is allowed), or state
-// that does not fit the pipeline (planRestore).
+// openSavepoint opens the savepoint the job starts from and refuses it,
+// before anything runs, if its key groups differ, it holds state the plan
+// has no place for (unless that is allowed), or state that does not fit
+// the pipeline (planRestore). Its data files are checked as the subtasks
+// import them, before any task runs (a data file whose state is dropped
+// is not read).
 func (e *Engine) openSavepoint(ctx context.Context, src *SavepointSource) (*spRestore, error) {
-	sp, p, err := e.planSavepoint(ctx, src)
+	sp, p, err := e.planSavepoint(ctx, src, false)
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +172,7 @@ func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) er
 			return k, ok
 		},
 		AllowNonRestored: r.allow,
+		RunBytes:         e.o.Limits.ImportRunBytes,
 		Migrate: func(n, id string) func([]byte) ([]byte, error) {
 			if m := r.plan.migrations[[2]string{n, id}]; m != nil {
 				return m.Migrate
@@ -232,7 +239,9 @@ func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) er
 		if files == nil {
 			continue
 		}
-		for _, f := range *files {
+		// In key-group order (the metadata lists them by path): so the
+		// import's sorted runs do not overlap (state.Load).
+		for _, f := range slices.SortedStableFunc(slices.Values(*files), byKeyGroups) {
 			if f.KeyGroups != nil && (f.KeyGroups.End <= lo || f.KeyGroups.Start >= hi) {
 				continue
 			}
@@ -252,6 +261,14 @@ func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) er
 		return err
 	}
 	return nil
+}
+
+// byKeyGroups orders keyed files by their first key group.
+func byKeyGroups(a, b savepoint.File) int {
+	if a.KeyGroups == nil || b.KeyGroups == nil {
+		return 0
+	}
+	return a.KeyGroups.Start - b.KeyGroups.Start
 }
 
 // residuals are subtask s's share of its splittable stage's residual

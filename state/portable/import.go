@@ -50,6 +50,10 @@ type Target struct {
 	// are written as they are: where the engine re-encodes rows whose
 	// schema changed. See migrate.go.
 	Migrate func(uniqueName, stateID string) func(value []byte) ([]byte, error)
+	// RunBytes bounds the user state and timers gathered in memory before
+	// they are written out as one sorted run (state.Load; 0:
+	// state.DefaultLoadRunBytes).
+	RunBytes int
 }
 
 // Report is what an import did.
@@ -86,7 +90,8 @@ const bundleRecords = 4096
 // concurrent use.
 type Importer struct {
 	db     *state.DB
-	pend   *gathered // the values of one cell to migrate (migrate.go)
+	ld     *state.Load // user state and timers go through it
+	pend   *gathered   // the values of one cell to migrate (migrate.go)
 	lo, hi int
 	t      Target
 	b      *state.Bundle
@@ -110,6 +115,11 @@ func NewImporter(db *state.DB, lo, hi int, t Target) (*Importer, error) {
 		}
 		im.buf = db.GroupBuffer(t.Group.Prefix)
 	}
+	ld, err := db.NewLoad(t.RunBytes)
+	if err != nil {
+		return nil, fmt.Errorf("portable: import: %w", err)
+	}
+	im.ld = ld
 	return im, nil
 }
 
@@ -189,7 +199,7 @@ func (im *Importer) bundle() (*state.Bundle, error) {
 		}
 	}
 	if im.b == nil {
-		im.b = im.db.NewBundle()
+		im.b = im.ld.NewBundle()
 	}
 	im.n++
 	im.rep.Imported++
@@ -439,6 +449,11 @@ func (im *Importer) Close() (Report, error) {
 	if err == nil && im.buf != nil {
 		err = im.buf.Flush()
 	}
+	if err == nil {
+		err = im.ld.Finish()
+	} else {
+		im.ld.Abort()
+	}
 	if err != nil {
 		return im.rep, fmt.Errorf("portable: import into %s: %w", im.db.Dir(), err)
 	}
@@ -451,6 +466,9 @@ func (im *Importer) Abort() {
 	if im.b != nil {
 		im.b.Discard()
 		im.b = nil
+	}
+	if !im.done {
+		im.ld.Abort()
 	}
 	im.done = true
 }

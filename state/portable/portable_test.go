@@ -303,6 +303,8 @@ func target(g *Group, parts, part int) Target {
 			return 0, false, false
 		},
 		Parked: func(owner string, n int) (bool, bool) { return n%parts == part, owner == nameJoin },
+		// Small runs: an import writes several (state.Load).
+		RunBytes: 64 << (parts + part),
 		OnUserState: func(b *state.Bundle, c state.Cell) error {
 			return b.PutFixedTimer(expiry(c.KeyGroup, c.Window))
 		},

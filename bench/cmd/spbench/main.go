@@ -61,6 +61,7 @@ var (
 	timeout    = flag.Duration("timeout", 10*time.Minute, "timeout of one child")
 	inbox      = flag.Int("inbox_messages", 0, "experiment: the engine's inbox size in messages (engine.Limits.InboxSize; 0: its default); aligned barriers wait behind what inboxes hold")
 	tmpFlag    = flag.String("tmp", "", "directory for checkpoints, savepoints and job state (default: a new temporary directory, removed at exit)")
+	keep       = flag.Bool("keep", false, "keep the temporary directory (the run's checkpoints and savepoints) at exit, to rerun a restore child by hand")
 	logDir     = flag.String("logs", "", "keep each child's log here (default: kept only when a child fails)")
 	cpuProfile = flag.String("cpuprofile", "", "write each child's CPU profile to this path with the child's name appended")
 	child      = flag.String("child", "", "internal: run one job in this process (run or restore) and report")
@@ -178,6 +179,10 @@ func newBench() (*bench, error) {
 // close removes the temporary directory, keeping the logs in it if they
 // are wanted (a failure) and were not asked for elsewhere.
 func (b *bench) close() {
+	if *keep {
+		fmt.Fprintf(os.Stderr, "spbench: kept %s\n", b.tmp)
+		return
+	}
 	if b.keepLogs && strings.HasPrefix(b.logs, b.tmp) {
 		entries, _ := os.ReadDir(b.tmp)
 		for _, e := range entries {

@@ -1,0 +1,288 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"unsafe"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// DefaultLoadRunBytes is the memory a Load gathers before it writes a run
+// out (64 MiB).
+const DefaultLoadRunBytes = 64 << 20
+
+// Load is a bulk load into a DB that was created empty (the restore of a
+// savepoint): the writes of its bundles are gathered in memory, sorted,
+// and written as sstables that Pebble ingests at Finish, instead of going
+// through the memtable, its flushes and the compactions they cause. A run
+// is written each time the gathered keys and values reach the run size,
+// and at Finish. Keys start with their key group, and a run keeps back the
+// entries of its last key group for the next: when bundles come in
+// key-group order (a savepoint's files, read in key-group order) the runs
+// do not overlap, and Pebble puts them all in its last level, where
+// nothing compacts them again. Runs that overlap are ingested one after
+// the other, later runs winning, as later commits do.
+//
+// A load's bundles only write: a DB created empty holds nothing to read,
+// and nothing the load gathered is visible before Finish. SetTimer sets a
+// timer without looking for an earlier setting, and AppendOrdered numbers
+// entries from the process's sequence alone. A key written twice with two
+// values in one run (a timer set twice at two times) fails the load: what
+// it loads is a savepoint's, which holds each timer and entry once.
+// Writes other than sets (deletes, range deletes) fail it too. Not safe
+// for concurrent use.
+type Load struct {
+	db      *DB
+	dir     string // the runs' sstables until Pebble takes them
+	runSize int
+	chunks  [][]byte // the committed bundles' batches, which the entries point into
+	size    int      // their bytes
+	// heads are the gathered writes by the first four bytes of their
+	// keys (head): each bucket holds its writes in the order they came,
+	// mostly in key order already.
+	heads map[uint32][]loadEnt
+	runs  []loadRun
+	done  bool
+}
+
+// loadEnt is one gathered write: its key and value in chunks[chunk].
+// Writes come in ascending (chunk, koff).
+type loadEnt struct {
+	chunk, koff, klen, voff, vlen uint32
+}
+
+// loadRun is a written run: its sstable and its key range.
+type loadRun struct {
+	path     string
+	min, max []byte
+}
+
+// NewLoad starts a bulk load into d, which must have been created empty
+// and hold nothing yet. runBytes bounds the memory it gathers before it
+// writes a run (<= 0: DefaultLoadRunBytes).
+func (d *DB) NewLoad(runBytes int) (*Load, error) {
+	if d.written == nil {
+		return nil, fmt.Errorf("state: load into %s: the DB was not created empty", d.dir)
+	}
+	if runBytes <= 0 {
+		runBytes = DefaultLoadRunBytes
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(d.dir), filepath.Base(d.dir)+".load-")
+	if err != nil {
+		return nil, fmt.Errorf("state: load into %s: %w", d.dir, err)
+	}
+	return &Load{db: d, dir: dir, runSize: runBytes, heads: map[uint32][]loadEnt{}}, nil
+}
+
+// NewBundle starts a bundle whose writes go to the load when it commits.
+func (l *Load) NewBundle() *Bundle {
+	return &Bundle{db: l.db, b: l.db.pdb.NewBatch(), load: l}
+}
+
+// head is the bucket of key k: its first four bytes (zeros past its end,
+// which keeps the buckets' order that of their keys): its key group, key
+// space, and the timer domain in the timer spaces, so that a subtask's
+// event-time timers and its expiry timers, which come interleaved but each
+// in order, sort apart.
+func head(k []byte) uint32 {
+	var h [4]byte
+	copy(h[:], k)
+	return binary.BigEndian.Uint32(h[:])
+}
+
+// add gathers the writes of a committed bundle's batch, which it keeps
+// (it is never closed: its bytes stay where the entries point).
+func (l *Load) add(b *pebble.Batch) error {
+	if l.done {
+		return fmt.Errorf("state: load into %s: a bundle committed after Finish", l.db.dir)
+	}
+	repr := b.Repr()
+	if len(repr) > math.MaxUint32 {
+		return fmt.Errorf("state: load into %s: a bundle of %d bytes", l.db.dir, len(repr))
+	}
+	chunk := uint32(len(l.chunks))
+	l.chunks = append(l.chunks, repr)
+	l.size += len(repr)
+	r := b.Reader()
+	for {
+		kind, k, v, ok, err := r.Next()
+		if err != nil {
+			return fmt.Errorf("state: load into %s: reading a bundle: %w", l.db.dir, err)
+		}
+		if !ok {
+			break
+		}
+		if kind != pebble.InternalKeyKindSet {
+			return fmt.Errorf("state: load into %s: a %s write: a load only sets keys", l.db.dir, kind)
+		}
+		e := loadEnt{chunk: chunk, koff: uint32(offsetIn(repr, k)), klen: uint32(len(k)), voff: uint32(offsetIn(repr, v)), vlen: uint32(len(v))}
+		h := head(k)
+		l.heads[h] = append(l.heads[h], e)
+	}
+	if l.size >= l.runSize {
+		return l.writeRun(false)
+	}
+	return nil
+}
+
+// offsetIn is the offset of sub, a slice of b, in b (0 for an empty one).
+func offsetIn(b, sub []byte) int {
+	if len(sub) == 0 {
+		return 0
+	}
+	return int(uintptr(unsafe.Pointer(unsafe.SliceData(sub))) - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+}
+
+func (l *Load) key(e loadEnt) []byte   { return l.chunks[e.chunk][e.koff : e.koff+e.klen] }
+func (l *Load) value(e loadEnt) []byte { return l.chunks[e.chunk][e.voff : e.voff+e.vlen] }
+
+// order sorts a bucket by key; equal keys keep the order they came in.
+func (l *Load) order(ents []loadEnt) {
+	cmp := func(a, b loadEnt) int {
+		if c := bytes.Compare(l.key(a), l.key(b)); c != 0 {
+			return c
+		}
+		if a.chunk != b.chunk {
+			return int(a.chunk) - int(b.chunk)
+		}
+		return int(a.koff) - int(b.koff)
+	}
+	if !slices.IsSortedFunc(ents, cmp) {
+		slices.SortFunc(ents, cmp)
+	}
+}
+
+// writeRun writes what is gathered as one sstable, but for the writes of
+// the last key group unless all is true (they stay for the next run).
+// Keys sort bytewise (both comparers of this package do), so the buckets,
+// each sorted, in the order of their heads are the run.
+func (l *Load) writeRun(all bool) error {
+	if len(l.heads) == 0 {
+		return nil
+	}
+	hs := slices.Sorted(maps.Keys(l.heads))
+	n := len(hs)
+	if !all {
+		lastKG := hs[n-1] >> 16
+		for n > 0 && hs[n-1]>>16 == lastKG {
+			n--
+		}
+		if n == 0 {
+			return nil // one key group: gather on
+		}
+	}
+	path := filepath.Join(l.dir, fmt.Sprintf("run-%06d.sst", len(l.runs)))
+	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("state: load into %s: %w", l.db.dir, err)
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), l.db.opts.MakeWriterOptions(0, l.db.pdb.TableFormat()))
+	var run loadRun
+	for _, h := range hs[:n] {
+		ents := l.heads[h]
+		l.order(ents)
+		err = l.write(w, ents)
+		if err != nil {
+			break
+		}
+		if run.min == nil {
+			run.min = bytes.Clone(l.key(ents[0]))
+		}
+		run.max = l.key(ents[len(ents)-1])
+		delete(l.heads, h)
+	}
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("state: load into %s: %w", l.db.dir, err)
+	}
+	run.path, run.max = path, bytes.Clone(run.max)
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("state: load into %s: writing %s: %w", l.db.dir, path, err)
+	}
+	l.runs = append(l.runs, run)
+	// What is held back moves to a chunk of its own.
+	var buf []byte
+	for h, ents := range l.heads {
+		for i, e := range ents {
+			k, v := l.key(e), l.value(e)
+			ents[i] = loadEnt{koff: uint32(len(buf)), klen: e.klen, voff: uint32(len(buf) + len(k)), vlen: e.vlen}
+			buf = append(append(buf, k...), v...)
+		}
+		l.heads[h] = ents
+	}
+	l.chunks, l.size = [][]byte{buf}, len(buf)
+	return nil
+}
+
+// write adds the sorted entries ents to w, each key once.
+func (l *Load) write(w *sstable.Writer, ents []loadEnt) error {
+	for i, e := range ents {
+		k, v := l.key(e), l.value(e)
+		if i+1 < len(ents) {
+			if next := ents[i+1]; bytes.Equal(k, l.key(next)) {
+				if !bytes.Equal(v, l.value(next)) {
+					return fmt.Errorf("key %x written twice with two values (a timer set twice, or a cell appended to twice under one sequence number)", k)
+				}
+				continue
+			}
+		}
+		if err := w.Set(k, v); err != nil {
+			return fmt.Errorf("writing a run: %w", err)
+		}
+	}
+	return nil
+}
+
+// ingest has Pebble take the runs: those that do not overlap the one
+// before them together, the others one by one in order.
+func (l *Load) ingest() error {
+	cmp := l.db.cmp.Compare
+	for i := 0; i < len(l.runs); {
+		j := i + 1
+		for j < len(l.runs) && cmp(l.runs[j-1].max, l.runs[j].min) < 0 {
+			j++
+		}
+		var paths []string
+		for _, r := range l.runs[i:j] {
+			paths = append(paths, r.path)
+		}
+		if err := l.db.pdb.Ingest(context.Background(), paths); err != nil {
+			return fmt.Errorf("state: load into %s: ingesting %d runs: %w", l.db.dir, len(paths), err)
+		}
+		i = j
+	}
+	return nil
+}
+
+// Finish writes what is gathered and has Pebble ingest every run: the DB
+// holds all the load's writes.
+func (l *Load) Finish() error {
+	if l.done {
+		return fmt.Errorf("state: load into %s: finished twice", l.db.dir)
+	}
+	err := l.writeRun(true)
+	if err == nil {
+		err = l.ingest()
+	}
+	l.Abort()
+	return err
+}
+
+// Abort ends the load: the DB holds none of its writes (unless Finish
+// ingested them).
+func (l *Load) Abort() {
+	l.done = true
+	l.chunks, l.heads, l.runs = nil, nil, nil
+	os.RemoveAll(l.dir)
+}
