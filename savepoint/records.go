@@ -273,7 +273,12 @@ func number[T uint64 | int64](d *body, what string, read func([]byte) (T, int)) 
 }
 
 func (d *body) bytes(what string) []byte {
-	n := d.uvarint(what + " length")
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 {
+		d.fail(what + " length") // built only on failure: this runs per field
+		return nil
+	}
+	d.b = d.b[k:]
 	if n > uint64(len(d.b)) {
 		d.fail(what)
 		return nil

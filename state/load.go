@@ -48,6 +48,8 @@ type Load struct {
 	runSize int
 	chunks  [][]byte // the committed bundles' batches, which the entries point into
 	size    int      // their bytes
+	// lastBatch is the size of the last bundle's batch.
+	lastBatch int
 	// heads are the gathered writes by the first four bytes of their
 	// keys (head): each bucket holds its writes in the order they came,
 	// mostly in key order already.
@@ -68,12 +70,12 @@ type loadRun struct {
 	min, max []byte
 }
 
-// NewLoad starts a bulk load into d, which must have been created empty
-// and hold nothing yet. runBytes bounds the memory it gathers before it
+// NewLoad starts a bulk load into d, which must have been created empty,
+// hold nothing yet, and not have been loaded before. runBytes bounds the memory it gathers before it
 // writes a run (<= 0: DefaultLoadRunBytes).
 func (d *DB) NewLoad(runBytes int) (*Load, error) {
 	if d.written == nil {
-		return nil, fmt.Errorf("state: load into %s: the DB was not created empty", d.dir)
+		return nil, fmt.Errorf("state: load into %s: the DB was not created empty, or was loaded before", d.dir)
 	}
 	if runBytes <= 0 {
 		runBytes = DefaultLoadRunBytes
@@ -82,12 +84,16 @@ func (d *DB) NewLoad(runBytes int) (*Load, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: load into %s: %w", d.dir, err)
 	}
+	// Loaded, the DB is as one restored from a checkpoint: it holds state
+	// it was not given through bundles, and has no filter of written keys.
+	d.written = nil
 	return &Load{db: d, dir: dir, runSize: runBytes, heads: map[uint32][]loadEnt{}}, nil
 }
 
 // NewBundle starts a bundle whose writes go to the load when it commits.
+// Its batch starts at the size of the one before.
 func (l *Load) NewBundle() *Bundle {
-	return &Bundle{db: l.db, b: l.db.pdb.NewBatch(), load: l}
+	return &Bundle{db: l.db, b: l.db.pdb.NewBatchWithSize(l.lastBatch), load: l}
 }
 
 // head is the bucket of key k: its first four bytes (zeros past its end,
@@ -114,6 +120,7 @@ func (l *Load) add(b *pebble.Batch) error {
 	chunk := uint32(len(l.chunks))
 	l.chunks = append(l.chunks, repr)
 	l.size += len(repr)
+	l.lastBatch = len(repr)
 	r := b.Reader()
 	for {
 		kind, k, v, ok, err := r.Next()

@@ -17,7 +17,7 @@ import (
 // write path of the two spaces it covers (Bundle.AppendBag, and
 // Bundle.PutTimer for the timer lookup key) adds to it, and a DB that
 // held data when it was opened (restored from a checkpoint, or a reused
-// directory) has no filter at all. It is never cleared, so its false
+// directory) or was bulk loaded (Load) has no filter at all. It is never cleared, so its false
 // positive rate grows with the distinct cells a subtask ever writes: a
 // fixed size bounds its memory, and once it is saturated it passes every
 // lookup on to Pebble, as if it were not there.
