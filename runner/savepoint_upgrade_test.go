@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -152,11 +153,50 @@ func goldenSavepoint(t *testing.T) string {
 
 // restoreInto runs p from the savepoint at spPath with cp's restore
 // options on a new server at parallelism 3.
-func restoreInto(t *testing.T, spPath string, cp runner.CheckpointConfig, p *beam.Pipeline, logger *slog.Logger) error {
+func restoreInto(t *testing.T, spPath string, cp runner.CheckpointConfig, p *beam.Pipeline, logger *slog.Logger, opts ...storage.Option) error {
 	t.Helper()
 	cp.Dir, cp.Interval, cp.Retained, cp.SavepointPath = "file://"+t.TempDir(), 100*time.Millisecond, 1, spPath
-	srv := startWeirWith(t, runner.Config{Parallelism: 3, Checkpoints: cp, Logger: logger})
+	srv := startWeirWith(t, runner.Config{Parallelism: 3, Checkpoints: cp, Logger: logger, StorageOptions: opts})
 	return runOn(t, srv, p, "loopback")
+}
+
+// TestUpgradeFromGCS: the upgrade with a transform added upstream, from
+// v1's savepoint copied into (fake) GCS: exact, as from file://.
+func TestUpgradeFromGCS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a checkpointed streaming job")
+	}
+	defer setFlag(&jobopts.JobName, "upgrade-gcs")()
+	_, opts := openCrashStorage(t, "gs")
+	ctx := context.Background()
+	st, err := storage.Open(ctx, "gs://weir-crash/savepoints", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	src := strings.TrimPrefix(goldenSavepoint(t), "file://")
+	files, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(src, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Put(ctx, filepath.Base(src)+"/"+f.Name(), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := crashSpec("upgrade-gcs")
+	want.PauseMS = 40
+	fresh := want
+	fresh.Events *= 2 // only a restored job commits want's result
+	spURL := "gs://weir-crash/savepoints/" + filepath.Base(src)
+	if err := restoreInto(t, spURL, runner.CheckpointConfig{}, upgradePipeline{upstream: true}.build(fresh), nil, opts...); err != nil {
+		t.Fatalf("v2 with a transform added upstream, from v1's savepoint in GCS: %v", err)
+	}
+	checkCommitted(t, want, "v2 with a transform added upstream, from v1's savepoint in GCS")
 }
 
 // TestUpgradeAddedUpstream: v2 has a transform between the source and

@@ -135,10 +135,14 @@
 // # Who uses it
 //
 // The engine takes savepoints (runner/engine/savepoint.go: a checkpoint
-// taken now, each subtask's Pebble checkpoint exported by state/portable,
-// source residuals and fired Impulses from its engine state, declarations
-// from the pipeline, Commit when every file is closed) and starts jobs
-// from them at any parallelism (runner/engine/savepoint_restore.go:
+// taken now, each subtask's Pebble checkpoint exported by state/portable
+// into keyed files of at most max parallelism / 32 key groups each, so
+// that a restore reads only the files of its key groups; source residuals
+// and fired Impulses from its engine state, declarations from the
+// pipeline, Commit when every file is closed) and starts jobs from them at
+// any parallelism, its subtasks importing at once, each through a bulk
+// load (state.Load), each file checked as it is read
+// (runner/engine/savepoint_restore.go:
 // matching by unique name, refusing state with nowhere to go unless
 // --allow_non_restored_state, and, by planRestore in
 // savepoint_compat.go, a changed DoFn, key coder, windowing or state
