@@ -168,6 +168,15 @@ func (b *Bundle) Commit() error {
 	return nil
 }
 
+// set writes k = v: into the batch, or straight into the load of a
+// load's bundle (which Discard cannot take back: abort the load).
+func (b *Bundle) set(k, v []byte) error {
+	if b.load != nil {
+		return b.load.set(k, v)
+	}
+	return b.b.Set(k, v, nil)
+}
+
 // Discard drops the bundle's writes.
 func (b *Bundle) Discard() {
 	b.closeIter()
@@ -286,7 +295,7 @@ func (b *Bundle) ReadBag(c Cell) ([]byte, error) {
 func (b *Bundle) AppendBag(c Cell, data []byte) error {
 	p := c.prefix(spaceBag)
 	b.db.written.add(p)
-	if err := b.b.Set(b.appendKey(p), data, nil); err != nil {
+	if err := b.set(b.appendKey(p), data); err != nil {
 		return fmt.Errorf("appending to state %s: %w", c.StateID, err)
 	}
 	return nil
@@ -315,7 +324,7 @@ func (b *Bundle) ReadMap(c Cell, mapKey []byte) ([]byte, error) {
 
 // AppendMap appends encoded values under one map key of a multimap cell.
 func (b *Bundle) AppendMap(c Cell, mapKey, data []byte) error {
-	if err := b.b.Set(b.appendKey(AppendComponent(c.prefix(spaceMap), mapKey)), data, nil); err != nil {
+	if err := b.set(b.appendKey(AppendComponent(c.prefix(spaceMap), mapKey)), data); err != nil {
 		return fmt.Errorf("appending to state %s: %w", c.StateID, err)
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
@@ -34,8 +33,10 @@ const DefaultLoadRunBytes = 64 << 20
 // nothing compacts them again. Runs that overlap are ingested one after
 // the other, later runs winning, as later commits do.
 //
-// A load's bundles only write: a DB created empty holds nothing to read,
-// and nothing the load gathered is visible before Finish. SetTimer sets a
+// A load's bundles only write, and their sets go to the load as they are
+// made (Discard takes nothing back: Abort the load): a DB created empty
+// holds nothing to read, and nothing the load gathered is visible before
+// Finish. SetTimer sets a
 // timer without looking for an earlier setting, and AppendOrdered numbers
 // entries from the process's sequence alone. A key written twice with two
 // values in one run (a timer set twice at two times) fails the load: what
@@ -46,10 +47,9 @@ type Load struct {
 	db      *DB
 	dir     string // the runs' sstables until Pebble takes them
 	runSize int
-	chunks  [][]byte // the committed bundles' batches, which the entries point into
+	chunks  [][]byte // the gathered keys and values, which the entries point into
 	size    int      // their bytes
-	// lastBatch is the size of the last bundle's batch.
-	lastBatch int
+	next    int      // the size at which the next run is written
 	// heads are the gathered writes by the first four bytes of their
 	// keys (head): each bucket holds its writes in the order they came,
 	// mostly in key order already.
@@ -87,14 +87,18 @@ func (d *DB) NewLoad(runBytes int) (*Load, error) {
 	// Loaded, the DB is as one restored from a checkpoint: it holds state
 	// it was not given through bundles, and has no filter of written keys.
 	d.written = nil
-	return &Load{db: d, dir: dir, runSize: runBytes, heads: map[uint32][]loadEnt{}}, nil
+	return &Load{db: d, dir: dir, runSize: runBytes, next: runBytes, heads: map[uint32][]loadEnt{}}, nil
 }
 
-// NewBundle starts a bundle whose writes go to the load when it commits.
-// Its batch starts at the size of the one before.
+// NewBundle starts a bundle whose sets go straight to the load; any other
+// write fails the load when the bundle commits.
 func (l *Load) NewBundle() *Bundle {
-	return &Bundle{db: l.db, b: l.db.pdb.NewBatchWithSize(l.lastBatch), load: l}
+	return &Bundle{db: l.db, b: l.db.pdb.NewBatch(), load: l}
 }
+
+// loadChunkBytes is the size of the chunks a load gathers writes in: they
+// are never grown, so gathering copies each write once.
+const loadChunkBytes = 1 << 20
 
 // head is the bucket of key k: its first four bytes (zeros past its end,
 // which keeps the buckets' order that of their keys): its key group, key
@@ -107,48 +111,50 @@ func head(k []byte) uint32 {
 	return binary.BigEndian.Uint32(h[:])
 }
 
-// add gathers the writes of a committed bundle's batch, which it keeps
-// (it is never closed: its bytes stay where the entries point).
-func (l *Load) add(b *pebble.Batch) error {
+// set gathers the write k = v of a bundle.
+func (l *Load) set(k, v []byte) error {
 	if l.done {
-		return fmt.Errorf("state: load into %s: a bundle committed after Finish", l.db.dir)
+		return fmt.Errorf("state: load into %s: a write after Finish", l.db.dir)
 	}
-	repr := b.Repr()
-	if len(repr) > math.MaxUint32 {
-		return fmt.Errorf("state: load into %s: a bundle of %d bytes", l.db.dir, len(repr))
+	n := len(k) + len(v)
+	last := len(l.chunks) - 1
+	if last < 0 || len(l.chunks[last])+n > cap(l.chunks[last]) {
+		l.chunks = append(l.chunks, make([]byte, 0, max(loadChunkBytes, n)))
+		last++
 	}
-	chunk := uint32(len(l.chunks))
-	l.chunks = append(l.chunks, repr)
-	l.size += len(repr)
-	l.lastBatch = len(repr)
-	r := b.Reader()
-	for {
-		kind, k, v, ok, err := r.Next()
-		if err != nil {
-			return fmt.Errorf("state: load into %s: reading a bundle: %w", l.db.dir, err)
-		}
-		if !ok {
-			break
-		}
-		if kind != pebble.InternalKeyKindSet {
-			return fmt.Errorf("state: load into %s: a %s write: a load only sets keys", l.db.dir, kind)
-		}
-		e := loadEnt{chunk: chunk, koff: uint32(offsetIn(repr, k)), klen: uint32(len(k)), voff: uint32(offsetIn(repr, v)), vlen: uint32(len(v))}
-		h := head(k)
-		l.heads[h] = append(l.heads[h], e)
+	c := l.chunks[last]
+	off := len(c)
+	if off+n > math.MaxUint32 || len(l.chunks) > math.MaxUint32 {
+		return fmt.Errorf("state: load into %s: a write of %d bytes", l.db.dir, n)
 	}
-	if l.size >= l.runSize {
-		return l.writeRun(false)
+	l.chunks[last] = append(append(c, k...), v...)
+	l.size += n
+	e := loadEnt{chunk: uint32(last), koff: uint32(off), klen: uint32(len(k)), voff: uint32(off + len(k)), vlen: uint32(len(v))}
+	h := head(k)
+	l.heads[h] = append(l.heads[h], e)
+	if l.size >= l.next {
+		err := l.writeRun(false)
+		// The next run once as much again is gathered (a run that held
+		// all back, one key group larger than a run, waits for more).
+		l.next = l.size + l.runSize
+		return err
 	}
 	return nil
 }
 
-// offsetIn is the offset of sub, a slice of b, in b (0 for an empty one).
-func offsetIn(b, sub []byte) int {
-	if len(sub) == 0 {
-		return 0
+// add takes a committed bundle's batch: it holds the bundle's writes
+// other than sets, which a load refuses.
+func (l *Load) add(b *pebble.Batch) error {
+	defer b.Close()
+	if b.Empty() {
+		return nil
 	}
-	return int(uintptr(unsafe.Pointer(unsafe.SliceData(sub))) - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	r := b.Reader()
+	kind, _, _, _, err := r.Next()
+	if err != nil {
+		return fmt.Errorf("state: load into %s: reading a bundle: %w", l.db.dir, err)
+	}
+	return fmt.Errorf("state: load into %s: a %s write: a load only sets keys", l.db.dir, kind)
 }
 
 func (l *Load) key(e loadEnt) []byte   { return l.chunks[e.chunk][e.koff : e.koff+e.klen] }

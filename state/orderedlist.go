@@ -105,7 +105,7 @@ func (b *Bundle) AppendOrderedFunc(c Cell, data []byte, valueLen func([]byte) (i
 		if err != nil {
 			return fmt.Errorf("appending to ordered list state %s: %w", c.StateID, err)
 		}
-		if err := b.b.Set(k, data[:vn], nil); err != nil {
+		if err := b.set(k, data[:vn]); err != nil {
 			return fmt.Errorf("appending to ordered list state %s: %w", c.StateID, err)
 		}
 		data = data[vn:]

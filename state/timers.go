@@ -136,7 +136,7 @@ func (b *Bundle) PutFixedTimer(t Timer) error {
 	if t.Hold < NoHold {
 		return fmt.Errorf("fixed timer %s/%s holds %d: fixed timers hold nothing", t.Transform, t.Family, t.Hold)
 	}
-	if err := b.b.Set(indexKey(t.KeyGroup, t.Fire, t.TimerID), t.Encoded, nil); err != nil {
+	if err := b.set(indexKey(t.KeyGroup, t.Fire, t.TimerID), t.Encoded); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
 	return nil
@@ -182,16 +182,16 @@ func (b *Bundle) SetTimer(t Timer) error {
 // same keys. It saves SetTimer's point lookup.
 func (b *Bundle) PutTimer(t Timer) error {
 	suf, d := t.suffix(nil), byte(t.Domain)
-	if err := b.b.Set(indexKeyOf(t.KeyGroup, d, t.Fire, suf), t.Encoded, nil); err != nil {
+	if err := b.set(indexKeyOf(t.KeyGroup, d, t.Fire, suf), t.Encoded); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
 	rk := revKeyOf(t.KeyGroup, d, suf)
 	b.db.written.add(rk)
-	if err := b.b.Set(rk, appendTimestamp(appendTimestamp(nil, t.Fire), t.Hold), nil); err != nil {
+	if err := b.set(rk, appendTimestamp(appendTimestamp(nil, t.Fire), t.Hold)); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
 	if t.Hold < NoHold {
-		if err := b.b.Set(holdKeyOf(t.KeyGroup, t.Hold, d, suf), nil, nil); err != nil {
+		if err := b.set(holdKeyOf(t.KeyGroup, t.Hold, d, suf), nil); err != nil {
 			return fmt.Errorf("setting timer hold: %w", err)
 		}
 	}

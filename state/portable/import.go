@@ -98,7 +98,8 @@ type Importer struct {
 	n      int // records in b
 	buf    *state.GroupBuffer
 	parked map[string]int
-	last   []byte // the cell OnUserState was last called for
+	last   state.Cell // the cell OnUserState was last called for, if any
+	any    bool
 	rep    Report
 	done   bool
 }
@@ -269,14 +270,14 @@ func (im *Importer) onUserState(b *state.Bundle, c state.Cell) error {
 	if im.t.OnUserState == nil {
 		return nil
 	}
-	k := binary.BigEndian.AppendUint16(nil, uint16(c.KeyGroup))
-	for _, p := range [][]byte{[]byte(c.Transform), []byte(c.StateID), c.Window, c.Key} {
-		k = state.AppendComponent(k, p)
-	}
-	if bytes.Equal(k, im.last) {
+	l := &im.last
+	if im.any && l.KeyGroup == c.KeyGroup && l.Transform == c.Transform && l.StateID == c.StateID &&
+		bytes.Equal(l.Window, c.Window) && bytes.Equal(l.Key, c.Key) {
 		return nil
 	}
-	im.last = k
+	im.any = true
+	*l = state.Cell{KeyGroup: c.KeyGroup, Transform: c.Transform, StateID: c.StateID,
+		Window: append(l.Window[:0], c.Window...), Key: append(l.Key[:0], c.Key...)}
 	return im.t.OnUserState(b, c)
 }
 
