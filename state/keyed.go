@@ -67,6 +67,9 @@ type Bundle struct {
 	// and has not appended to since: their next append goes to slot zero.
 	emptied map[string]bool
 	succ    []byte // step's buffer
+	// kbuf and sbuf are buffers timer keys are built in (the writes copy
+	// them).
+	kbuf, sbuf []byte
 	// load, if set, takes the bundle's writes at Commit (a Load's bundle:
 	// its batch is not indexed, and it does not read).
 	load *Load

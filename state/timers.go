@@ -41,25 +41,35 @@ func holdKey(kg int, hold int64, id TimerID) []byte {
 }
 
 // holdKeyOf, revKeyOf and indexKeyOf are the keys of a timer of key group
-// kg and domain whose ID has the suffix suf (TimerID.suffix).
+// kg and domain whose ID has the suffix suf (TimerID.suffix); the append
+// forms append them to dst.
 func holdKeyOf(kg int, hold int64, domain byte, suf []byte) []byte {
-	b := make([]byte, 0, 12+len(suf))
-	b = binary.BigEndian.AppendUint16(b, uint16(kg))
-	b = appendTimestamp(append(b, spaceTimerHold), hold)
-	return append(append(b, domain), suf...)
+	return appendHoldKey(make([]byte, 0, 12+len(suf)), kg, hold, domain, suf)
+}
+
+func appendHoldKey(dst []byte, kg int, hold int64, domain byte, suf []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(kg))
+	dst = appendTimestamp(append(dst, spaceTimerHold), hold)
+	return append(append(dst, domain), suf...)
 }
 
 func revKeyOf(kg int, domain byte, suf []byte) []byte {
-	b := make([]byte, 0, 4+len(suf))
-	b = binary.BigEndian.AppendUint16(b, uint16(kg))
-	return append(append(b, spaceTimerRev, domain), suf...)
+	return appendRevKey(make([]byte, 0, 4+len(suf)), kg, domain, suf)
+}
+
+func appendRevKey(dst []byte, kg int, domain byte, suf []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(kg))
+	return append(append(dst, spaceTimerRev, domain), suf...)
 }
 
 func indexKeyOf(kg int, domain byte, fire int64, suf []byte) []byte {
-	b := make([]byte, 0, 12+len(suf))
-	b = binary.BigEndian.AppendUint16(b, uint16(kg))
-	b = appendTimestamp(append(b, spaceTimer, domain), fire)
-	return append(b, suf...)
+	return appendIndexKey(make([]byte, 0, 12+len(suf)), kg, domain, fire, suf)
+}
+
+func appendIndexKey(dst []byte, kg int, domain byte, fire int64, suf []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(kg))
+	dst = appendTimestamp(append(dst, spaceTimer, domain), fire)
+	return append(dst, suf...)
 }
 
 func (t TimerID) suffix(b []byte) []byte {
@@ -136,7 +146,9 @@ func (b *Bundle) PutFixedTimer(t Timer) error {
 	if t.Hold < NoHold {
 		return fmt.Errorf("fixed timer %s/%s holds %d: fixed timers hold nothing", t.Transform, t.Family, t.Hold)
 	}
-	if err := b.set(indexKey(t.KeyGroup, t.Fire, t.TimerID), t.Encoded); err != nil {
+	b.sbuf = t.suffix(b.sbuf[:0])
+	b.kbuf = appendIndexKey(b.kbuf[:0], t.KeyGroup, byte(t.Domain), t.Fire, b.sbuf)
+	if err := b.set(b.kbuf, t.Encoded); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
 	return nil
@@ -181,17 +193,22 @@ func (b *Bundle) SetTimer(t Timer) error {
 // window's garbage collection timer), where setting one again writes the
 // same keys. It saves SetTimer's point lookup.
 func (b *Bundle) PutTimer(t Timer) error {
-	suf, d := t.suffix(nil), byte(t.Domain)
-	if err := b.set(indexKeyOf(t.KeyGroup, d, t.Fire, suf), t.Encoded); err != nil {
+	// Keys are built in the bundle's buffers: set copies them.
+	b.sbuf = t.suffix(b.sbuf[:0])
+	suf, d := b.sbuf, byte(t.Domain)
+	b.kbuf = appendIndexKey(b.kbuf[:0], t.KeyGroup, d, t.Fire, suf)
+	if err := b.set(b.kbuf, t.Encoded); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
-	rk := revKeyOf(t.KeyGroup, d, suf)
-	b.db.written.add(rk)
-	if err := b.set(rk, appendTimestamp(appendTimestamp(nil, t.Fire), t.Hold)); err != nil {
+	b.kbuf = appendRevKey(b.kbuf[:0], t.KeyGroup, d, suf)
+	b.db.written.add(b.kbuf)
+	var v [2 * tsLength]byte
+	if err := b.set(b.kbuf, appendTimestamp(appendTimestamp(v[:0], t.Fire), t.Hold)); err != nil {
 		return fmt.Errorf("setting timer: %w", err)
 	}
 	if t.Hold < NoHold {
-		if err := b.set(holdKeyOf(t.KeyGroup, t.Hold, d, suf), nil); err != nil {
+		b.kbuf = appendHoldKey(b.kbuf[:0], t.KeyGroup, t.Hold, d, suf)
+		if err := b.set(b.kbuf, nil); err != nil {
 			return fmt.Errorf("setting timer hold: %w", err)
 		}
 	}

@@ -411,6 +411,7 @@ func (e *Engine) newTasks(ctx context.Context, tasks []task, toMake []taskToMake
 	// others' restores.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.o.Limits.RestoreWorkers)
+	start := e.o.Clock.Now()
 	for _, m := range toMake {
 		g.Go(func() error {
 			t, err := e.newTask(gctx, m.base, m.dir, m.split)
@@ -418,7 +419,13 @@ func (e *Engine) newTasks(ctx context.Context, tasks []task, toMake []taskToMake
 			return err
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if e.runSP != nil || (e.ck != nil && e.ck.o.Restore != nil) {
+		e.o.Logger.Info("state restored", "subtasks", len(toMake), "from_savepoint", e.runSP != nil, "took", e.o.Clock.Since(start))
+	}
+	return nil
 }
 
 // newTask makes the task that runs subtask base; stateful ones keep their

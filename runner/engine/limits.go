@@ -38,8 +38,9 @@ type Limits struct {
 	// worker after the job has returned.
 	FinalizeTimeout time.Duration
 	// RestoreWorkers bounds the subtasks that restore their state at once
-	// when a run starts (GOMAXPROCS): each copies its checkpoint's files
-	// or imports its key groups of a savepoint on its own.
+	// when a run starts (twice GOMAXPROCS: a restore also waits on reads
+	// and writes): each copies its checkpoint's files or imports its key
+	// groups of a savepoint on its own.
 	RestoreWorkers int
 	// SavepointFileKeyGroups bounds the key groups of one keyed data file
 	// of a savepoint (the max parallelism / 32, at least 1): a restore
@@ -90,7 +91,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MessageBytes, d.MessageBytes)
 	def(&l.InboxSize, d.InboxSize)
 	def(&l.StateChunkBytes, d.StateChunkBytes)
-	def(&l.RestoreWorkers, runtime.GOMAXPROCS(0))
+	def(&l.RestoreWorkers, 2*runtime.GOMAXPROCS(0))
 	if l.SplitCheck <= 0 {
 		l.SplitCheck = d.SplitCheck
 	}
