@@ -42,7 +42,7 @@ STATE_BIG_KEYS   ?= 1000000
 # pairs of throughput windows and restore rounds. One pair keeps the step
 # near 6 minutes here: a savepoint at 1M keys takes about two (bench/savepoint.md).
 SP_KEYS   ?= 1000000
-SP_PAIRS  ?= 1
+SP_PAIRS  ?= 3
 SP_ROUNDS ?= 3
 SP_FLAGS  ?=
 PARALLELISM ?=
