@@ -70,8 +70,9 @@ type Bundle struct {
 	// kbuf and sbuf are buffers timer keys are built in (the writes copy
 	// them).
 	kbuf, sbuf []byte
-	// load, if set, takes the bundle's writes at Commit (a Load's bundle:
-	// its batch is not indexed, and it does not read).
+	// load, if set, takes the bundle's sets as they are made (a Load's
+	// bundle: it does not read, and its batch, not indexed, only gathers
+	// other writes, which the load refuses at Commit).
 	load *Load
 }
 
@@ -159,7 +160,7 @@ func (d *DB) NewBundleSized() *Bundle {
 func (b *Bundle) Commit() error {
 	b.closeIter()
 	if b.load != nil {
-		return b.load.add(b.b) // which keeps the batch's bytes
+		return b.load.add(b.b) // sets went to the load: it refuses the rest
 	}
 	defer b.b.Close()
 	if b.sized {

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/jonboulle/clockwork"
 	"github.com/weir-runner/weir/checkpoint"
@@ -21,6 +19,7 @@ import (
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/runner/wire"
 	"github.com/weir-runner/weir/state"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options configure an execution.
