@@ -101,6 +101,13 @@ type RecordReader struct {
 	rec     Record
 	err     error
 	one     [1]byte
+	sum     [4]byte
+	// borrow: a record's bytes alias buf, read over by the next record
+	// (Savepoint.EachBorrowed).
+	borrow bool
+	buf    []byte
+	// strs interns the state IDs and timer families read: a file has few.
+	strs map[string]string
 }
 
 // newRecordReader reads a data file of section sec from src. If want is
@@ -197,6 +204,21 @@ func (r *RecordReader) consumed(b []byte) {
 	r.size += int64(len(b))
 }
 
+// intern returns b as a string, the same one each time.
+func (r *RecordReader) intern(b []byte) string {
+	if s, ok := r.strs[string(b)]; ok {
+		return s
+	}
+	if r.strs == nil {
+		r.strs = map[string]string{}
+	}
+	s := string(b)
+	if len(r.strs) < 1024 {
+		r.strs[s] = s
+	}
+	return s
+}
+
 // readFull consumes n bytes, allocating as they arrive so that a corrupt
 // length does not size a buffer.
 func (r *RecordReader) readFull(n int, what string) ([]byte, error) {
@@ -255,16 +277,24 @@ func (r *RecordReader) frame() (recordKind, []byte, error) {
 	if r.want != nil && r.size+int64(n)+4 > r.want.Size {
 		return 0, nil, corruptf("record at byte %d of %d bytes goes past the recorded size %d", start, n, r.want.Size)
 	}
-	b, err := r.readFull(int(n), "a record")
-	if err != nil {
+	var b []byte
+	if r.borrow && int(n) <= cap(r.buf) {
+		b = r.buf[:n]
+		if _, err := io.ReadFull(r.src, b); err != nil {
+			return 0, nil, r.readErr(err, "a record")
+		}
+		r.consumed(b)
+	} else if b, err = r.readFull(int(n), "a record"); err != nil {
 		return 0, nil, err
+	} else if r.borrow {
+		r.buf = b // of a length the frame has shown
 	}
 	crc := r.crc
-	sum, err := r.readFull(4, "a record's CRC")
-	if err != nil {
-		return 0, nil, err
+	if _, err := io.ReadFull(r.src, r.sum[:]); err != nil {
+		return 0, nil, r.readErr(err, "a record's CRC")
 	}
-	if got := binary.BigEndian.Uint32(sum); got != crc {
+	r.consumed(r.sum[:])
+	if got := binary.BigEndian.Uint32(r.sum[:]); got != crc {
 		return 0, nil, corruptf("CRC mismatch in the record at byte %d: content %08x, recorded %08x", start, crc, got)
 	}
 	return recordKind(k), b, nil
@@ -299,7 +329,7 @@ func (r *RecordReader) next() error {
 	if !r.sec.allows(k) {
 		return corruptf("record %d: a record of kind %d does not belong in section %s", r.count, k, r.sec)
 	}
-	rec, err := decodeRecord(k, b)
+	rec, err := decodeRecordInterned(k, b, r.intern)
 	if err != nil {
 		return corruptf("record %d: %v", r.count, err)
 	}

@@ -131,10 +131,22 @@ func (s *Savepoint) Records(ctx context.Context, path string) (*RecordReader, er
 // Each reads the data file at path in full (Records) and calls fn with
 // each record; it stops at fn's first error and returns it.
 func (s *Savepoint) Each(ctx context.Context, path string, fn func(Record) error) error {
+	return s.each(ctx, path, false, fn)
+}
+
+// EachBorrowed is Each for readers that copy what they keep: a record's
+// byte slices are only valid until fn returns (the next record is read
+// over them), which spares an allocation per record.
+func (s *Savepoint) EachBorrowed(ctx context.Context, path string, fn func(Record) error) error {
+	return s.each(ctx, path, true, fn)
+}
+
+func (s *Savepoint) each(ctx context.Context, path string, borrow bool, fn func(Record) error) error {
 	r, err := s.Records(ctx, path)
 	if err != nil {
 		return err
 	}
+	r.borrow = borrow
 	for r.Next() {
 		if err := fn(r.Record()); err != nil {
 			r.Close()

@@ -247,8 +247,9 @@ func domainCode(d TimeDomain) byte {
 
 // body decodes the fields of one record body; the first error sticks.
 type body struct {
-	b   []byte
-	err error
+	b      []byte
+	err    error
+	intern func([]byte) string // nil: strings are copied
 }
 
 func (d *body) fail(what string) {
@@ -291,7 +292,12 @@ func (d *body) bytes(what string) []byte {
 	return v
 }
 
-func (d *body) string(what string) string { return string(d.bytes(what)) }
+func (d *body) string(what string) string {
+	if d.intern != nil {
+		return d.intern(d.bytes(what))
+	}
+	return string(d.bytes(what))
+}
 
 func (d *body) keyGroup() int {
 	kg := d.uvarint("key group")
@@ -321,7 +327,12 @@ func (d *body) domain() TimeDomain {
 
 // decodeRecord decodes the body of a record of kind k.
 func decodeRecord(k recordKind, b []byte) (Record, error) {
-	d := &body{b: b}
+	return decodeRecordInterned(k, b, nil)
+}
+
+// decodeRecordInterned is decodeRecord with its strings from intern.
+func decodeRecordInterned(k recordKind, b []byte, intern func([]byte) string) (Record, error) {
+	d := &body{b: b, intern: intern}
 	var r Record
 	switch k {
 	case kindState:

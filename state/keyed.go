@@ -30,7 +30,10 @@ type Cell struct {
 }
 
 func (c Cell) prefix(space byte) []byte {
-	b := make([]byte, 0, 16+len(c.Transform)+len(c.StateID)+len(c.Window)+len(c.Key))
+	return c.appendPrefix(make([]byte, 0, 16+len(c.Transform)+len(c.StateID)+len(c.Window)+len(c.Key)), space)
+}
+
+func (c Cell) appendPrefix(b []byte, space byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(c.KeyGroup))
 	b = append(b, space)
 	b = AppendComponent(b, []byte(c.Transform))
@@ -67,7 +70,7 @@ type Bundle struct {
 	// and has not appended to since: their next append goes to slot zero.
 	emptied map[string]bool
 	succ    []byte // step's buffer
-	// kbuf and sbuf are buffers timer keys are built in (the writes copy
+	// kbuf and sbuf are buffers keys are built in (the writes copy
 	// them).
 	kbuf, sbuf []byte
 	// load, if set, takes the bundle's sets as they are made (a Load's
@@ -297,9 +300,13 @@ func (b *Bundle) ReadBag(c Cell) ([]byte, error) {
 
 // AppendBag appends encoded values to a bag cell.
 func (b *Bundle) AppendBag(c Cell, data []byte) error {
-	p := c.prefix(spaceBag)
+	// Built in the bundle's buffer: the filter hashes it, emptied and the
+	// write copy it.
+	p := c.appendPrefix(b.kbuf[:0], spaceBag)
 	b.db.written.add(p)
-	if err := b.set(b.appendKey(p), data); err != nil {
+	k := b.appendKey(p)
+	b.kbuf = k
+	if err := b.set(k, data); err != nil {
 		return fmt.Errorf("appending to state %s: %w", c.StateID, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
@@ -100,6 +101,21 @@ func (l *Load) NewBundle() *Bundle {
 // are never grown, so gathering copies each write once.
 const loadChunkBytes = 1 << 20
 
+// loadChunks are chunks written out, for the next run or load: fresh
+// memory costs a page fault per page on first touch.
+var loadChunks = sync.Pool{New: func() any { b := make([]byte, 0, loadChunkBytes); return &b }}
+
+// releaseChunks gives l's chunks back to loadChunks.
+func (l *Load) releaseChunks() {
+	for _, c := range l.chunks {
+		if cap(c) == loadChunkBytes {
+			c = c[:0]
+			loadChunks.Put(&c)
+		}
+	}
+	l.chunks = nil
+}
+
 // head is the bucket of key k: its first four bytes (zeros past its end,
 // which keeps the buckets' order that of their keys): its key group, key
 // space, and the timer domain in the timer spaces, so that a subtask's
@@ -119,7 +135,11 @@ func (l *Load) set(k, v []byte) error {
 	n := len(k) + len(v)
 	last := len(l.chunks) - 1
 	if last < 0 || len(l.chunks[last])+n > cap(l.chunks[last]) {
-		l.chunks = append(l.chunks, make([]byte, 0, max(loadChunkBytes, n)))
+		c := make([]byte, 0, n)
+		if n <= loadChunkBytes {
+			c = (*loadChunks.Get().(*[]byte))[:0]
+		}
+		l.chunks = append(l.chunks, c)
 		last++
 	}
 	c := l.chunks[last]
@@ -234,6 +254,7 @@ func (l *Load) writeRun(all bool) error {
 		}
 		l.heads[h] = ents
 	}
+	l.releaseChunks()
 	l.chunks, l.size = [][]byte{buf}, len(buf)
 	return nil
 }
@@ -296,6 +317,7 @@ func (l *Load) Finish() error {
 // ingested them).
 func (l *Load) Abort() {
 	l.done = true
-	l.chunks, l.heads, l.runs = nil, nil, nil
+	l.releaseChunks()
+	l.heads, l.runs = nil, nil
 	os.RemoveAll(l.dir)
 }

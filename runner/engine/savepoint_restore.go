@@ -245,7 +245,7 @@ func (r *spRestore) importInto(ctx context.Context, s *subtask, db *state.DB) er
 			if f.KeyGroups != nil && (f.KeyGroups.End <= lo || f.KeyGroups.Start >= hi) {
 				continue
 			}
-			err := r.sp.Each(ctx, f.Path, func(rec savepoint.Record) error {
+			err := r.sp.EachBorrowed(ctx, f.Path, func(rec savepoint.Record) error { // Import copies what it keeps
 				if t, ok := rec.(*savepoint.TimerRecord); ok && r.plan.droppedTimers[[2]string{o.Name, t.Family}] {
 					return nil // a timer family the pipeline no longer has (--allow_non_restored_state)
 				}

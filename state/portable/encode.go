@@ -49,7 +49,11 @@ func fromDomain(d savepoint.TimeDomain) (int, error) {
 // endian, sign bit flipped). It is how the engine stores a timer's
 // Encoded form for the SDK, one window per timer.
 func timerHead(key, tag, window []byte, fire, hold int64) []byte {
-	b := make([]byte, 0, len(key)+len(tag)+len(window)+32)
+	return appendTimerHead(make([]byte, 0, len(key)+len(tag)+len(window)+32), key, tag, window, fire, hold)
+}
+
+// appendTimerHead appends timerHead's bytes to b.
+func appendTimerHead(b, key, tag, window []byte, fire, hold int64) []byte {
 	b = append(b, key...)
 	b = binary.AppendUvarint(b, uint64(len(tag)))
 	b = append(append(b, tag...), 0, 0, 0, 1)

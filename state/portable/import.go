@@ -100,6 +100,7 @@ type Importer struct {
 	parked map[string]int
 	last   state.Cell // the cell OnUserState was last called for, if any
 	any    bool
+	enc    []byte // a timer's encoded form, reused
 	rep    Report
 	done   bool
 }
@@ -124,7 +125,8 @@ func NewImporter(db *state.DB, lo, hi int, t Target) (*Importer, error) {
 	return im, nil
 }
 
-// Import writes one record of owner.
+// Import writes one record of owner. It copies what it keeps: the
+// record's bytes may be reused once it returns.
 func (im *Importer) Import(owner Owner, rec savepoint.Record) error {
 	if im.done {
 		return fmt.Errorf("portable: import of a record of %s after Close", owner)
@@ -300,8 +302,10 @@ func (im *Importer) timer(o Owner, r *savepoint.TimerRecord) error {
 	t := state.Timer{
 		TimerID: state.TimerID{KeyGroup: r.KeyGroup, Domain: d, Transform: id, Family: r.Family, Key: r.Key, Window: r.Window, Tag: r.Tag},
 		Fire:    r.Fire, Hold: r.Hold,
-		Encoded: append(timerHead(r.Key, r.Tag, r.Window, r.Fire, r.Hold), r.Pane...),
 	}
+	// Built in the importer's buffer: the write copies it.
+	im.enc = append(appendTimerHead(im.enc[:0], r.Key, r.Tag, r.Window, r.Fire, r.Hold), r.Pane...)
+	t.Encoded = im.enc
 	if err := b.SetTimer(t); err != nil {
 		return fmt.Errorf("timer %s of %s: %w", r.Family, o, err)
 	}

@@ -48,7 +48,9 @@ func (im *Importer) migrated(o Owner, c state.Cell, kind savepoint.StateKind, r 
 		return im.put(o, c, kind, nil, r.SortKey, v)
 	}
 	if im.pend == nil {
-		im.pend = &gathered{owner: o, cell: c, kind: kind, userKey: r.UserKey, migrate: m}
+		// Records may be read over once Import returns: keep copies.
+		c.Window, c.Key = bytes.Clone(c.Window), bytes.Clone(c.Key)
+		im.pend = &gathered{owner: o, cell: c, kind: kind, userKey: bytes.Clone(r.UserKey), migrate: m}
 	}
 	im.pend.data = append(im.pend.data, r.Value...)
 	return nil

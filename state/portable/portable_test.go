@@ -1,11 +1,13 @@
 package portable
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -317,7 +319,11 @@ func importAll(t *testing.T, recs []rec, lo, hi int, tg Target) *state.DB {
 	im, err := NewImporter(db, lo, hi, tg)
 	must(t, err)
 	for _, r := range recs {
-		must(t, im.Import(r.owner, r.r))
+		// As from Savepoint.EachBorrowed: the record's bytes are read over
+		// once Import returns.
+		c, scribble := borrowed(r.r)
+		must(t, im.Import(r.owner, c))
+		scribble()
 	}
 	rep, err := im.Close()
 	must(t, err)
@@ -325,6 +331,28 @@ func importAll(t *testing.T, recs []rec, lo, hi int, tg Target) *state.DB {
 		t.Fatalf("not restored: %v", rep.NotRestored)
 	}
 	return db
+}
+
+// borrowed returns a copy of r whose byte fields are its own, and a
+// function that overwrites them.
+func borrowed(r savepoint.Record) (savepoint.Record, func()) {
+	v := reflect.New(reflect.TypeOf(r).Elem())
+	v.Elem().Set(reflect.ValueOf(r).Elem())
+	var fields [][]byte
+	for i := 0; i < v.Elem().NumField(); i++ {
+		if f := v.Elem().Field(i); f.Type() == reflect.TypeOf([]byte(nil)) && f.Len() > 0 {
+			b := bytes.Clone(f.Bytes())
+			f.SetBytes(b)
+			fields = append(fields, b)
+		}
+	}
+	return v.Interface().(savepoint.Record), func() {
+		for _, b := range fields {
+			for i := range b {
+				b[i] = 0xEE
+			}
+		}
+	}
 }
 
 // checkOrder checks that each owner's keyed records ascend by key group.
