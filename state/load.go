@@ -37,13 +37,12 @@ const DefaultLoadRunBytes = 64 << 20
 // A load's bundles only write, and their sets go to the load as they are
 // made (Discard takes nothing back: Abort the load): a DB created empty
 // holds nothing to read, and nothing the load gathered is visible before
-// Finish. SetTimer sets a
-// timer without looking for an earlier setting, and AppendOrdered numbers
-// entries from the process's sequence alone. A key written twice with two
-// values in one run (a timer set twice at two times) fails the load: what
-// it loads is a savepoint's, which holds each timer and entry once.
-// Writes other than sets (deletes, range deletes) fail it too. Not safe
-// for concurrent use.
+// Finish. SetTimer sets a timer without looking for an earlier setting,
+// and AppendOrdered numbers entries from the process's sequence alone. A
+// key written twice with two values in one run (a timer set twice at two
+// times) fails the load: what it loads is a savepoint's, which holds each
+// timer and entry once. Writes other than sets (deletes, range deletes)
+// fail it too. Not safe for concurrent use.
 type Load struct {
 	db      *DB
 	dir     string // the runs' sstables until Pebble takes them
@@ -72,8 +71,8 @@ type loadRun struct {
 }
 
 // NewLoad starts a bulk load into d, which must have been created empty,
-// hold nothing yet, and not have been loaded before. runBytes bounds the memory it gathers before it
-// writes a run (<= 0: DefaultLoadRunBytes).
+// hold nothing yet, and not have been loaded before. runBytes bounds the
+// memory it gathers before it writes a run (<= 0: DefaultLoadRunBytes).
 func (d *DB) NewLoad(runBytes int) (*Load, error) {
 	if d.written == nil {
 		return nil, fmt.Errorf("state: load into %s: the DB was not created empty, or was loaded before", d.dir)
