@@ -36,15 +36,17 @@ type Timer struct {
 // timestamp, which no watermark passes before the end of input.
 const NoHold int64 = math.MaxInt64 / 1000
 
+// holdKey, revKey and indexKey are the keys of a timer; the append forms
+// append them to dst, for a timer of key group kg and domain whose ID has
+// the suffix suf (TimerID.suffix).
 func holdKey(kg int, hold int64, id TimerID) []byte {
-	return holdKeyOf(kg, hold, byte(id.Domain), id.suffix(nil))
+	return id.suffix(appendHoldKey(nil, kg, hold, byte(id.Domain), nil))
 }
 
-// holdKeyOf, revKeyOf and indexKeyOf are the keys of a timer of key group
-// kg and domain whose ID has the suffix suf (TimerID.suffix); the append
-// forms append them to dst.
-func holdKeyOf(kg int, hold int64, domain byte, suf []byte) []byte {
-	return appendHoldKey(make([]byte, 0, 12+len(suf)), kg, hold, domain, suf)
+func (t TimerID) revKey() []byte { return t.suffix(appendRevKey(nil, t.KeyGroup, byte(t.Domain), nil)) }
+
+func indexKey(kg int, fire int64, id TimerID) []byte {
+	return id.suffix(appendIndexKey(nil, kg, byte(id.Domain), fire, nil))
 }
 
 func appendHoldKey(dst []byte, kg int, hold int64, domain byte, suf []byte) []byte {
@@ -53,17 +55,9 @@ func appendHoldKey(dst []byte, kg int, hold int64, domain byte, suf []byte) []by
 	return append(append(dst, domain), suf...)
 }
 
-func revKeyOf(kg int, domain byte, suf []byte) []byte {
-	return appendRevKey(make([]byte, 0, 4+len(suf)), kg, domain, suf)
-}
-
 func appendRevKey(dst []byte, kg int, domain byte, suf []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(kg))
 	return append(append(dst, spaceTimerRev, domain), suf...)
-}
-
-func indexKeyOf(kg int, domain byte, fire int64, suf []byte) []byte {
-	return appendIndexKey(make([]byte, 0, 12+len(suf)), kg, domain, fire, suf)
 }
 
 func appendIndexKey(dst []byte, kg int, domain byte, fire int64, suf []byte) []byte {
@@ -78,12 +72,6 @@ func (t TimerID) suffix(b []byte) []byte {
 	b = AppendComponent(b, t.Key)
 	b = AppendComponent(b, t.Window)
 	return AppendComponent(b, t.Tag)
-}
-
-func (t TimerID) revKey() []byte { return revKeyOf(t.KeyGroup, byte(t.Domain), t.suffix(nil)) }
-
-func indexKey(kg int, fire int64, id TimerID) []byte {
-	return indexKeyOf(kg, byte(id.Domain), fire, id.suffix(nil))
 }
 
 // ClearTimer removes a timer if it is set.
