@@ -160,13 +160,15 @@ func restoreInto(t *testing.T, spPath string, cp runner.CheckpointConfig, p *bea
 	return runOn(t, srv, p, "loopback")
 }
 
-// TestUpgradeFromGCS: the upgrade with a transform added upstream, from
-// v1's savepoint copied into (fake) GCS: exact, as from file://.
-func TestUpgradeFromGCS(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a checkpointed streaming job")
+// goldenIn returns the golden savepoint's URL in storage of kind "file"
+// (where it is kept) or "gs" (copied into a fake GCS), with the storage
+// options that reach it.
+func goldenIn(t *testing.T, kind string) (string, []storage.Option) {
+	t.Helper()
+	url := goldenSavepoint(t)
+	if kind == "file" {
+		return url, nil
 	}
-	defer setFlag(&jobopts.JobName, "upgrade-gcs")()
 	_, opts := openCrashStorage(t, "gs")
 	ctx := context.Background()
 	st, err := storage.Open(ctx, "gs://weir-crash/savepoints", opts...)
@@ -174,7 +176,7 @@ func TestUpgradeFromGCS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	src := strings.TrimPrefix(goldenSavepoint(t), "file://")
+	src := strings.TrimPrefix(url, "file://")
 	files, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
@@ -188,34 +190,31 @@ func TestUpgradeFromGCS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := crashSpec("upgrade-gcs")
-	want.PauseMS = 40
-	fresh := want
-	fresh.Events *= 2 // only a restored job commits want's result
-	spURL := "gs://weir-crash/savepoints/" + filepath.Base(src)
-	if err := restoreInto(t, spURL, runner.CheckpointConfig{}, upgradePipeline{upstream: true}.build(fresh), nil, opts...); err != nil {
-		t.Fatalf("v2 with a transform added upstream, from v1's savepoint in GCS: %v", err)
-	}
-	checkCommitted(t, want, "v2 with a transform added upstream, from v1's savepoint in GCS")
+	return "gs://weir-crash/savepoints/" + filepath.Base(src), opts
 }
 
 // TestUpgradeAddedUpstream: v2 has a transform between the source and
-// the counting DoFn. Started from v1's savepoint it commits the exact
-// result of v1's uninterrupted run: the names of the state's owners did
-// not move.
+// the counting DoFn. Started from v1's savepoint, on file:// and in (fake)
+// GCS, it commits the exact result of v1's uninterrupted run: the names
+// of the state's owners did not move.
 func TestUpgradeAddedUpstream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a checkpointed streaming job")
 	}
-	defer setFlag(&jobopts.JobName, "upgrade-upstream")()
-	want := crashSpec("upgrade-upstream")
-	want.PauseMS = 40
-	fresh := want
-	fresh.Events *= 2 // only a restored job commits want's result
-	if err := restoreInto(t, goldenSavepoint(t), runner.CheckpointConfig{}, upgradePipeline{upstream: true}.build(fresh), nil); err != nil {
-		t.Fatalf("v2 with a transform added upstream, from v1's savepoint: %v", err)
+	for _, kind := range []string{"file", "gs"} {
+		t.Run(kind, func(t *testing.T) {
+			defer setFlag(&jobopts.JobName, "upgrade-upstream-"+kind)()
+			want := crashSpec("upgrade-upstream-" + kind)
+			want.PauseMS = 40
+			fresh := want
+			fresh.Events *= 2 // only a restored job commits want's result
+			url, opts := goldenIn(t, kind)
+			if err := restoreInto(t, url, runner.CheckpointConfig{}, upgradePipeline{upstream: true}.build(fresh), nil, opts...); err != nil {
+				t.Fatalf("v2 with a transform added upstream, from v1's savepoint in %s: %v", kind, err)
+			}
+			checkCommitted(t, want, "v2 with a transform added upstream, from v1's savepoint in "+kind)
+		})
 	}
-	checkCommitted(t, want, "v2 with a transform added upstream, from v1's savepoint")
 }
 
 // TestUpgradeRemovedStatefulTransform: v2 has no counting DoFn. Its state
