@@ -219,9 +219,18 @@ func (r *RecordReader) intern(b []byte) string {
 	return s
 }
 
-// readFull consumes n bytes, allocating as they arrive so that a corrupt
-// length does not size a buffer.
-func (r *RecordReader) readFull(n int, what string) ([]byte, error) {
+// readFull consumes n bytes into dst's array if they fit there, else
+// into new memory allocated as they arrive, so that a corrupt length does
+// not size a buffer.
+func (r *RecordReader) readFull(dst []byte, n int, what string) ([]byte, error) {
+	if n <= cap(dst) {
+		b := dst[:n]
+		if _, err := io.ReadFull(r.src, b); err != nil {
+			return nil, r.readErr(err, what)
+		}
+		r.consumed(b)
+		return b, nil
+	}
 	const chunk = 1 << 20
 	b := make([]byte, 0, min(n, chunk))
 	for len(b) < n {
@@ -236,7 +245,7 @@ func (r *RecordReader) readFull(n int, what string) ([]byte, error) {
 }
 
 func (r *RecordReader) header() error {
-	magic, err := r.readFull(len(fileMagic), "the header")
+	magic, err := r.readFull(nil, len(fileMagic), "the header")
 	if err != nil {
 		return err
 	}
@@ -277,24 +286,23 @@ func (r *RecordReader) frame() (recordKind, []byte, error) {
 	if r.want != nil && r.size+int64(n)+4 > r.want.Size {
 		return 0, nil, corruptf("record at byte %d of %d bytes goes past the recorded size %d", start, n, r.want.Size)
 	}
-	var b []byte
-	if r.borrow && int(n) <= cap(r.buf) {
-		b = r.buf[:n]
-		if _, err := io.ReadFull(r.src, b); err != nil {
-			return 0, nil, r.readErr(err, "a record")
-		}
-		r.consumed(b)
-	} else if b, err = r.readFull(int(n), "a record"); err != nil {
+	var reuse []byte // nil: the record owns its bytes
+	if r.borrow {
+		reuse = r.buf
+	}
+	b, err := r.readFull(reuse, int(n), "a record")
+	if err != nil {
 		return 0, nil, err
-	} else if r.borrow {
+	}
+	if r.borrow && cap(b) > cap(r.buf) {
 		r.buf = b // of a length the frame has shown
 	}
 	crc := r.crc
-	if _, err := io.ReadFull(r.src, r.sum[:]); err != nil {
-		return 0, nil, r.readErr(err, "a record's CRC")
+	sum, err := r.readFull(r.sum[:0], 4, "a record's CRC")
+	if err != nil {
+		return 0, nil, err
 	}
-	r.consumed(r.sum[:])
-	if got := binary.BigEndian.Uint32(r.sum[:]); got != crc {
+	if got := binary.BigEndian.Uint32(sum); got != crc {
 		return 0, nil, corruptf("CRC mismatch in the record at byte %d: content %08x, recorded %08x", start, crc, got)
 	}
 	return recordKind(k), b, nil
