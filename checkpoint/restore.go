@@ -20,7 +20,7 @@ import (
 // it). dir must be missing or empty. On error, the files written so far are
 // removed (and dir, if Restore created it); errors name the object that is
 // missing (wrapping storage.ErrNotFound) or wrong (wrapping ErrCorrupt).
-func Restore(ctx context.Context, st storage.Storage, meta *Metadata, sub SubtaskID, dir string) (err error) {
+func Restore(ctx context.Context, st storage.Storage, meta *Metadata, sub SubtaskID, dir string) error {
 	fail := func(err error) error {
 		return fmt.Errorf("checkpoint: restore subtask %s of checkpoint %d of job %s into %s: %w", sub, meta.CheckpointID, meta.JobID, dir, err)
 	}
@@ -28,37 +28,43 @@ func Restore(ctx context.Context, st storage.Storage, meta *Metadata, sub Subtas
 	if s == nil {
 		return fail(errors.New("the checkpoint has no such subtask"))
 	}
-	for _, f := range s.Files {
+	if err := RestoreFiles(ctx, st, meta.JobID, s.Files, dir); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// RestoreFiles downloads the files of a Pebble checkpoint, each the object
+// prefix/Remote of st, into dir under their Local names, as Restore does
+// (which it serves; a native savepoint's files are restored with it too).
+func RestoreFiles(ctx context.Context, st storage.Storage, prefix string, files []File, dir string) (err error) {
+	for _, f := range files {
 		if err := checkLocalName(f.Local); err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	created, err := prepareDir(dir)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	defer func() {
 		if err == nil {
 			return
 		}
-		for _, f := range s.Files {
+		for _, f := range files {
 			_ = os.Remove(filepath.Join(dir, f.Local))
 		}
 		if created {
 			_ = os.Remove(dir)
 		}
 	}()
-
-	err = forEach(ctx, len(s.Files), defaultConcurrency, func(ctx context.Context, i int) error {
-		return download(ctx, st, meta.JobID+"/"+s.Files[i].Remote, s.Files[i], dir)
+	err = forEach(ctx, len(files), defaultConcurrency, func(ctx context.Context, i int) error {
+		return download(ctx, st, prefix+"/"+files[i].Remote, files[i], dir)
 	})
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	if err := storage.SyncDir(dir); err != nil {
-		return fail(err)
-	}
-	return nil
+	return storage.SyncDir(dir)
 }
 
 // prepareDir makes sure dir exists and is empty, and reports whether it

@@ -102,12 +102,14 @@ type RecordReader struct {
 	err     error
 	one     [1]byte
 	sum     [4]byte
-	// borrow: a record's bytes alias buf, read over by the next record
+	// borrow: a record's bytes alias buf, and a record of a kind in
+	// slots is that slot, both read over by the next record
 	// (Savepoint.EachBorrowed).
 	borrow bool
 	buf    []byte
+	slots  slots
 	// strs interns the state IDs and timer families read: a file has few.
-	strs map[string]string
+	strs interner
 }
 
 // newRecordReader reads a data file of section sec from src. If want is
@@ -204,21 +206,6 @@ func (r *RecordReader) consumed(b []byte) {
 	r.size += int64(len(b))
 }
 
-// intern returns b as a string, the same one each time.
-func (r *RecordReader) intern(b []byte) string {
-	if s, ok := r.strs[string(b)]; ok {
-		return s
-	}
-	if r.strs == nil {
-		r.strs = map[string]string{}
-	}
-	s := string(b)
-	if len(r.strs) < 1024 {
-		r.strs[s] = s
-	}
-	return s
-}
-
 // readFull consumes n bytes into dst's array if they fit there, else
 // into new memory allocated as they arrive, so that a corrupt length does
 // not size a buffer.
@@ -269,16 +256,26 @@ func (r *RecordReader) header() error {
 func (r *RecordReader) frame() (recordKind, []byte, error) {
 	start := r.size
 	r.crc = 0
-	k, err := r.readByte()
-	if err != nil {
+	// The kind and the length, parsed where the buffer holds them and
+	// hashed in one step.
+	hdr, err := r.src.Peek(1 + binary.MaxVarintLen64)
+	if len(hdr) == 0 {
 		return 0, nil, r.readErr(err, "a record's kind")
 	}
+	k := hdr[0]
 	if recordKind(k) >= kindLimit {
 		return 0, nil, corruptf("unknown record kind %d at byte %d", k, start)
 	}
-	n, err := binary.ReadUvarint(byteReader{r})
-	if err != nil {
+	n, m := binary.Uvarint(hdr[1:])
+	switch {
+	case m == 0: // the data ends within it (Peek returned fewer bytes, and why)
 		return 0, nil, r.readErr(err, "a record's length")
+	case m < 0:
+		return 0, nil, corruptf("record length at byte %d overflows 64 bits", start)
+	}
+	r.consumed(hdr[:1+m])
+	if _, err := r.src.Discard(1 + m); err != nil {
+		return 0, nil, err
 	}
 	if n > maxRecordSize {
 		return 0, nil, corruptf("record length %d at byte %d is more than %d", n, start, maxRecordSize)
@@ -337,7 +334,11 @@ func (r *RecordReader) next() error {
 	if !r.sec.allows(k) {
 		return corruptf("record %d: a record of kind %d does not belong in section %s", r.count, k, r.sec)
 	}
-	rec, err := decodeRecordInterned(k, b, r.intern)
+	var into *slots
+	if r.borrow {
+		into = &r.slots
+	}
+	rec, err := decodeRecordInterned(k, b, &r.strs, into)
 	if err != nil {
 		return corruptf("record %d: %v", r.count, err)
 	}

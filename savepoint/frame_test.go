@@ -117,6 +117,19 @@ func FuzzRecordReader(f *testing.F) {
 		if again := encodeFile(t, recs); !bytes.Equal(again, data) {
 			t.Fatalf("%d records re-encode differently:\n%x\n%x", len(recs), again, data)
 		}
+		// Borrowed (records and bytes read over by the next), each record
+		// is the same while it is current.
+		r := newRecordReader(bytes.NewReader(data), nil, "test.rec", Section(sec), want, nil)
+		r.borrow = true
+		i := 0
+		for ; r.Next(); i++ {
+			if i >= len(recs) || !reflect.DeepEqual(r.Record(), recs[i]) {
+				t.Fatalf("borrowed record %d differs: %#v", i, r.Record())
+			}
+		}
+		if r.Err() != nil || i != len(recs) {
+			t.Fatalf("borrowed: %d records, err %v; want %d", i, r.Err(), len(recs))
+		}
 	})
 }
 

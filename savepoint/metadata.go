@@ -68,6 +68,12 @@ type Metadata struct {
 	// FiredImpulses are the unique names of the Impulses that have fired
 	// (a restored job does not fire them again).
 	FiredImpulses []string `json:"fired_impulses,omitempty"`
+	// Type is how the savepoint holds its keyed state, side inputs and
+	// parked input: Canonical ("" reads as it), in data files of records,
+	// or Native, as the Pebble checkpoints of its subtasks (native.go).
+	Type Format `json:"type,omitempty"`
+	// Native are the subtasks' Pebble checkpoints of a native savepoint.
+	Native []NativeDB `json:"native,omitempty"`
 }
 
 // File is one file of a savepoint.
@@ -258,7 +264,11 @@ func EncodeMetadata(m *Metadata) ([]byte, error) {
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("savepoint: encode metadata of savepoint %q of job %q: %w", m.ID, m.Job, err)
 	}
-	w := wire{Format: FormatName, Version: FormatVersion, Metadata: m.canonical()}
+	version := FormatVersion
+	if m.IsNative() {
+		version = nativeVersion
+	}
+	w := wire{Format: FormatName, Version: version, Metadata: m.canonical()}
 	body, err := json.Marshal(&w)
 	if err != nil {
 		return nil, fmt.Errorf("savepoint: encode metadata of savepoint %q of job %q: %w", m.ID, m.Job, err)
@@ -297,6 +307,7 @@ func (m *Metadata) canonical() Metadata {
 		c.Sources[i].Files = files(c.Sources[i].Files)
 	}
 	c.FiredImpulses = slices.Sorted(slices.Values(m.FiredImpulses))
+	c.Native = canonicalNative(m.Native)
 	return c
 }
 
@@ -309,9 +320,13 @@ func DecodeMetadata(object string, data []byte) (*Metadata, error) {
 		return fmt.Errorf("savepoint: metadata %s: %w: %s", object, sentinel, fmt.Sprintf(format, args...))
 	}
 	var w wire
-	if _, e := sealed.Decode(data, FormatName, FormatVersion, &w); e != nil {
+	version, e := sealed.Decode(data, FormatName, nativeVersion, &w)
+	if e != nil {
 		sentinel := map[sealed.Problem]error{sealed.Corrupt: ErrCorrupt, sealed.OtherFormat: ErrForeign, sealed.Newer: ErrNewerFormat}[e.Problem]
 		return nil, fail(sentinel, "%s", e.Msg)
+	}
+	if w.Metadata.IsNative() != (version == nativeVersion) {
+		return nil, fail(ErrCorrupt, "format version %d for a savepoint of type %q", version, w.Metadata.Type)
 	}
 	if err := w.Metadata.validate(); err != nil {
 		return nil, fail(ErrCorrupt, "%v", err)
@@ -387,7 +402,7 @@ func (m *Metadata) validate() error {
 			return err
 		}
 	}
-	return nil
+	return m.validateNative(&v)
 }
 
 func (t *Transform) validate(v *validator) error {

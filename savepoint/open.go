@@ -134,9 +134,9 @@ func (s *Savepoint) Each(ctx context.Context, path string, fn func(Record) error
 	return s.each(ctx, path, false, fn)
 }
 
-// EachBorrowed is Each for readers that copy what they keep: a record's
-// byte slices are only valid until fn returns (the next record is read
-// over them), which spares an allocation per record.
+// EachBorrowed is Each for readers that copy what they keep: a record,
+// and its byte slices, are only valid until fn returns (the next record is
+// read over them), which spares allocations per record.
 func (s *Savepoint) EachBorrowed(ctx context.Context, path string, fn func(Record) error) error {
 	return s.each(ctx, path, true, fn)
 }
@@ -170,7 +170,7 @@ func (s *Savepoint) Verify(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return s.verifyNative(ctx)
 }
 
 // checker returns the check of the records of an owner's files against its

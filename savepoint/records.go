@@ -249,7 +249,7 @@ func domainCode(d TimeDomain) byte {
 type body struct {
 	b      []byte
 	err    error
-	intern func([]byte) string // nil: strings are copied
+	intern *interner // nil: strings are copied
 }
 
 func (d *body) fail(what string) {
@@ -294,7 +294,7 @@ func (d *body) bytes(what string) []byte {
 
 func (d *body) string(what string) string {
 	if d.intern != nil {
-		return d.intern(d.bytes(what))
+		return d.intern.intern(d.bytes(what))
 	}
 	return string(d.bytes(what))
 }
@@ -327,23 +327,71 @@ func (d *body) domain() TimeDomain {
 
 // decodeRecord decodes the body of a record of kind k.
 func decodeRecord(k recordKind, b []byte) (Record, error) {
-	return decodeRecordInterned(k, b, nil)
+	return decodeRecordInterned(k, b, nil, nil)
 }
 
-// decodeRecordInterned is decodeRecord with its strings from intern.
-func decodeRecordInterned(k recordKind, b []byte, intern func([]byte) string) (Record, error) {
+// slots are the records of the frequent kinds a borrowing reader decodes
+// into, one after the other, instead of allocating each.
+type slots struct {
+	state StateRecord
+	timer TimerRecord
+	group GroupValueRecord
+}
+
+// slot returns p, or a new T if p is nil.
+func slot[T any](p *T) *T {
+	if p == nil {
+		return new(T)
+	}
+	return p
+}
+
+// interner hands out one string for equal bytes, for the few distinct
+// strings of a file (state IDs, timer families).
+type interner struct{ m map[string]string }
+
+// intern returns b as a string, the same one each time.
+func (n *interner) intern(b []byte) string {
+	if s, ok := n.m[string(b)]; ok {
+		return s
+	}
+	if n.m == nil {
+		n.m = map[string]string{}
+	}
+	s := string(b)
+	if len(n.m) < 1024 {
+		n.m[s] = s
+	}
+	return s
+}
+
+// decodeRecordInterned is decodeRecord with its strings from intern, and
+// the records of the kinds in s (if not nil) decoded into s.
+func decodeRecordInterned(k recordKind, b []byte, intern *interner, s *slots) (Record, error) {
 	d := &body{b: b, intern: intern}
+	var st *StateRecord
+	var tm *TimerRecord
+	var gv *GroupValueRecord
+	if s != nil {
+		st, tm, gv = &s.state, &s.timer, &s.group
+	}
 	var r Record
 	switch k {
 	case kindState:
-		r = &StateRecord{KeyGroup: d.keyGroup(), Key: d.bytes("key"), Window: d.bytes("window"),
+		st = slot(st)
+		*st = StateRecord{KeyGroup: d.keyGroup(), Key: d.bytes("key"), Window: d.bytes("window"),
 			StateID: d.string("state ID"), UserKey: d.bytes("user key"), SortKey: d.varint("sort key"), Value: d.bytes("value")}
+		r = st
 	case kindTimer:
-		r = &TimerRecord{KeyGroup: d.keyGroup(), Key: d.bytes("key"), Window: d.bytes("window"),
+		tm = slot(tm)
+		*tm = TimerRecord{KeyGroup: d.keyGroup(), Key: d.bytes("key"), Window: d.bytes("window"),
 			Family: d.string("timer family"), Tag: d.bytes("tag"), Domain: d.domain(), Fire: d.varint("fire time"), Hold: d.varint("hold"), Pane: d.bytes("pane")}
+		r = tm
 	case kindGroupValue:
-		r = &GroupValueRecord{KeyGroup: d.keyGroup(), Key: d.bytes("key"), Window: d.bytes("window"),
+		gv = slot(gv)
+		*gv = GroupValueRecord{KeyGroup: d.keyGroup(), Key: d.bytes("key"), Window: d.bytes("window"),
 			Timestamp: d.varint("timestamp"), Value: d.bytes("value")}
+		r = gv
 	case kindTrigger:
 		r = &TriggerRecord{KeyGroup: d.keyGroup(), Key: d.bytes("key"), Window: d.bytes("window"), State: d.bytes("trigger state")}
 	case kindSideInput:

@@ -394,12 +394,23 @@ func (w *Writer) complete(m *Metadata) error {
 		}
 		listed++
 	}
+	for key, f := range m.nativeFiles {
+		got, ok := w.written[f.Path]
+		if !ok || got.owner != key || !sameFile(f, got.file) {
+			return fmt.Errorf("native DB of stage %q: file %+v was not written so by this writer", key.name, f)
+		}
+		listed++
+	}
 	if listed != len(w.written) {
 		for p, got := range w.written {
+			if got.owner.sec == sectionNative {
+				continue
+			}
 			if !m.lists(got.owner, p) {
 				return fmt.Errorf("file %q of %s %q was written but is not listed", p, got.owner.sec, got.owner.name)
 			}
 		}
+		return fmt.Errorf("%d files were written, %d are listed (a native file is missing)", len(w.written), listed)
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ type Load struct {
 	// heads are the gathered writes by the first four bytes of their
 	// keys (head): each bucket holds its writes in the order they came,
 	// mostly in key order already.
-	heads map[uint32][]loadEnt
+	heads map[uint32]*bucket
 	runs  []loadRun
 	done  bool
 }
@@ -62,6 +62,39 @@ type Load struct {
 // Writes come in ascending (chunk, koff).
 type loadEnt struct {
 	chunk, koff, klen, voff, vlen uint32
+}
+
+// bucket is the writes of one head, in blocks of loadBlockEnts: a bucket
+// grows without copying what it holds.
+type bucket struct {
+	blocks [][]loadEnt
+	n      int
+}
+
+// loadBlockEnts is the entries of a bucket's block (a variable: tests make
+// it small, so that buckets span blocks).
+var loadBlockEnts = 2048
+
+// loadBlocks are blocks of buckets written out, for the next.
+var loadBlocks = sync.Pool{New: func() any { b := make([]loadEnt, 0, loadBlockEnts); return &b }}
+
+func (bk *bucket) add(e loadEnt) {
+	last := len(bk.blocks) - 1
+	if last < 0 || len(bk.blocks[last]) == loadBlockEnts {
+		bk.blocks = append(bk.blocks, (*loadBlocks.Get().(*[]loadEnt))[:0])
+		last++
+	}
+	bk.blocks[last] = append(bk.blocks[last], e)
+	bk.n++
+}
+
+// release gives bk's blocks back to loadBlocks.
+func (bk *bucket) release() {
+	for _, b := range bk.blocks {
+		b = b[:0]
+		loadBlocks.Put(&b)
+	}
+	bk.blocks, bk.n = nil, 0
 }
 
 // loadRun is a written run: its sstable and its key range.
@@ -87,7 +120,7 @@ func (d *DB) NewLoad(runBytes int) (*Load, error) {
 	// Loaded, the DB is as one restored from a checkpoint: it holds state
 	// it was not given through bundles, and has no filter of written keys.
 	d.written = nil
-	return &Load{db: d, dir: dir, runSize: runBytes, next: runBytes, heads: map[uint32][]loadEnt{}}, nil
+	return &Load{db: d, dir: dir, runSize: runBytes, next: runBytes, heads: map[uint32]*bucket{}}, nil
 }
 
 // NewBundle starts a bundle whose sets go straight to the load; any other
@@ -150,7 +183,12 @@ func (l *Load) set(k, v []byte) error {
 	l.size += n
 	e := loadEnt{chunk: uint32(last), koff: uint32(off), klen: uint32(len(k)), voff: uint32(off + len(k)), vlen: uint32(len(v))}
 	h := head(k)
-	l.heads[h] = append(l.heads[h], e)
+	bk := l.heads[h]
+	if bk == nil {
+		bk = &bucket{}
+		l.heads[h] = bk
+	}
+	bk.add(e)
 	if l.size >= l.next {
 		err := l.writeRun(false)
 		// The next run once as much again is gathered (a run that held
@@ -180,7 +218,8 @@ func (l *Load) key(e loadEnt) []byte   { return l.chunks[e.chunk][e.koff : e.kof
 func (l *Load) value(e loadEnt) []byte { return l.chunks[e.chunk][e.voff : e.voff+e.vlen] }
 
 // order sorts a bucket by key; equal keys keep the order they came in.
-func (l *Load) order(ents []loadEnt) {
+// Its blocks are the entries in order (most often as they came).
+func (l *Load) order(bk *bucket) [][]loadEnt {
 	cmp := func(a, b loadEnt) int {
 		if c := bytes.Compare(l.key(a), l.key(b)); c != 0 {
 			return c
@@ -190,9 +229,19 @@ func (l *Load) order(ents []loadEnt) {
 		}
 		return int(a.koff) - int(b.koff)
 	}
-	if !slices.IsSortedFunc(ents, cmp) {
-		slices.SortFunc(ents, cmp)
+	var prev []byte
+	for _, b := range bk.blocks {
+		for _, e := range b {
+			k := l.key(e)
+			if bytes.Compare(prev, k) > 0 {
+				all := slices.Concat(bk.blocks...)
+				slices.SortFunc(all, cmp)
+				return [][]loadEnt{all}
+			}
+			prev = k
+		}
 	}
+	return bk.blocks
 }
 
 // writeRun writes what is gathered as one sstable, but for the writes of
@@ -219,19 +268,21 @@ func (l *Load) writeRun(all bool) error {
 	if err != nil {
 		return fmt.Errorf("state: load into %s: %w", l.db.dir, err)
 	}
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), l.db.opts.MakeWriterOptions(0, l.db.pdb.TableFormat()))
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), l.loadWriterOptions())
 	var run loadRun
 	for _, h := range hs[:n] {
-		ents := l.heads[h]
-		l.order(ents)
-		err = l.write(w, ents)
+		bk := l.heads[h]
+		blocks := l.order(bk)
+		err = l.write(w, blocks)
 		if err != nil {
 			break
 		}
 		if run.min == nil {
-			run.min = bytes.Clone(l.key(ents[0]))
+			run.min = bytes.Clone(l.key(blocks[0][0]))
 		}
-		run.max = l.key(ents[len(ents)-1])
+		last := blocks[len(blocks)-1]
+		run.max = l.key(last[len(last)-1])
+		bk.release()
 		delete(l.heads, h)
 	}
 	if err != nil {
@@ -245,32 +296,55 @@ func (l *Load) writeRun(all bool) error {
 	l.runs = append(l.runs, run)
 	// What is held back moves to a chunk of its own.
 	var buf []byte
-	for h, ents := range l.heads {
-		for i, e := range ents {
-			k, v := l.key(e), l.value(e)
-			ents[i] = loadEnt{koff: uint32(len(buf)), klen: e.klen, voff: uint32(len(buf) + len(k)), vlen: e.vlen}
-			buf = append(append(buf, k...), v...)
+	for _, bk := range l.heads {
+		for _, b := range bk.blocks {
+			for i, e := range b {
+				k, v := l.key(e), l.value(e)
+				b[i] = loadEnt{koff: uint32(len(buf)), klen: e.klen, voff: uint32(len(buf) + len(k)), vlen: e.vlen}
+				buf = append(append(buf, k...), v...)
+			}
 		}
-		l.heads[h] = ents
 	}
 	l.releaseChunks()
 	l.chunks, l.size = [][]byte{buf}, len(buf)
 	return nil
 }
 
-// write adds the sorted entries ents to w, each key once.
-func (l *Load) write(w *sstable.Writer, ents []loadEnt) error {
-	for i, e := range ents {
-		k, v := l.key(e), l.value(e)
-		if i+1 < len(ents) {
-			if next := ents[i+1]; bytes.Equal(k, l.key(next)) {
-				if !bytes.Equal(v, l.value(next)) {
-					return fmt.Errorf("key %x written twice with two values (a timer set twice, or a cell appended to twice under one sequence number)", k)
+// loadWriterOptions are the options of a load's sstables: the DB's for its
+// last level, where they go, but without a filter. A load's keys are read
+// back as the job runs on (RocksDB's optimize_filters_for_hits makes the
+// same trade for its last level): a filter in front of them would spare a
+// block read only for keys the restored state does not hold, and costs
+// about a tenth of a restore's CPU time to build. Compactions that rewrite
+// them add one again.
+func (l *Load) loadWriterOptions() sstable.WriterOptions {
+	o := l.db.opts.MakeWriterOptions(len(l.db.opts.Levels)-1, l.db.pdb.TableFormat())
+	o.FilterPolicy = nil
+	return o
+}
+
+// write adds the sorted entries of blocks to w, each key once.
+func (l *Load) write(w *sstable.Writer, blocks [][]loadEnt) error {
+	var pk, pv []byte // the entry before, written once the next differs
+	for _, b := range blocks {
+		for _, e := range b {
+			k, v := l.key(e), l.value(e)
+			if pk != nil {
+				if bytes.Equal(pk, k) {
+					if !bytes.Equal(pv, v) {
+						return fmt.Errorf("key %x written twice with two values (a timer set twice, or a cell appended to twice under one sequence number)", k)
+					}
+					continue
 				}
-				continue
+				if err := w.Set(pk, pv); err != nil {
+					return fmt.Errorf("writing a run: %w", err)
+				}
 			}
+			pk, pv = k, v
 		}
-		if err := w.Set(k, v); err != nil {
+	}
+	if pk != nil {
+		if err := w.Set(pk, pv); err != nil {
 			return fmt.Errorf("writing a run: %w", err)
 		}
 	}
@@ -317,6 +391,9 @@ func (l *Load) Finish() error {
 func (l *Load) Abort() {
 	l.done = true
 	l.releaseChunks()
+	for _, bk := range l.heads {
+		bk.release()
+	}
 	l.heads, l.runs = nil, nil
 	os.RemoveAll(l.dir)
 }

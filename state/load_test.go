@@ -105,7 +105,9 @@ func TestLoadMatchesBundles(t *testing.T) {
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 1))
 	const kgs = 8
+	defer func(n int) { loadBlockEnts = n }(loadBlockEnts)
 	for round := range 12 {
+		loadBlockEnts = 1 + r.IntN(6)
 		ops := loadWorkload(r, kgs, 40)
 		shuffled := round%3 == 2
 		if shuffled {
@@ -121,7 +123,7 @@ func TestLoadMatchesBundles(t *testing.T) {
 		}
 		perBundle := 1 + r.IntN(20)
 		runBytes := 16 + r.IntN(2000)
-		name := fmt.Sprintf("round %d (%d writes, %d a bundle, runs of %d bytes, shuffled %v)", round, len(ops), perBundle, runBytes, shuffled)
+		name := fmt.Sprintf("round %d (%d writes, %d a bundle, runs of %d bytes, blocks of %d, shuffled %v)", round, len(ops), perBundle, runBytes, loadBlockEnts, shuffled)
 
 		want := openTest(t, Options{Cells: round%2 == 0})
 		apply(t, name, ops, perBundle, want.NewBundle)

@@ -319,8 +319,8 @@ func importAll(t *testing.T, recs []rec, lo, hi int, tg Target) *state.DB {
 	im, err := NewImporter(db, lo, hi, tg)
 	must(t, err)
 	for _, r := range recs {
-		// As from Savepoint.EachBorrowed: the record's bytes are read over
-		// once Import returns.
+		// As from Savepoint.EachBorrowed: the record and its bytes are
+		// read over once Import returns.
 		c, scribble := borrowed(r.r)
 		must(t, im.Import(r.owner, c))
 		scribble()
@@ -352,6 +352,7 @@ func borrowed(r savepoint.Record) (savepoint.Record, func()) {
 				b[i] = 0xEE
 			}
 		}
+		v.Elem().SetZero() // the record itself is read over too
 	}
 }
 
