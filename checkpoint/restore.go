@@ -35,7 +35,7 @@ func Restore(ctx context.Context, st storage.Storage, meta *Metadata, sub Subtas
 }
 
 // RestoreFiles downloads the files of a Pebble checkpoint, each the object
-// prefix/Remote of st, into dir under their Local names, as Restore does
+// prefix/Remote of st (Remote if prefix is ""), into dir under their Local names, as Restore does
 // (which it serves; a native savepoint's files are restored with it too).
 func RestoreFiles(ctx context.Context, st storage.Storage, prefix string, files []File, dir string) (err error) {
 	for _, f := range files {
@@ -59,7 +59,11 @@ func RestoreFiles(ctx context.Context, st storage.Storage, prefix string, files 
 		}
 	}()
 	err = forEach(ctx, len(files), defaultConcurrency, func(ctx context.Context, i int) error {
-		return download(ctx, st, prefix+"/"+files[i].Remote, files[i], dir)
+		object := files[i].Remote
+		if prefix != "" {
+			object = prefix + "/" + object
+		}
+		return download(ctx, st, object, files[i], dir)
 	})
 	if err != nil {
 		return err

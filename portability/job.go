@@ -45,9 +45,9 @@ type Job struct {
 	nextMsg int
 	drain   func() // set by the executor; nil: the job cannot be drained
 	// savepoint is set by the executor; nil: the job cannot take savepoints.
-	savepoint func(ctx context.Context, target string) (string, error)
+	savepoint func(ctx context.Context, req SavepointRequest) (string, error)
 	// stop is set by the executor; nil: the job cannot stop with a savepoint.
-	stop func(ctx context.Context, target string, drain bool) (string, error)
+	stop func(ctx context.Context, req SavepointRequest) (string, error)
 }
 
 // OnDrain registers how to drain the job: stop reading sources, let the
@@ -76,29 +76,29 @@ func (j *Job) requestDrain() (jobpb.JobState_Enum, error) {
 	return j.state, nil
 }
 
-// OnSavepoint registers how the job takes a savepoint into target (a
-// storage URL; "" means the job's own default) and returns the
-// savepoint's path once it is complete. The server calls f only while the
-// job is RUNNING, without holding the job's lock: f may take long, and
-// calls may overlap.
-func (j *Job) OnSavepoint(f func(ctx context.Context, target string) (string, error)) {
+// OnSavepoint registers how the job takes a savepoint into req.Target (a
+// storage URL; "" means the job's own default) of type req.Type and
+// returns the savepoint's path once it is complete. The server calls f
+// only while the job is RUNNING, without holding the job's lock: f may
+// take long, and calls may overlap.
+func (j *Job) OnSavepoint(f func(ctx context.Context, req SavepointRequest) (string, error)) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.savepoint = f
 }
 
-// takeSavepoint asks a running job for a savepoint into target. A job that
+// takeSavepoint asks a running job for a savepoint as req says. A job that
 // is not RUNNING or has no savepoint function is refused with an error
 // wrapping errCannotSavepoint.
-func (j *Job) takeSavepoint(ctx context.Context, target string) (string, error) {
+func (j *Job) takeSavepoint(ctx context.Context, req SavepointRequest) (string, error) {
 	j.mu.Lock()
 	f, st := j.savepoint, j.state
 	j.mu.Unlock()
 	if st != jobpb.JobState_RUNNING || f == nil {
 		return "", fmt.Errorf("job %s %w (state %v)", j.ID, errCannotSavepoint, st)
 	}
-	j.log.Info("taking a savepoint", slog.String("target", target))
-	path, err := f(ctx, target)
+	j.log.Info("taking a savepoint", slog.String("target", req.Target), slog.String("type", req.Type))
+	path, err := f(ctx, req)
 	if err != nil {
 		j.log.Warn("savepoint failed", slog.Any("error", err))
 		return "", fmt.Errorf("savepoint of job %s: %w", j.ID, err)
@@ -108,32 +108,33 @@ func (j *Job) takeSavepoint(ctx context.Context, target string) (string, error) 
 	return path, nil
 }
 
-// OnStop registers how the job stops with a savepoint into target (a
-// storage URL; "" means the job's own default), after draining if drain
-// is set; f returns the savepoint's path once it is complete, and the job
+// OnStop registers how the job stops with a savepoint into req.Target (a
+// storage URL; "" means the job's own default) of type req.Type, after
+// draining if req.Drain is set; f returns the savepoint's path once it is complete, and the job
 // then ends DONE. The server calls f only while the job is RUNNING,
 // without holding the job's lock.
-func (j *Job) OnStop(f func(ctx context.Context, target string, drain bool) (string, error)) {
+func (j *Job) OnStop(f func(ctx context.Context, req SavepointRequest) (string, error)) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.stop = f
 }
 
-// StopWithSavepoint asks a running job to stop with a savepoint into
-// target (draining first if drain is set). A job that is not RUNNING or
-// cannot stop so is refused with an error wrapping errCannotSavepoint.
-func (j *Job) StopWithSavepoint(ctx context.Context, target string, drain bool) (string, error) {
+// StopWithSavepoint asks a running job to stop with a savepoint as req
+// says (into req.Target, draining first if req.Drain is set). A job that
+// is not RUNNING or cannot stop so is refused with an error wrapping
+// errCannotSavepoint.
+func (j *Job) StopWithSavepoint(ctx context.Context, req SavepointRequest) (string, error) {
 	j.mu.Lock()
 	f, st := j.stop, j.state
-	if st == jobpb.JobState_RUNNING && f != nil && drain {
+	if st == jobpb.JobState_RUNNING && f != nil && req.Drain {
 		j.setStateLocked(jobpb.JobState_DRAINING)
 	}
 	j.mu.Unlock()
 	if st != jobpb.JobState_RUNNING || f == nil {
 		return "", fmt.Errorf("job %s %w (state %v)", j.ID, errCannotSavepoint, st)
 	}
-	j.log.Info("stopping with a savepoint", slog.String("target", target), slog.Bool("drain", drain))
-	path, err := f(ctx, target, drain)
+	j.log.Info("stopping with a savepoint", slog.String("target", req.Target), slog.String("type", req.Type), slog.Bool("drain", req.Drain))
+	path, err := f(ctx, req)
 	if err != nil {
 		j.log.Warn("stop with savepoint failed", slog.Any("error", err))
 		return "", fmt.Errorf("stop of job %s with a savepoint: %w", j.ID, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/weir-runner/weir/savepoint"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,13 +18,15 @@ import (
 //
 //	service weir.v1.Savepoints {
 //	  // Take takes a savepoint of a RUNNING job.
-//	  // Request:  {"job_id": string, "target": string (optional: the job's --savepoint_dir)}
+//	  // Request:  {"job_id": string, "target": string (optional: the job's --savepoint_dir),
+//	  //            "type": "canonical" (the default) or "native"}
 //	  // Response: {"path": string (the savepoint directory's URL)}
 //	  rpc Take(google.protobuf.Struct) returns (google.protobuf.Struct);
 //	  // Stop stops a RUNNING job with a savepoint: its sources stop at a
 //	  // position (with drain: the job drains first, every timer fires), the
 //	  // savepoint is taken, and the job ends DONE.
-//	  // Request:  {"job_id": string, "target": string (optional), "drain": bool (optional)}
+//	  // Request:  {"job_id": string, "target": string (optional), "type": string (optional),
+//	  //            "drain": bool (optional)}
 //	  // Response: {"path": string}
 //	  rpc Stop(google.protobuf.Struct) returns (google.protobuf.Struct);
 //	}
@@ -43,7 +46,19 @@ const (
 	fieldTarget = "target"
 	fieldPath   = "path"
 	fieldDrain  = "drain"
+	fieldType   = "type"
 )
+
+// SavepointRequest is what a savepoint is asked for with.
+type SavepointRequest struct {
+	// Target is a storage URL; "" means the job's --savepoint_dir.
+	Target string
+	// Type is the savepoint's format: "canonical" (or "") or "native"
+	// (package savepoint).
+	Type string
+	// Drain has a stop drain the job first (every timer fires).
+	Drain bool
+}
 
 // savepointsServer is the handler type of the service.
 type savepointsServer interface {
@@ -82,11 +97,11 @@ func handler(method string, call func(savepointsServer, context.Context, *struct
 type savepointService struct{ s *Server }
 
 func (ss *savepointService) Take(ctx context.Context, req *structpb.Struct) (*structpb.Struct, error) {
-	j, f, err := ss.request("take savepoint", req)
+	j, sr, err := ss.request("take savepoint", req)
 	if err != nil {
 		return nil, err
 	}
-	path, err := j.takeSavepoint(ctx, f[fieldTarget])
+	path, err := j.takeSavepoint(ctx, sr)
 	if err != nil {
 		return nil, grpcError("take savepoint", err)
 	}
@@ -107,31 +122,35 @@ func (ss *savepointService) Stop(ctx context.Context, req *structpb.Struct) (*st
 		}
 		drain = b.BoolValue
 	}
-	j, f, err := ss.request("stop with savepoint", rest)
+	j, sr, err := ss.request("stop with savepoint", rest)
 	if err != nil {
 		return nil, err
 	}
-	path, err := j.StopWithSavepoint(ctx, f[fieldTarget], drain)
+	sr.Drain = drain
+	path, err := j.StopWithSavepoint(ctx, sr)
 	if err != nil {
 		return nil, grpcError("stop with savepoint", err)
 	}
 	return pathResponse(path), nil
 }
 
-// request reads a request's job_id and target and finds the job.
-func (ss *savepointService) request(what string, req *structpb.Struct) (*Job, map[string]string, error) {
-	f, err := stringFields(req, fieldJobID, fieldTarget)
+// request reads a request's job_id, target and type and finds the job.
+func (ss *savepointService) request(what string, req *structpb.Struct) (*Job, SavepointRequest, error) {
+	f, err := stringFields(req, fieldJobID, fieldTarget, fieldType)
+	if err == nil {
+		_, err = savepoint.ParseFormat(f[fieldType])
+	}
 	if err != nil {
-		return nil, nil, status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
+		return nil, SavepointRequest{}, status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
 	}
 	if f[fieldJobID] == "" {
-		return nil, nil, status.Errorf(codes.InvalidArgument, "%s: the request has no job_id", what)
+		return nil, SavepointRequest{}, status.Errorf(codes.InvalidArgument, "%s: the request has no job_id", what)
 	}
 	j, err := ss.s.lookup(f[fieldJobID])
 	if err != nil {
-		return nil, nil, grpcError(what, err)
+		return nil, SavepointRequest{}, grpcError(what, err)
 	}
-	return j, f, nil
+	return j, SavepointRequest{Target: f[fieldTarget], Type: f[fieldType]}, nil
 }
 
 func pathResponse(path string) *structpb.Struct {
@@ -142,22 +161,36 @@ func pathResponse(path string) *structpb.Struct {
 // running job jobID into target (a storage URL; "" means the job's
 // --savepoint_dir) and returns the savepoint's path.
 func TakeSavepoint(ctx context.Context, conn grpc.ClientConnInterface, jobID, target string) (string, error) {
-	return callSavepoints(ctx, conn, takeMethod, jobID, target, nil)
+	return TakeSavepointWith(ctx, conn, jobID, SavepointRequest{Target: target})
+}
+
+// TakeSavepointWith is TakeSavepoint of a savepoint of type req.Type.
+func TakeSavepointWith(ctx context.Context, conn grpc.ClientConnInterface, jobID string, req SavepointRequest) (string, error) {
+	return callSavepoints(ctx, conn, takeMethod, jobID, req, nil)
 }
 
 // StopWithSavepoint asks the weir job server on conn to stop the running
 // job jobID with a savepoint into target ("": the job's --savepoint_dir),
 // draining it first if drain is set, and returns the savepoint's path.
 func StopWithSavepoint(ctx context.Context, conn grpc.ClientConnInterface, jobID, target string, drain bool) (string, error) {
-	return callSavepoints(ctx, conn, stopMethod, jobID, target, map[string]*structpb.Value{fieldDrain: structpb.NewBoolValue(drain)})
+	return StopWithSavepointWith(ctx, conn, jobID, SavepointRequest{Target: target, Drain: drain})
+}
+
+// StopWithSavepointWith is StopWithSavepoint with a savepoint of type
+// req.Type.
+func StopWithSavepointWith(ctx context.Context, conn grpc.ClientConnInterface, jobID string, req SavepointRequest) (string, error) {
+	return callSavepoints(ctx, conn, stopMethod, jobID, req, map[string]*structpb.Value{fieldDrain: structpb.NewBoolValue(req.Drain)})
 }
 
 // callSavepoints calls a method of the service for jobID and target (and
 // more fields) and returns the path it answers.
-func callSavepoints(ctx context.Context, conn grpc.ClientConnInterface, method, jobID, target string, more map[string]*structpb.Value) (string, error) {
+func callSavepoints(ctx context.Context, conn grpc.ClientConnInterface, method, jobID string, sr SavepointRequest, more map[string]*structpb.Value) (string, error) {
 	req := &structpb.Struct{Fields: map[string]*structpb.Value{fieldJobID: structpb.NewStringValue(jobID)}}
-	if target != "" {
-		req.Fields[fieldTarget] = structpb.NewStringValue(target)
+	if sr.Target != "" {
+		req.Fields[fieldTarget] = structpb.NewStringValue(sr.Target)
+	}
+	if sr.Type != "" {
+		req.Fields[fieldType] = structpb.NewStringValue(sr.Type)
 	}
 	for k, v := range more {
 		req.Fields[k] = v

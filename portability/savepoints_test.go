@@ -25,7 +25,8 @@ type savepointExec struct {
 func newSavepointExec() *savepointExec {
 	x := &savepointExec{ready: make(chan struct{})}
 	x.run = func(ctx context.Context, j *Job) error {
-		j.OnSavepoint(func(_ context.Context, target string) (string, error) {
+		j.OnSavepoint(func(_ context.Context, req SavepointRequest) (string, error) {
+			target := req.Target
 			x.mu.Lock()
 			x.targets = append(x.targets, target)
 			x.mu.Unlock()
@@ -68,6 +69,9 @@ func TestSavepointTake(t *testing.T) {
 	}
 	x.mu.Unlock()
 
+	_, err = TakeSavepointWith(ctx, e.cc, id, SavepointRequest{Type: "sstables"})
+	wantCode(t, "TakeSavepoint of an unknown type", err, codes.InvalidArgument, `unknown savepoint format "sstables"`)
+
 	_, err = TakeSavepoint(ctx, e.cc, "nosuchjob", "")
 	wantCode(t, "TakeSavepoint of an unknown job", err, codes.NotFound, `job "nosuchjob" not found`)
 	_, err = TakeSavepoint(ctx, e.cc, "", "")
@@ -84,7 +88,7 @@ func TestSavepointRefused(t *testing.T) {
 	running := make(chan struct{})
 	exec := &fakeExec{run: func(ctx context.Context, j *Job) error {
 		if j.Name == "done" {
-			j.OnSavepoint(func(context.Context, string) (string, error) { return "unreachable", nil })
+			j.OnSavepoint(func(context.Context, SavepointRequest) (string, error) { return "unreachable", nil })
 			return nil
 		}
 		close(running) // "nohook": runs without a savepoint hook

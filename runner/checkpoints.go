@@ -19,6 +19,7 @@ import (
 	"github.com/weir-runner/weir/portability"
 	"github.com/weir-runner/weir/runner/engine"
 	"github.com/weir-runner/weir/runner/plan"
+	"github.com/weir-runner/weir/savepoint"
 	"github.com/weir-runner/weir/savepoint/inspect"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -286,9 +287,10 @@ func (x *executor) planOnly(ctx context.Context, job *portability.Job, p *plan.P
 }
 
 // savepointer is what takes a job's savepoints: the engine. Savepoint
-// takes one into target and returns its directory's name there.
+// takes one into target, in format, and returns its directory's name
+// there.
 type savepointer interface {
-	Savepoint(ctx context.Context, target storage.Storage) (string, error)
+	Savepoint(ctx context.Context, target storage.Storage, format savepoint.Format) (string, error)
 }
 
 // stopper is a savepointer that stops the job with its savepoint
@@ -298,14 +300,19 @@ type stopper struct {
 	drain bool
 }
 
-func (s stopper) Savepoint(ctx context.Context, target storage.Storage) (string, error) {
-	return s.e.Stop(ctx, target, s.drain)
+func (s stopper) Savepoint(ctx context.Context, target storage.Storage, format savepoint.Format) (string, error) {
+	return s.e.Stop(ctx, target, s.drain, format)
 }
 
-// takeSavepoint takes a savepoint of a job with sp into target, or into
-// the job's --savepoint_dir (dir) if target is "", and returns the
-// savepoint's URL.
-func (x *executor) takeSavepoint(ctx context.Context, sp savepointer, dir, target string) (string, error) {
+// takeSavepoint takes a savepoint of a job with sp into req.Target, or into
+// the job's --savepoint_dir (dir) if that is "", of type req.Type, and
+// returns the savepoint's URL.
+func (x *executor) takeSavepoint(ctx context.Context, sp savepointer, dir string, req portability.SavepointRequest) (string, error) {
+	format, err := savepoint.ParseFormat(req.Type)
+	if err != nil {
+		return "", err
+	}
+	target := req.Target
 	if target == "" {
 		target = dir
 	}
@@ -321,7 +328,7 @@ func (x *executor) takeSavepoint(ctx context.Context, sp savepointer, dir, targe
 			x.s.log.Warn("closing the savepoint target", "target", target, "err", err)
 		}
 	}()
-	name, err := sp.Savepoint(ctx, st)
+	name, err := sp.Savepoint(ctx, st, format)
 	if err != nil {
 		return "", fmt.Errorf("savepoint into %s: %w", target, err)
 	}

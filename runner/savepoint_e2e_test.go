@@ -39,6 +39,16 @@ func savepointRoundTrip(t *testing.T, kind string) {
 	r := startLiveRun(t, kind, crashPipeline(sp), 2)
 	chkURL, spURL, opts := r.chkURL, r.spURL, r.opts
 	spPath := r.take(t)
+	// WEIR_WRITE_GOLDEN_SAVEPOINT=1 refreshes testdata/savepoints,
+	// WEIR_WRITE_GOLDEN_NATIVE_SAVEPOINT=1 testdata/savepoints-native with
+	// a native savepoint taken next (see TestGoldenSavepointRestores).
+	golden := map[string]string{}
+	if os.Getenv("WEIR_WRITE_GOLDEN_SAVEPOINT") != "" && kind == "file" {
+		golden["savepoints"] = spPath
+	}
+	if os.Getenv("WEIR_WRITE_GOLDEN_NATIVE_SAVEPOINT") != "" && kind == "file" {
+		golden["savepoints-native"] = r.takeAs(t, "native")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := <-r.done; err != nil {
@@ -49,13 +59,12 @@ func savepointRoundTrip(t *testing.T, kind string) {
 	if !strings.HasPrefix(spPath, spURL+"/savepoint-sp-") {
 		t.Fatalf("savepoint path %q, want one in %s", spPath, spURL)
 	}
-	if os.Getenv("WEIR_WRITE_GOLDEN_SAVEPOINT") != "" && kind == "file" {
-		// Refresh testdata/savepoints (see TestGoldenSavepointRestores).
-		out := filepath.Join("testdata", "savepoints")
+	for out, p := range golden {
+		out = filepath.Join("testdata", out)
 		if err := os.RemoveAll(out); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.CopyFS(filepath.Join(out, filepath.Base(spPath)), os.DirFS(strings.TrimPrefix(spPath, "file://"))); err != nil {
+		if err := os.CopyFS(filepath.Join(out, filepath.Base(p)), os.DirFS(strings.TrimPrefix(p, "file://"))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -197,36 +206,49 @@ func savedCount(t *testing.T, st storage.Storage, dir, transform string) int64 {
 
 // TestGoldenSavepointRestores: a savepoint written by an earlier build
 // (testdata/savepoints, taken mid-run by TestSavepointOfRunningJob with
-// WEIR_WRITE_GOLDEN_SAVEPOINT=1) still restores: started from it, the
-// job commits the exact result of the run it was taken of. Every later
-// build must pass this with the files as they are (format compatibility).
+// WEIR_WRITE_GOLDEN_SAVEPOINT=1; testdata/savepoints-native, a native one
+// taken next with WEIR_WRITE_GOLDEN_NATIVE_SAVEPOINT=1) still restores:
+// started from it, the job commits the exact result of the run it was
+// taken of. Every later build must pass this with the files as they are
+// (format compatibility; for a native savepoint, of the DB's layout too).
 func TestGoldenSavepointRestores(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a checkpointed streaming job")
 	}
-	dirs, err := filepath.Glob(filepath.Join("testdata", "savepoints", "savepoint-sp-*"))
-	if err != nil || len(dirs) != 1 {
-		t.Fatalf("want one golden savepoint in testdata/savepoints, found %v (%v)", dirs, err)
+	golden := func(dir string) string {
+		t.Helper()
+		dirs, err := filepath.Glob(filepath.Join("testdata", dir, "savepoint-sp-*"))
+		if err != nil || len(dirs) != 1 {
+			t.Fatalf("want one golden savepoint in testdata/%s, found %v (%v)", dir, dirs, err)
+		}
+		abs, err := filepath.Abs(dirs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return abs
 	}
-	abs, err := filepath.Abs(dirs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	abs, native := golden("savepoints"), golden("savepoints-native")
 	defer setFlag(&jobopts.JobName, "golden")()
 	for _, tc := range []struct {
-		name, count, mapping string
+		name, count, mapping, from string
+		par                        int
 	}{
-		{"same pipeline", "CountPerKey", ""},
+		{"same pipeline", "CountPerKey", "", abs, 3},
 		// The counting DoFn renamed: its state follows the mapping.
-		{"renamed", "Counter", `{"CountPerKey":"Counter"}`},
+		{"renamed", "Counter", `{"CountPerKey":"Counter"}`, abs, 3},
+		// Native (taken at parallelism 2): restored at twice that.
+		{"native", "CountPerKey", "", native, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startWeirWith(t, runner.Config{
-				Parallelism: 3,
+				Parallelism: tc.par,
 				Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1,
-					SavepointPath: "file://" + abs, TransformNameMapping: tc.mapping},
+					SavepointPath: "file://" + tc.from, TransformNameMapping: tc.mapping},
 			})
 			want := crashSpec("savepoint-golden-" + tc.count)
+			if tc.from == native {
+				want.Sink += "-native" // a sink of its own: checkCommitted reads what it committed
+			}
 			want.PauseMS = 40 // the spec the savepoint was taken of, but for its sink
 			fresh := want
 			fresh.Events *= 2 // only a restored job commits want's result
@@ -241,8 +263,19 @@ func TestGoldenSavepointRestores(t *testing.T) {
 		Parallelism: 2,
 		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1, SavepointPath: "file://" + abs},
 	})
-	err = runOn(t, srv, crashPipelineNamed(crashSpec("savepoint-golden-unmapped"), "Counter"), "loopback")
+	err := runOn(t, srv, crashPipelineNamed(crashSpec("savepoint-golden-unmapped"), "Counter"), "loopback")
 	if err == nil || !strings.Contains(err.Error(), "CountPerKey") || !strings.Contains(err.Error(), "--transform_name_mapping") {
 		t.Fatalf("a renamed transform without a mapping: err = %v, want a refusal naming CountPerKey and --transform_name_mapping", err)
+	}
+	// The native savepoint into the renamed pipeline, with the mapping:
+	// refused (its keys carry the transform IDs), naming the fix.
+	srv = startWeirWith(t, runner.Config{
+		Parallelism: 2,
+		Checkpoints: runner.CheckpointConfig{Dir: "file://" + t.TempDir(), Interval: 100 * time.Millisecond, Retained: 1,
+			SavepointPath: "file://" + native, TransformNameMapping: `{"CountPerKey":"Counter"}`},
+	})
+	err = runOn(t, srv, crashPipelineNamed(crashSpec("savepoint-golden-native-renamed"), "Counter"), "loopback")
+	if err == nil || !strings.Contains(err.Error(), "--transform_name_mapping renames state") || !strings.Contains(err.Error(), "take a canonical savepoint") {
+		t.Fatalf("a native savepoint into a renamed transform: err = %v, want a refusal naming the mapping and the fix", err)
 	}
 }

@@ -109,7 +109,7 @@ func rescale(t *testing.T, spURL string, st storage.Storage, start startLife) {
 		if id.err != nil {
 			t.Fatalf("run %d: %v", n+1, id.err)
 		}
-		spPath = savepointAndCancel(t, l.endpoint, id.id)
+		spPath = savepointAndCancel(t, l.endpoint, id.id, "")
 		// A cancelled job ends as Beam's Go SDK says: no error.
 		if err := <-l.done; err != nil {
 			t.Fatalf("run %d (parallelism %d), cancelled: %v", n+1, par, err)
@@ -336,16 +336,16 @@ func onlyJobID(endpoint string) (string, error) {
 	return resp.GetJobInfo()[0].GetJobId(), nil
 }
 
-// savepointAndCancel takes a savepoint of job id on the job server at
-// endpoint, as `weir savepoint take` does, then cancels the job through
+// savepointAndCancel takes a savepoint of type typ ("": canonical) of job
+// id on the job server at endpoint, as `weir savepoint take` does, then cancels the job through
 // the Job API (which it must still be running); it returns the
 // savepoint's URL.
-func savepointAndCancel(t *testing.T, endpoint, id string) string {
+func savepointAndCancel(t *testing.T, endpoint, id string, typ string) string {
 	t.Helper()
 	conn := dialJobServer(t, endpoint)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	spPath, err := portability.TakeSavepoint(ctx, conn, id, "")
+	spPath, err := portability.TakeSavepointWith(ctx, conn, id, portability.SavepointRequest{Type: typ})
 	if err != nil {
 		t.Fatalf("taking a savepoint of job %s: %v", id, err)
 	}

@@ -75,9 +75,15 @@ func startLiveRun(t *testing.T, kind string, p *beam.Pipeline, par int) *liveRun
 // take takes a savepoint of the running job into its savepoint dir.
 func (r *liveRun) take(t *testing.T) string {
 	t.Helper()
+	return r.takeAs(t, "")
+}
+
+// takeAs is take of a savepoint of type typ ("": canonical).
+func (r *liveRun) takeAs(t *testing.T, typ string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	spPath, err := portability.TakeSavepoint(ctx, r.conn, r.jobID.Load().(string), "")
+	spPath, err := portability.TakeSavepointWith(ctx, r.conn, r.jobID.Load().(string), portability.SavepointRequest{Type: typ})
 	if err != nil {
 		t.Fatalf("taking a savepoint: %v", err)
 	}

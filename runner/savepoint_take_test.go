@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/weir-runner/weir/checkpoint/storage"
+	"github.com/weir-runner/weir/portability"
+	"github.com/weir-runner/weir/savepoint"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -43,10 +45,11 @@ func TestSavepointDirOption(t *testing.T) {
 type fakeSavepointer struct {
 	err    error
 	target string
+	format savepoint.Format
 }
 
-func (f *fakeSavepointer) Savepoint(_ context.Context, target storage.Storage) (string, error) {
-	f.target = target.String()
+func (f *fakeSavepointer) Savepoint(_ context.Context, target storage.Storage, format savepoint.Format) (string, error) {
+	f.target, f.format = target.String(), format
 	return "savepoint-cards-1", f.err
 }
 
@@ -76,23 +79,26 @@ func TestTakeSavepointTarget(t *testing.T) {
 	dir, target := "file://"+root+"/default", "file://"+root+"/requested"
 
 	sp := &fakeSavepointer{}
-	path, err := x.takeSavepoint(ctx, sp, dir, target)
-	if want := target + "/savepoint-cards-1"; err != nil || path != want || sp.target != target {
-		t.Errorf("with a target: %q, %v (written to %s); want %s", path, err, sp.target, want)
+	path, err := x.takeSavepoint(ctx, sp, dir, portability.SavepointRequest{Target: target, Type: "native"})
+	if want := target + "/savepoint-cards-1"; err != nil || path != want || sp.target != target || sp.format != savepoint.Native {
+		t.Errorf("with a target: %q, %v (written to %s, %s); want %s, native", path, err, sp.target, sp.format, want)
 	}
-	path, err = x.takeSavepoint(ctx, sp, dir, "")
-	if want := dir + "/savepoint-cards-1"; err != nil || path != want || sp.target != dir {
-		t.Errorf("without a target: %q, %v (written to %s); want the job's dir %s", path, err, sp.target, want)
+	path, err = x.takeSavepoint(ctx, sp, dir, portability.SavepointRequest{})
+	if want := dir + "/savepoint-cards-1"; err != nil || path != want || sp.target != dir || sp.format != savepoint.Canonical {
+		t.Errorf("without a target: %q, %v (written to %s, %s); want the job's dir %s, canonical", path, err, sp.target, sp.format, want)
 	}
-	if _, err := x.takeSavepoint(ctx, sp, "", ""); err == nil || err.Error() != "no --savepoint_dir and no --target" {
+	if _, err := x.takeSavepoint(ctx, sp, "", portability.SavepointRequest{}); err == nil || err.Error() != "no --savepoint_dir and no --target" {
 		t.Errorf("without a target or a dir: %v", err)
 	}
+	if _, err := x.takeSavepoint(ctx, sp, dir, portability.SavepointRequest{Type: "sst"}); err == nil || !strings.Contains(err.Error(), `unknown savepoint format "sst"`) {
+		t.Errorf("an unknown type: %v", err)
+	}
 	failed := errors.New("barrier timed out")
-	_, err = x.takeSavepoint(ctx, &fakeSavepointer{err: failed}, dir, "")
+	_, err = x.takeSavepoint(ctx, &fakeSavepointer{err: failed}, dir, portability.SavepointRequest{})
 	if !errors.Is(err, failed) || !strings.Contains(err.Error(), "savepoint into "+dir) {
 		t.Errorf("a failing savepoint: %v; want it wrapped, naming %s", err, dir)
 	}
-	_, err = x.takeSavepoint(ctx, sp, "", "ftp://host/sp")
+	_, err = x.takeSavepoint(ctx, sp, "", portability.SavepointRequest{Target: "ftp://host/sp"})
 	if err == nil || !strings.Contains(err.Error(), "savepoint target ftp://host/sp") {
 		t.Errorf("an unsupported target: %v", err)
 	}

@@ -257,11 +257,11 @@ func (x *executor) Execute(ctx context.Context, job *portability.Job) error {
 		Limits:         x.s.cfg.Limits,
 	})
 	job.OnDrain(e.Drain)
-	job.OnSavepoint(func(ctx context.Context, target string) (string, error) {
-		return x.takeSavepoint(ctx, e, c.SavepointDir, target)
+	job.OnSavepoint(func(ctx context.Context, req portability.SavepointRequest) (string, error) {
+		return x.takeSavepoint(ctx, e, c.SavepointDir, req)
 	})
-	job.OnStop(func(ctx context.Context, target string, drain bool) (string, error) {
-		return x.takeSavepoint(ctx, stopper{e, drain}, c.SavepointDir, target)
+	job.OnStop(func(ctx context.Context, req portability.SavepointRequest) (string, error) {
+		return x.takeSavepoint(ctx, stopper{e, req.Drain}, c.SavepointDir, req)
 	})
 	job.Message(jobpb.JobMessage_JOB_MESSAGE_BASIC, fmt.Sprintf("running %d stages with parallelism %d", len(p.Stages), par))
 	if st != nil {

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	jobpb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/jobmanagement_v1"
+	"github.com/weir-runner/weir/portability"
 )
 
 // StopOutcome is how one job's stop with savepoint went: the savepoint's
@@ -36,7 +37,7 @@ func (s *Server) StopWithSavepoints(ctx context.Context) []StopOutcome {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			path, err := j.StopWithSavepoint(ctx, "", false)
+			path, err := j.StopWithSavepoint(ctx, portability.SavepointRequest{})
 			if err != nil {
 				s.log.Error("stop with savepoint failed: cancelling the job", "job", j.ID, "err", err)
 				j.Cancel()

@@ -12,7 +12,9 @@
 // depend on Pebble's layout nor on transform IDs: state is stored per
 // stateful transform unique name and per state or timer ID, per key group,
 // with the coder IDs needed to read it and the pipeline proto that holds
-// those coders and every windowing strategy.
+// those coders and every windowing strategy. That is a canonical
+// savepoint, the default; a native one (below) holds Pebble's files
+// instead, for restores at checkpoint speed into the same pipeline.
 //
 // # Never claimed (Flink's NO_CLAIM)
 //
@@ -39,6 +41,9 @@
 //	savepoint-<job>-<id>/s<N>-<K>.rec     unkeyed data files: side inputs and
 //	savepoint-<job>-<id>/r<N>-<K>.rec     parked input (s), source residuals
 //	                                      (r), file K of owner N
+//	savepoint-<job>-<id>/native/<N>/<S>/<F>  native savepoints only: file F
+//	                                      of the Pebble checkpoint of
+//	                                      subtask S of stage N
 //
 // N numbers the owners (transforms, GroupByKeys, ...) of a section in the
 // order the writer met them; the names mean nothing to a reader, which
@@ -54,7 +59,8 @@
 // same sealing as checkpoint metadata). The JSON object has:
 //
 //	format           "weir-savepoint"
-//	version          the format version (FormatVersion, 1)
+//	version          the format version: 1 (FormatVersion) for canonical
+//	                 savepoints, 2 for native ones
 //	job, id          the job's name and the savepoint's ID
 //	created          RFC 3339 time the savepoint was taken
 //	max_parallelism  the job's key-group count, in [1, 32768]
@@ -74,6 +80,13 @@
 //	                 input); files
 //	sources          unique_name, restriction_coder (optional), files
 //	fired_impulses   unique names of the Impulses that have fired
+//	type             "native" for a native savepoint (absent: canonical)
+//	native           a native savepoint's Pebble checkpoints, each: stage
+//	                 (the stage's name), subtask, key_groups ({start, end}),
+//	                 transforms (unique name → the transform ID its keys
+//	                 carry), side_inputs (reader unique name/local name, in
+//	                 the DB's order), files [{path, size, sha256, local
+//	                 (the file's name in the DB directory)}]
 //
 // Coders are coder IDs of the pipeline proto. A file is {path (relative to
 // the savepoint directory), size, sha256 (lowercase hex), key_groups
@@ -124,13 +137,35 @@
 // error names the file by store URL and object name. Records are known good
 // only once the whole file has been read without error.
 //
+// # Native savepoints
+//
+// A canonical restore writes every key again (2M records became 5M Pebble
+// keys in 1.4–1.9 s at 1M keys, bench/savepoint.md); a native savepoint
+// (Flink's --type native; `weir savepoint take --type=native`) copies each
+// stateful subtask's Pebble checkpoint into native/ and restores like a
+// checkpoint: each new subtask downloads the files of the savepoint
+// subtask whose key groups hold its own, checking their sizes and
+// SHA-256, and excises the key groups it does not own (state.DB.Clip). It
+// keeps the declarations, sources and fired Impulses of a canonical one,
+// but its keyed state, side inputs and parked input are only in the
+// Pebble files: no data files in the keyed and side input sections, and
+// `weir savepoint inspect` and `rewrite` refuse it. The engine restores
+// it only at its own parallelism or a multiple (each new subtask's key
+// groups inside one savepoint subtask's), into stages of the same names
+// whose stateful transforms keep their unique names and IDs and whose
+// side inputs keep their order, with no state migrated, renamed or
+// dropped; anything else is refused before the job starts, with the fix:
+// a canonical savepoint.
+//
 // # Versioning
 //
 // FormatVersion covers the metadata and the data files. A change to any
 // encoding or to the meaning of a field bumps it; readers refuse newer
 // versions (ErrNewerFormat) and keep reading every older one. Adding a
 // record kind or a metadata field is a change: version 1 readers refuse
-// unknown kinds and fields.
+// unknown kinds and fields. Native savepoints' metadata is version 2 (a
+// canonical savepoint's stays 1, readable by every weir since 1): a
+// version 1 reader refuses it instead of restoring no state.
 //
 // # Who uses it
 //

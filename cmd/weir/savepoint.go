@@ -16,10 +16,12 @@ import (
 )
 
 const savepointUsage = `usage:
-  weir savepoint [take] [--endpoint=HOST:PORT] [--target=URL] JOB
+  weir savepoint [take] [--endpoint=HOST:PORT] [--target=URL] [--type=canonical|native] JOB
                                  take a savepoint of the running JOB into URL (default: the job's
                                  --savepoint_dir) and print its path; the job goes on
-                                 (weir stop JOB stops it with one)
+                                 (weir stop JOB stops it with one). native: the subtasks' Pebble
+                                 files, restored about as fast as a checkpoint but only into the
+                                 same pipeline, at its parallelism or a multiple
   weir savepoint list DIR        committed savepoints in DIR, newest first; incomplete ones apart
   weir savepoint inspect [--transform=NAME] [--state=ID] [--limit=N] PATH
                                  verify the savepoint at PATH, then print it as JSON lines
@@ -68,10 +70,14 @@ func oneArg(fs *flag.FlagSet, args []string, what string) (string, error) {
 	return fs.Arg(0), nil
 }
 
+// typeUsage is the help of the --type flag of take and stop.
+const typeUsage = "canonical (records: restores into a changed pipeline at any parallelism, inspectable) or native (the Pebble files: restores about as fast as a checkpoint, into the same pipeline at its parallelism or a multiple)"
+
 func savepointTake(ctx context.Context, w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("savepoint take", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	target := fs.String("target", "", "where the savepoint goes: file:///abs/dir or gs://bucket/prefix (default: the job's --savepoint_dir)")
+	typ := fs.String("type", "canonical", typeUsage)
 	ep := fs.String("endpoint", "127.0.0.1:8099", "weir server address")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -85,7 +91,7 @@ func savepointTake(ctx context.Context, w io.Writer, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	path, err := portability.TakeSavepoint(ctx, conn, pos[0], *target)
+	path, err := portability.TakeSavepointWith(ctx, conn, pos[0], portability.SavepointRequest{Target: *target, Type: *typ})
 	if err != nil {
 		return fmt.Errorf("taking a savepoint of %s: %w", pos[0], err)
 	}

@@ -24,8 +24,8 @@ type savepointExec struct{ ready chan struct{} }
 func (savepointExec) Validate(*pipepb.Pipeline, *structpb.Struct) error { return nil }
 
 func (x savepointExec) Execute(ctx context.Context, j *portability.Job) error {
-	j.OnSavepoint(func(_ context.Context, target string) (string, error) {
-		return target + "/savepoint-" + j.Name + "-1", nil
+	j.OnSavepoint(func(_ context.Context, req portability.SavepointRequest) (string, error) {
+		return req.Target + "/savepoint-" + j.Name + "-1-" + req.Type, nil
 	})
 	close(x.ready)
 	<-ctx.Done()
@@ -41,7 +41,7 @@ func TestSavepointTake(t *testing.T) {
 	if err := savepointTake(ctx, &out, []string{ep, "--target=file:///sp", job}); err != nil {
 		t.Fatal(err)
 	}
-	if want := "file:///sp/savepoint-cards-1\n"; out.String() != want {
+	if want := "file:///sp/savepoint-cards-1-canonical\n"; out.String() != want {
 		t.Errorf("printed %q, want %q", out.String(), want)
 	}
 	err := savepointTake(ctx, io.Discard, []string{ep, "nosuchjob"})

@@ -9,11 +9,12 @@ import (
 	"github.com/weir-runner/weir/portability"
 )
 
-const stopUsage = `usage: weir stop [--endpoint=HOST:PORT] [--savepoint] [--target=URL] [--drain] JOB
+const stopUsage = `usage: weir stop [--endpoint=HOST:PORT] [--savepoint] [--target=URL] [--type=canonical|native] [--drain] JOB
   stop the running JOB with a savepoint into URL (default: the job's --savepoint_dir) and print
   its path: its sources stop at a position, the savepoint is taken, the job ends DONE; start it
   again (changed, at another parallelism) with --savepoint_path. With --drain the job first
-  drains: the watermark reaches the end and every timer fires. Flags may follow JOB.`
+  drains: the watermark reaches the end and every timer fires. --type as for weir savepoint take.
+  Flags may follow JOB.`
 
 // stopCmd is `weir stop`: stop a running job with a savepoint (the job
 // server's weir.v1.Savepoints/Stop), Flink's stop-with-savepoint.
@@ -22,6 +23,7 @@ func stopCmd(ctx context.Context, w io.Writer, args []string) error {
 	fs.SetOutput(io.Discard)
 	target := fs.String("target", "", "where the savepoint goes: file:///abs/dir or gs://bucket/prefix (default: the job's --savepoint_dir)")
 	drain := fs.Bool("drain", false, "drain first: the watermark reaches the end and every timer fires before the savepoint")
+	typ := fs.String("type", "canonical", typeUsage)
 	fs.Bool("savepoint", true, "stop with a savepoint (always: weir cancel stops without one)")
 	ep := fs.String("endpoint", "127.0.0.1:8099", "weir server address")
 	pos, err := parseInterspersed(fs, args)
@@ -36,7 +38,7 @@ func stopCmd(ctx context.Context, w io.Writer, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	path, err := portability.StopWithSavepoint(ctx, conn, pos[0], *target, *drain)
+	path, err := portability.StopWithSavepointWith(ctx, conn, pos[0], portability.SavepointRequest{Target: *target, Type: *typ, Drain: *drain})
 	if err != nil {
 		return fmt.Errorf("stopping %s with a savepoint: %w", pos[0], err)
 	}

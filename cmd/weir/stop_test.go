@@ -23,9 +23,9 @@ type stopExec struct {
 func (stopExec) Validate(*pipepb.Pipeline, *structpb.Struct) error { return nil }
 
 func (x stopExec) Execute(ctx context.Context, j *portability.Job) error {
-	j.OnStop(func(_ context.Context, target string, drain bool) (string, error) {
+	j.OnStop(func(_ context.Context, req portability.SavepointRequest) (string, error) {
 		defer close(x.stopped)
-		return fmt.Sprintf("%s/savepoint-%s-drain=%v", target, j.Name, drain), nil
+		return fmt.Sprintf("%s/savepoint-%s-drain=%v-%s", req.Target, j.Name, req.Drain, req.Type), nil
 	})
 	close(x.ready)
 	select {
@@ -46,10 +46,10 @@ func TestStopCommand(t *testing.T) {
 	ctx := t.Context()
 	ep := "--endpoint=" + addr
 	var out bytes.Buffer
-	if err := stopCmd(ctx, &out, []string{ep, job, "--savepoint", "--drain", "--target=file:///sp"}); err != nil {
+	if err := stopCmd(ctx, &out, []string{ep, job, "--savepoint", "--drain", "--target=file:///sp", "--type=native"}); err != nil {
 		t.Fatal(err)
 	}
-	if want := "file:///sp/savepoint-cards-drain=true\n"; out.String() != want {
+	if want := "file:///sp/savepoint-cards-drain=true-native\n"; out.String() != want {
 		t.Errorf("printed %q, want %q", out.String(), want)
 	}
 	err := stopCmd(ctx, io.Discard, []string{ep, "nosuchjob"})

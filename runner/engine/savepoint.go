@@ -36,10 +36,10 @@ import (
 // retention) until the savepoint is written.
 
 // Savepoint takes a savepoint of the running job into target: a checkpoint
-// taken now through the barrier path, written in the portable format. It
-// returns the savepoint directory's name relative to target once it is
-// complete.
-func (e *Engine) Savepoint(ctx context.Context, target storage.Storage) (string, error) {
+// taken now through the barrier path, written in format (the portable
+// records, or natively: its subtasks' Pebble files). It returns the
+// savepoint directory's name relative to target once it is complete.
+func (e *Engine) Savepoint(ctx context.Context, target storage.Storage, format savepoint.Format) (string, error) {
 	c, err := e.liveCoordinator()
 	if err != nil {
 		return "", fmt.Errorf("savepoint: %w", err)
@@ -49,11 +49,11 @@ func (e *Engine) Savepoint(ctx context.Context, target storage.Storage) (string,
 		return "", fmt.Errorf("savepoint: %w", err)
 	}
 	defer release()
-	dir, err := e.writeSavepoint(ctx, c, meta, target)
+	dir, err := e.writeSavepoint(ctx, c, meta, target, format)
 	if err != nil {
 		return "", fmt.Errorf("savepoint of checkpoint %d into %s: %w", meta.CheckpointID, target, err)
 	}
-	e.o.Logger.Info("savepoint taken", "checkpoint", meta.CheckpointID, "target", target.String(), "dir", dir)
+	e.o.Logger.Info("savepoint taken", "checkpoint", meta.CheckpointID, "target", target.String(), "dir", dir, "format", format)
 	return dir, nil
 }
 
@@ -113,9 +113,13 @@ func (e *Engine) writeNewSavepoint(ctx context.Context, target storage.Storage, 
 	return w.Dir(), nil
 }
 
-// writeSavepoint writes checkpoint meta out as a savepoint in target.
-func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, target storage.Storage) (string, error) {
+// writeSavepoint writes checkpoint meta out as a savepoint in target, in
+// format.
+func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, target storage.Storage, format savepoint.Format) (string, error) {
 	return e.writeNewSavepoint(ctx, target, fmt.Sprintf("c%d", meta.CheckpointID), func(w *savepoint.Writer, m *savepoint.Metadata) error {
+		if format == savepoint.Native {
+			m.Type = savepoint.Native
+		}
 		m.Created = meta.Created
 		m.MaxParallelism, m.Parallelism = meta.MaxParallelism, min(e.o.Parallelism, meta.MaxParallelism)
 		tmp, err := os.MkdirTemp(e.o.TempDir, "weir-savepoint-")
@@ -136,7 +140,7 @@ func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *check
 			if s.Kind == plan.KindImpulse && st.Finished {
 				m.FiredImpulses = append(m.FiredImpulses, meta.TransformNames[s.Transforms[0]])
 			}
-			if err := e.exportSubtask(ctx, c, meta, s, st, filepath.Join(tmp, strconv.Itoa(i)), w, lists); err != nil {
+			if err := e.exportSubtask(ctx, c, meta, s, st, filepath.Join(tmp, strconv.Itoa(i)), w, m, lists); err != nil {
 				return fmt.Errorf("subtask %s (stage %q): %w", st.SubtaskID, s.Name, err)
 			}
 		}
@@ -146,18 +150,22 @@ func (e *Engine) writeSavepoint(ctx context.Context, c *coordinator, meta *check
 	})
 }
 
-// exportSubtask writes one subtask's part of the savepoint: its sources'
-// residuals, then what its Pebble checkpoint holds.
-func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, s *plan.Stage, st checkpoint.SubtaskState, dbDir string, w *savepoint.Writer, lists map[portable.Owner]*[]savepoint.File) error {
+// exportSubtask writes one subtask's part of the savepoint m: its sources'
+// residuals, then what its Pebble checkpoint holds (as records, or its
+// files in a native savepoint).
+func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkpoint.Metadata, s *plan.Stage, st checkpoint.SubtaskState, dbDir string, w *savepoint.Writer, m *savepoint.Metadata, lists map[portable.Owner]*[]savepoint.File) error {
 	ts, err := decodeTaskState(st.SourcePosition)
 	if err != nil {
 		return err
 	}
 	var db *state.DB
-	if len(st.Files) > 0 {
+	restored := len(st.Files) > 0
+	if restored {
 		if err := checkpoint.Restore(ctx, c.o.Storage, meta, st.SubtaskID, dbDir); err != nil {
 			return err
 		}
+	}
+	if restored && !m.IsNative() { // a native savepoint copies the files as they are
 		if db, err = state.Open(state.Options{Dir: dbDir, MustExist: true, Cells: s.Kind == plan.KindSDK, Logger: e.o.Logger}); err != nil {
 			return err
 		}
@@ -165,7 +173,7 @@ func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkp
 	}
 	pending := ts.Pending
 	if ts.PendingFile != "" {
-		if db == nil {
+		if !restored {
 			return fmt.Errorf("a pending input file %s, but no state files", ts.PendingFile)
 		}
 		more, err := readPending(dbDir, ts.PendingFile)
@@ -192,7 +200,11 @@ func (e *Engine) exportSubtask(ctx context.Context, c *coordinator, meta *checkp
 	} else if len(pending) > 0 || len(ts.Delayed) > 0 {
 		return fmt.Errorf("it held input it had not run at checkpoint %d (its inputs had ended); take the savepoint again", meta.CheckpointID)
 	}
-	if db != nil {
+	if restored && m.IsNative() {
+		if err := e.copyNative(ctx, s, st, meta, dbDir, w, m); err != nil {
+			return err
+		}
+	} else if db != nil {
 		src := portable.Source{Names: func(id string) (string, bool) {
 			n, ok := meta.TransformNames[id]
 			return n, ok
@@ -451,4 +463,54 @@ func kvCoders(comps *pipepb.Components, id string) (key, value string) {
 		return c.GetComponentCoderIds()[0], c.GetComponentCoderIds()[1]
 	}
 	return id, id
+}
+
+// copyNative copies subtask st's Pebble checkpoint, restored in dbDir, into
+// native savepoint m: its files, and what a restore needs to find them and
+// check that the pipeline still fits them (the stage, the transform IDs
+// its keys carry, the order of its side inputs).
+func (e *Engine) copyNative(ctx context.Context, s *plan.Stage, st checkpoint.SubtaskState, meta *checkpoint.Metadata, dbDir string, w *savepoint.Writer, m *savepoint.Metadata) error {
+	d := savepoint.NativeDB{Stage: s.Name, Subtask: st.Subtask, Keys: savepoint.KeyGroupRange{Start: st.KeyGroups.Start, End: st.KeyGroups.End},
+		Transforms: nativeTransforms(s, m, func(id string) string { return meta.TransformNames[id] }),
+		SideInputs: nativeSides(s, func(id string) string { return meta.TransformNames[id] })}
+	for _, f := range st.Files {
+		r, err := os.Open(filepath.Join(dbDir, f.Local))
+		if err != nil {
+			return fmt.Errorf("native savepoint: %w", err)
+		}
+		nf, err := w.NativeFile(ctx, s.Name, st.Subtask, f.Local, r)
+		r.Close()
+		if err != nil {
+			return err
+		}
+		d.Files = append(d.Files, nf)
+	}
+	m.Native = append(m.Native, d)
+	return nil
+}
+
+// nativeTransforms maps the unique names of the stateful transforms of
+// stage s (those m declares) to their IDs, the names given by name.
+func nativeTransforms(s *plan.Stage, m *savepoint.Metadata, name func(id string) string) map[string]string {
+	declared := map[string]bool{}
+	for _, t := range m.Transforms {
+		declared[t.UniqueName] = true
+	}
+	out := map[string]string{}
+	for _, id := range s.Transforms {
+		if n := name(id); declared[n] {
+			out[n] = id
+		}
+	}
+	return out
+}
+
+// nativeSides names the side inputs of stage s in the order its DB numbers
+// them: reader's unique name / local name.
+func nativeSides(s *plan.Stage, name func(id string) string) []string {
+	var out []string
+	for _, si := range s.SideInputs {
+		out = append(out, name(si.Transform)+"/"+si.Local)
+	}
+	return out
 }

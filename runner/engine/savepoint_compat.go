@@ -131,7 +131,8 @@ func planOwners[T any](c *compat, what string, old, now []T, id func(*T) (string
 	}
 	for i := range old {
 		n, files := id(&old[i])
-		if to, ok := c.owner(what, n, files > 0, byName[c.to(n)] != nil); ok {
+		// A native savepoint lists no data files: any owner may hold state.
+		if to, ok := c.owner(what, n, files > 0 || c.old.IsNative(), byName[c.to(n)] != nil); ok {
 			check(&old[i], byName[to], to)
 		}
 	}

@@ -56,6 +56,8 @@ type spRestore struct {
 	fired map[string]bool
 	kinds map[[2]string]savepoint.StateKind // the plan's (transform, state) → kind
 	plan  *RestorePlan
+	// native are a native savepoint's DBs by stage (nil if canonical).
+	native map[string][]savepoint.NativeDB
 }
 
 // SavepointPlan is where the state of the savepoint the job would start
@@ -130,6 +132,11 @@ func (e *Engine) openSavepoint(ctx context.Context, src *SavepointSource) (*spRe
 	m := sp.Metadata()
 	r := &spRestore{sp: sp, allow: src.AllowNonRestored, lists: map[portable.Owner]*[]savepoint.File{},
 		fired: map[string]bool{}, kinds: map[[2]string]savepoint.StateKind{}, plan: p}
+	if m.IsNative() {
+		if r.native, err = e.checkNative(src, m, p); err != nil {
+			return nil, err
+		}
+	}
 	for o, files := range fileLists(m) {
 		if n, ok := src.renamed(o.Name); ok {
 			r.lists[portable.Owner{Section: o.Section, Name: n}] = files

@@ -100,6 +100,9 @@ func (s *subtask) snapshot(ctx context.Context, chk int64, db *state.DB, st *tas
 // user state and no GroupBuffer (state.Options.Cells).
 func (s *subtask) openState(ctx context.Context, dir string, cache *state.Cache, cells bool) (*state.DB, error) {
 	r := s.restored()
+	if r == nil && s.e.runSP != nil && s.e.runSP.native != nil {
+		return s.e.runSP.openNative(ctx, s, dir, state.Options{Cache: cache, Cells: cells})
+	}
 	if r == nil || len(r.Files) == 0 {
 		db, err := state.Open(state.Options{Dir: dir, Cache: cache, Cells: cells})
 		if err == nil && r == nil && s.e.runSP != nil {

@@ -65,8 +65,9 @@ func (t *sdkTask) frozen() bool {
 // Stop stops the running job with a savepoint into target and returns the
 // savepoint directory's name relative to target once it is complete; the
 // job's Run then returns nil. With drain, the job drains first (see the
-// comment at the top of this file).
-func (e *Engine) Stop(ctx context.Context, target storage.Storage, drain bool) (string, error) {
+// comment at the top of this file). format is the savepoint's (Savepoint);
+// a drained job's savepoint holds no state, and is canonical.
+func (e *Engine) Stop(ctx context.Context, target storage.Storage, drain bool, format savepoint.Format) (string, error) {
 	if drain {
 		return e.stopDrained(ctx, target)
 	}
@@ -95,7 +96,7 @@ func (e *Engine) Stop(ctx context.Context, target storage.Storage, drain bool) (
 			release()
 			continue
 		}
-		dir, err := e.writeSavepoint(ctx, c, meta, target)
+		dir, err := e.writeSavepoint(ctx, c, meta, target, format)
 		release()
 		if err != nil {
 			// The sources are frozen: the run fails and restarts from

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
@@ -179,7 +180,8 @@ func (f Filter) id(id string) bool { return f.State == "" || f.State == id }
 // the order of the metadata (sections, owners by name, files by path) and
 // of the files. It stops at the first error, which names the file; a file
 // is known intact only once read to its end (Verify first to act on
-// nothing but intact data).
+// nothing but intact data). A native savepoint has records of its sources
+// only: Entries yields an error first if f selects more.
 func (r *Reader) Entries(ctx context.Context, f Filter) iter.Seq2[Entry, error] {
 	type owner struct {
 		name  string
@@ -201,6 +203,10 @@ func (r *Reader) Entries(ctx context.Context, f Filter) iter.Seq2[Entry, error] 
 		owners = append(owners, owner{s.UniqueName, s.Files, func(rec savepoint.Record) (Entry, bool) { return r.sourceEntry(s, rec, f) }})
 	}
 	return func(yield func(Entry, error) bool) {
+		if m.IsNative() && (f.Transform == "" || !slices.ContainsFunc(m.Sources, func(s savepoint.Source) bool { return s.UniqueName == f.Transform })) {
+			yield(nil, fmt.Errorf("savepoint %s is native: its state is Pebble files, which only a restore reads (its sources' positions are records: --transform=SOURCE shows them); take a canonical savepoint (weir savepoint take --type=canonical) to inspect state", r.url))
+			return
+		}
 		for _, o := range owners {
 			if f.owner(o.name) && !r.file(ctx, o.files, o.entry, yield) {
 				return

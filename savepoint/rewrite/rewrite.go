@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -58,6 +59,9 @@ func Rewrite(ctx context.Context, src storage.Storage, srcDir string, dst storag
 		return fail(err)
 	}
 	m := sp.Metadata()
+	if m.IsNative() {
+		return fail(errors.New("it is a native savepoint (its state is Pebble files, keyed by transform IDs): only a canonical savepoint can be rewritten; take one with weir savepoint take --type=canonical"))
+	}
 	p, err := makePlan(m, &o)
 	if err != nil {
 		return fail(err)

@@ -251,7 +251,7 @@ func (j *job) sleep(ctx context.Context, d time.Duration) error {
 func (j *job) savepoint(ctx context.Context) (spStat, error) {
 	seen := statepipe.Seen.Load()
 	t0 := time.Now()
-	path, err := portability.TakeSavepoint(ctx, j.conn, j.id, *spTarget)
+	path, err := portability.TakeSavepointWith(ctx, j.conn, j.id, portability.SavepointRequest{Target: *spTarget, Type: *spType})
 	if err != nil {
 		return spStat{}, fmt.Errorf("savepoint at %d events: %w", seen, err)
 	}
@@ -364,6 +364,10 @@ func (j *job) cancel(ctx context.Context) error {
 	return nil
 }
 
+// nativeRecords stands for the records of a native savepoint, which holds
+// Pebble files instead.
+const nativeRecords = -1
+
 // stat fills in what savepoint sp holds: its bytes on disk, the counting
 // DoFn's records, and the checkpoint it was written from.
 func (sp *spStat) stat(ctx context.Context) error {
@@ -376,6 +380,9 @@ func (sp *spStat) stat(ctx context.Context) error {
 	}
 	defer r.Close()
 	m := r.Metadata()
+	if m.IsNative() {
+		sp.Records = nativeRecords // its state is Pebble files, not records
+	}
 	for _, t := range m.Transforms {
 		if strings.HasPrefix(t.UniqueName, "CountPerKey/") {
 			for _, f := range t.Files {

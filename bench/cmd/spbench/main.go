@@ -66,6 +66,7 @@ var (
 	cpuProfile = flag.String("cpuprofile", "", "write each child's CPU profile to this path with the child's name appended")
 	child      = flag.String("child", "", "internal: run one job in this process (run or restore) and report")
 	spTarget   = flag.String("sp_target", "", "internal: where the run child's savepoints go (a file:// URL)")
+	spType     = flag.String("type", "canonical", "the savepoints' type: canonical (records) or native (the subtasks' Pebble files)")
 )
 
 const (
@@ -171,7 +172,7 @@ func newBench() (*bench, error) {
 	b.common = []string{
 		fmt.Sprintf("--keys=%d", *keys), fmt.Sprintf("--events=%d", *events), "--span=" + span.String(),
 		fmt.Sprintf("--splits=%d", *splits), "--job_name=" + jobName, "--checkpointing_interval=" + ckEvery.String(),
-		fmt.Sprintf("--inbox_messages=%d", *inbox),
+		fmt.Sprintf("--inbox_messages=%d", *inbox), "--type=" + *spType,
 	}
 	return b, nil
 }

@@ -32,8 +32,12 @@ func printReport(w io.Writer, res *results) bool {
 		if c, found := cks[sp.Checkpoint]; found {
 			ck = fmt.Sprintf("%.1f", mib(c.Bytes))
 		}
-		fmt.Fprintf(w, "%-10s | %11d | %6.2f | %11.1f | %9d | %10d | %14s\n", when, sp.Seen, sp.Secs, mib(sp.Bytes), sp.Records, sp.Checkpoint, ck)
-		if sp.Records < full {
+		recs := fmt.Sprint(sp.Records)
+		if sp.Records == nativeRecords {
+			recs = "native"
+		}
+		fmt.Fprintf(w, "%-10s | %11d | %6.2f | %11.1f | %9s | %10d | %14s\n", when, sp.Seen, sp.Secs, mib(sp.Bytes), recs, sp.Checkpoint, ck)
+		if sp.Records < full && sp.Records != nativeRecords {
 			partial++
 		} else {
 			secs, mibs = append(secs, sp.Secs), append(mibs, mib(sp.Bytes))
