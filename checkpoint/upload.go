@@ -252,13 +252,12 @@ func (u *Uploader) uploadFile(ctx context.Context, p string, f *File) error {
 		return err
 	}
 	defer r.Close()
-	h := sha256.New()
 	object := u.job + "/" + f.Remote
-	n, err := putCounted(ctx, u.st, object, io.TeeReader(r, h))
+	n, sum, err := storage.PutHashed(ctx, u.st, object, r)
 	if err != nil {
 		return err
 	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != f.SHA256 || n != f.Size {
+	if sum != f.SHA256 || n != f.Size {
 		// The local file changed after it was hashed: what was sent does
 		// not match its name. Remove it (the name is new, nothing else
 		// refers to it) rather than leave a lie behind.
@@ -266,24 +265,6 @@ func (u *Uploader) uploadFile(ctx context.Context, p string, f *File) error {
 		return fmt.Errorf("%s changed while uploading to %s (%d bytes, sha256 %s; hashed %d bytes, sha256 %s)", p, object, n, sum, f.Size, f.SHA256)
 	}
 	return nil
-}
-
-// putCounted puts r and returns the number of bytes read from it.
-func putCounted(ctx context.Context, st storage.Storage, object string, r io.Reader) (int64, error) {
-	c := &countingReader{r: r}
-	err := st.Put(ctx, object, c)
-	return c.n, err
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // hashFile returns the hex SHA-256 and size of the file at p.

@@ -67,18 +67,19 @@ func TestSavepointRescale(t *testing.T) {
 	for _, kind := range []string{"file", "gs"} {
 		t.Run("served-"+kind, func(t *testing.T) {
 			spURL, st, start := servedLives(t, kind)
-			rescale(t, spURL, st, start)
+			rescale(t, spURL, st, start, []int{2, 4, 1}, "")
 		})
 	}
 	t.Run("embedded-file", func(t *testing.T) {
 		spURL, st, start := embeddedLives(t)
-		rescale(t, spURL, st, start)
+		rescale(t, spURL, st, start, []int{2, 4, 1}, "")
 	})
 }
 
-// rescale is TestSavepointRescale with lives started by start, savepoints
-// going to spURL (st).
-func rescale(t *testing.T, spURL string, st storage.Storage, start startLife) {
+// rescale is TestSavepointRescale with lives started by start at the three
+// parallelisms pars, savepoints of type typ ("": canonical) going to spURL
+// (st); it returns the two savepoints' paths.
+func rescale(t *testing.T, spURL string, st storage.Storage, start startLife, pars []int, typ string) []string {
 	want := crashSpec("rescale-" + strings.ReplaceAll(t.Name(), "/", "-"))
 	want.PauseMS = 40 // the generator runs for seconds: long enough for two savepoints
 	// A run started from a savepoint says twice the events in its Create:
@@ -88,7 +89,8 @@ func rescale(t *testing.T, spURL string, st storage.Storage, start startLife) {
 	fresh.Events *= 2
 	spPath := ""
 	var counted []int64
-	for n, par := range []int{2, 4, 1} {
+	var taken []string
+	for n, par := range pars {
 		sp := want
 		if n > 0 {
 			sp = fresh
@@ -109,7 +111,8 @@ func rescale(t *testing.T, spURL string, st storage.Storage, start startLife) {
 		if id.err != nil {
 			t.Fatalf("run %d: %v", n+1, id.err)
 		}
-		spPath = savepointAndCancel(t, l.endpoint, id.id, "")
+		spPath = savepointAndCancel(t, l.endpoint, id.id, typ)
+		taken = append(taken, spPath)
 		// A cancelled job ends as Beam's Go SDK says: no error.
 		if err := <-l.done; err != nil {
 			t.Fatalf("run %d (parallelism %d), cancelled: %v", n+1, par, err)
@@ -121,18 +124,28 @@ func rescale(t *testing.T, spURL string, st storage.Storage, start startLife) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := saved.Metadata().Parallelism; got != par {
-			t.Errorf("savepoint %d records parallelism %d, want %d", n+1, got, par)
+		m := saved.Metadata()
+		if m.Parallelism != par || m.IsNative() != (typ == "native") {
+			t.Errorf("savepoint %d records parallelism %d, type %q; want %d, %q", n+1, m.Parallelism, m.Type, par, typ)
+		}
+		if m.IsNative() {
+			if err := saved.Verify(context.Background()); err != nil || len(m.Native) == 0 {
+				t.Fatalf("native savepoint %d: %d DBs, %v", n+1, len(m.Native), err)
+			}
+			continue // its counts are in Pebble files
 		}
 		counted = append(counted, savedCount(t, st, path.Base(spPath), countName))
 	}
-	t.Logf("events counted in savepoint 1: %d, in savepoint 2: %d, of %d", counted[0], counted[1], want.Events)
-	// Both savepoints mid-run, the second further on: each run had
-	// input to hand on.
-	if counted[0] <= 0 || counted[1] < counted[0] || counted[1] >= want.Events {
-		t.Errorf("the savepoints hold counts of %d and %d of %d events: want 0 < first <= second < all", counted[0], counted[1], want.Events)
+	if len(counted) == 2 {
+		t.Logf("events counted in savepoint 1: %d, in savepoint 2: %d, of %d", counted[0], counted[1], want.Events)
+		// Both savepoints mid-run, the second further on: each run had
+		// input to hand on.
+		if counted[0] <= 0 || counted[1] < counted[0] || counted[1] >= want.Events {
+			t.Errorf("the savepoints hold counts of %d and %d of %d events: want 0 < first <= second < all", counted[0], counted[1], want.Events)
+		}
 	}
-	checkCommitted(t, want, "rescaled 2 → 4 → 1 through two savepoints")
+	checkCommitted(t, want, fmt.Sprintf("rescaled %v through two savepoints %s", pars, typ))
+	return taken
 }
 
 // servedLives starts each life on a weir server of its own in this

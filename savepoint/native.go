@@ -194,28 +194,15 @@ func (w *Writer) NativeFile(ctx context.Context, stage string, subtask int, loca
 		return fail(fmt.Errorf("written already"))
 	}
 	w.mu.Unlock()
-	h := sha256.New()
-	c := &countingReader{r: io.TeeReader(r, h)}
-	if err := w.st.Put(ctx, join(w.dir, rel), c); err != nil {
+	size, sum, err := storage.PutHashed(ctx, w.st, join(w.dir, rel), r)
+	if err != nil {
 		return fail(err)
 	}
-	f := NativeFile{File: File{Path: rel, Size: c.n, SHA256: hex.EncodeToString(h.Sum(nil))}, Local: local}
+	f := NativeFile{File: File{Path: rel, Size: size, SHA256: sum}, Local: local}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.written[rel] = writtenFile{owner: key, file: f.File}
 	return f, nil
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // nativeFiles yields the native files m lists, with their owner keys.
