@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"iter"
 	"slices"
 	"strings"
 
@@ -241,3 +242,23 @@ func (s *Savepoint) verifyNative(ctx context.Context) error {
 // Storage is the store the savepoint is read from, and Dir its directory
 // there: a native DB's files are Dir()/Path in it.
 func (s *Savepoint) Storage() storage.Storage { return s.st }
+
+// Files yields every file m lists: the pipeline, the data files, and a
+// native savepoint's Pebble files (what the savepoint is, on disk).
+func (m *Metadata) Files() iter.Seq[File] {
+	return func(yield func(File) bool) {
+		if !yield(m.Pipeline) {
+			return
+		}
+		for _, f := range m.dataFiles() {
+			if !yield(f) {
+				return
+			}
+		}
+		for _, f := range m.nativeFiles {
+			if !yield(f) {
+				return
+			}
+		}
+	}
+}

@@ -114,10 +114,10 @@ func savepointList(ctx context.Context, w, errw io.Writer, args []string) error 
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tID\tCREATED\tMAX PARALLELISM\tPARALLELISM\tSIZE\tTRANSFORMS\tPATH")
+	fmt.Fprintln(tw, "JOB\tID\tCREATED\tMAX PARALLELISM\tPARALLELISM\tTYPE\tSIZE\tTRANSFORMS\tPATH")
 	for _, s := range l.Savepoints {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\n", s.Job, s.ID, s.Created.UTC().Format(time.RFC3339), s.MaxParallelism,
-			s.Parallelism, bytesString(s.Size), len(s.Transforms), s.URL)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\n", s.Job, s.ID, s.Created.UTC().Format(time.RFC3339), s.MaxParallelism,
+			s.Parallelism, s.Type, bytesString(s.Size), len(s.Transforms), s.URL)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

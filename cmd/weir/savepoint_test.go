@@ -31,8 +31,8 @@ func TestSavepointCommands(t *testing.T) {
 	if err := savepointList(t.Context(), &out, &errOut, []string{root}); err != nil {
 		t.Fatal(err)
 	}
-	want := "JOB    ID   CREATED               MAX PARALLELISM  PARALLELISM  SIZE     TRANSFORMS  PATH\n" +
-		"cards  sp1  2026-12-06T12:00:00Z  8                2            " + bytesString(sizeOf(t, path)) + "  1           file://" + path + "\n" +
+	want := "JOB    ID   CREATED               MAX PARALLELISM  PARALLELISM  TYPE       SIZE     TRANSFORMS  PATH\n" +
+		"cards  sp1  2026-12-06T12:00:00Z  8                2            canonical  " + bytesString(sizeOf(t, path)) + "  1           file://" + path + "\n" +
 		"\nincomplete (no _metadata: not savepoints):\n" +
 		"  file://" + root + "/savepoint-cards-broken  1 files\n"
 	if out.String() != want || errOut.Len() != 0 {

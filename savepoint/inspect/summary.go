@@ -20,7 +20,8 @@ type Summary struct {
 	Created        time.Time
 	MaxParallelism int
 	Parallelism    int
-	Size           int64 // of the pipeline and data files
+	Type           savepoint.Format
+	Size           int64 // of the pipeline, data files and native files
 	Records        int64
 	Files          int
 	Transforms     []TransformSummary
@@ -40,7 +41,10 @@ type TransformSummary struct {
 // Summarize returns the summary of the savepoint at url with metadata m.
 func Summarize(url string, m *savepoint.Metadata) Summary {
 	s := Summary{URL: url, Job: m.Job, ID: m.ID, Created: m.Created, MaxParallelism: m.MaxParallelism,
-		Parallelism: m.Parallelism, Size: m.Pipeline.Size, FiredImpulses: m.FiredImpulses}
+		Parallelism: m.Parallelism, Type: savepoint.Canonical, Size: m.Pipeline.Size, FiredImpulses: m.FiredImpulses}
+	if m.IsNative() {
+		s.Type = savepoint.Native
+	}
 	count := func(fs []savepoint.File) {
 		for _, f := range fs {
 			s.Size += f.Size
@@ -71,11 +75,17 @@ func Summarize(url string, m *savepoint.Metadata) Summary {
 		s.Sources = append(s.Sources, src.UniqueName)
 		count(src.Files)
 	}
+	for _, d := range m.Native {
+		for _, f := range d.Files {
+			s.Size += f.Size
+			s.Files++
+		}
+	}
 	return s
 }
 
 // MarshalJSON implements json.Marshaler: {"kind":"savepoint","path",
-// "job","id","created","max_parallelism","parallelism","size","files",
+// "job","id","created","max_parallelism","parallelism","type","size","files",
 // "records","transforms":[{"name","states","timers"}],"groups",
 // "side_inputs","sources","fired_impulses"}, lists never null.
 func (s Summary) MarshalJSON() ([]byte, error) {
@@ -85,7 +95,7 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 	}
 	list := func(l []string) []string { return append([]string{}, l...) }
 	return object{{"kind", "savepoint"}, {"path", s.URL}, {"job", s.Job}, {"id", s.ID}, {"created", s.Created.UTC().Format(time.RFC3339Nano)},
-		{"max_parallelism", s.MaxParallelism}, {"parallelism", s.Parallelism}, {"size", s.Size}, {"files", s.Files}, {"records", s.Records},
+		{"max_parallelism", s.MaxParallelism}, {"parallelism", s.Parallelism}, {"type", s.Type}, {"size", s.Size}, {"files", s.Files}, {"records", s.Records},
 		{"transforms", ts}, {"groups", list(s.Groups)}, {"side_inputs", list(s.SideInputs)}, {"sources", list(s.Sources)},
 		{"fired_impulses", list(s.FiredImpulses)}}.MarshalJSON()
 }
@@ -158,7 +168,7 @@ func List(ctx context.Context, st storage.Storage) (*Listing, error) {
 // request (weir never deletes a savepoint on its own). It opens the
 // savepoint first and refuses anything that is not one; then it deletes
 // _metadata first, so that a dispose cut short leaves no directory that
-// passes for a whole savepoint, then the pipeline and the data files the
+// passes for a whole savepoint, then the pipeline, data files and native files the
 // metadata lists. Other files in the directory are not the savepoint's
 // and stay: it returns their names (left) with the number of files
 // deleted.
@@ -170,19 +180,9 @@ func Dispose(ctx context.Context, st storage.Storage, dir string) (deleted int, 
 	if err != nil {
 		return 0, nil, fmt.Errorf("inspect: dispose: %w", err)
 	}
-	m := sp.Metadata()
-	names := []string{savepoint.MetadataBase, m.Pipeline.Path}
-	for _, t := range m.Transforms {
-		names = appendPaths(names, t.Files)
-	}
-	for _, g := range m.Groups {
-		names = appendPaths(names, g.Files)
-	}
-	for _, s := range m.SideInputs {
-		names = appendPaths(names, s.Files)
-	}
-	for _, s := range m.Sources {
-		names = appendPaths(names, s.Files)
+	names := []string{savepoint.MetadataBase}
+	for f := range sp.Metadata().Files() {
+		names = append(names, f.Path)
 	}
 	for _, rel := range names {
 		if err := st.Delete(ctx, dir+"/"+rel); err != nil {
@@ -196,9 +196,3 @@ func Dispose(ctx context.Context, st storage.Storage, dir string) (deleted int, 
 	return deleted, left, nil
 }
 
-func appendPaths(names []string, fs []savepoint.File) []string {
-	for _, f := range fs {
-		names = append(names, f.Path)
-	}
-	return names
-}
