@@ -195,4 +195,3 @@ func Dispose(ctx context.Context, st storage.Storage, dir string) (deleted int, 
 	}
 	return deleted, left, nil
 }
-
