@@ -65,6 +65,9 @@ type RestorePlan struct {
 	// dropped are the (pipeline's transform name, timer family) whose
 	// timers are not restored.
 	droppedTimers map[[2]string]bool
+	// Native is why a native savepoint does not go into the job as it is
+	// ("" if it does, or the savepoint is canonical: checkNative).
+	Native string
 }
 
 // compatInput is what planRestore compares.
@@ -379,6 +382,9 @@ func (c *compat) source(s, ns *savepoint.Source, to string) {
 
 // refused reports whether the plan refuses the job.
 func (p *RestorePlan) refused() bool {
+	if p.Native != "" {
+		return true
+	}
 	for _, s := range p.Steps {
 		if s.Action == PlanRefuse {
 			return true
@@ -454,6 +460,9 @@ func (p *RestorePlan) String() string {
 	}
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&sb, "warning: %s\n", w)
+	}
+	if p.Native != "" {
+		fmt.Fprintf(&sb, "refused: %s\n", p.Native)
 	}
 	if p.refused() {
 		sb.WriteString("the job would be refused\n")

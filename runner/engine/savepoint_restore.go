@@ -67,7 +67,12 @@ func (e *Engine) SavepointPlan(ctx context.Context) (*RestorePlan, error) {
 	if e.o.FromSavepoint == nil {
 		return nil, errors.New("no savepoint to plan a restore of: set --savepoint_path")
 	}
-	_, p, err := e.planSavepoint(ctx, e.o.FromSavepoint, true)
+	sp, p, err := e.planSavepoint(ctx, e.o.FromSavepoint, true)
+	if err == nil && sp.Metadata().IsNative() {
+		if _, nerr := e.checkNative(e.o.FromSavepoint, sp.Metadata(), p); nerr != nil {
+			p.Native = nerr.Error()
+		}
+	}
 	return p, err
 }
 
