@@ -29,8 +29,10 @@
 //
 // A DB created empty can be bulk loaded (Load, the restore of a savepoint):
 // its bundles' writes are sorted in memory and written as sstables that
-// Pebble ingests, bypassing the memtable and the compactions its flushes
-// cause.
+// Pebble ingests (without bloom filters: their keys are read back), bypassing
+// the memtable and the compactions its flushes cause. A DB restored from
+// another subtask's files (a native savepoint's, at a higher parallelism) is
+// cut to its own key groups by Clip, which has Pebble excise the rest.
 //
 // A DB and the structures built on it (GroupBuffer) belong to one subtask
 // goroutine and are not safe for concurrent use, except that Close and Err may
