@@ -3,9 +3,15 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/weir-runner/weir/checkpoint"
+	"github.com/weir-runner/weir/checkpoint/storage"
 	"github.com/weir-runner/weir/runner/plan"
 	"github.com/weir-runner/weir/savepoint"
 	"github.com/weir-runner/weir/state"
@@ -106,11 +112,7 @@ func (r *spRestore) openNative(ctx context.Context, s *subtask, dir string, opts
 	if d == nil {
 		return state.Open(opts)
 	}
-	files := make([]checkpoint.File, len(d.Files))
-	for i, f := range d.Files {
-		files[i] = checkpoint.File{Local: f.Local, Remote: f.Path, Size: f.Size, SHA256: f.SHA256}
-	}
-	if err := checkpoint.RestoreFiles(ctx, r.sp.Storage(), r.sp.Dir(), files, dir); err != nil {
+	if err := r.nativeFiles(ctx, d, p, e.o.MaxParallelism, filepath.Dir(dir), dir); err != nil {
 		return nil, fmt.Errorf("native savepoint %s, subtask %d of stage %q: %w", r.plan.Savepoint, d.Subtask, d.Stage, err)
 	}
 	opts.MustExist = true
@@ -130,4 +132,89 @@ func (r *spRestore) openNative(ctx context.Context, s *subtask, dir string, opts
 		}
 	}
 	return db, nil
+}
+
+// nativeStaging is the files of one savepoint subtask, downloaded once
+// into a directory of the run's for the new subtasks that restore from
+// them (at twice the parallelism, two).
+type nativeStaging struct {
+	once  sync.Once
+	dir   string
+	err   error
+	users int // the new subtasks still to take the files
+}
+
+// nativeFiles puts the files of savepoint subtask d into dir for a new
+// subtask at parallelism p (of maxP key groups): downloaded (and checked) once into a staging
+// directory under runDir, then each sstable hard-linked (Pebble never
+// changes one; a compaction unlinks it) and the other, small files
+// (manifest, options, markers, log) copied, which a DB does change.
+func (r *spRestore) nativeFiles(ctx context.Context, d *savepoint.NativeDB, p, maxP int, runDir, dir string) error {
+	key := fmt.Sprintf("%s\x00%s\x00%d", runDir, d.Stage, d.Subtask)
+	r.stagingMu.Lock()
+	st := r.staging[key]
+	if st == nil {
+		st = &nativeStaging{}
+		for i := range p {
+			if lo, hi := state.KeyGroupRange(i, p, maxP); lo < d.Keys.End && hi > d.Keys.Start {
+				st.users++
+			}
+		}
+		r.staging[key] = st
+	}
+	r.stagingMu.Unlock()
+	st.once.Do(func() {
+		if st.dir, st.err = os.MkdirTemp(runDir, "savepoint-native-"); st.err != nil {
+			return
+		}
+		files := make([]checkpoint.File, len(d.Files))
+		for i, f := range d.Files {
+			files[i] = checkpoint.File{Local: f.Local, Remote: f.Path, Size: f.Size, SHA256: f.SHA256}
+		}
+		st.err = checkpoint.RestoreFiles(ctx, r.sp.Storage(), r.sp.Dir(), files, st.dir)
+	})
+	defer func() {
+		r.stagingMu.Lock()
+		defer r.stagingMu.Unlock()
+		if st.users--; st.users <= 0 && st.dir != "" {
+			os.RemoveAll(st.dir)
+		}
+	}()
+	if st.err != nil {
+		return st.err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range d.Files {
+		from, to := filepath.Join(st.dir, f.Local), filepath.Join(dir, f.Local)
+		if strings.HasSuffix(f.Local, ".sst") && os.Link(from, to) == nil {
+			continue
+		}
+		if err := copyFile(from, to); err != nil {
+			return err
+		}
+	}
+	return storage.SyncDir(dir)
+}
+
+// copyFile copies the file at from to a new file at to, synced.
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/weir-runner/weir/checkpoint/storage"
@@ -58,6 +59,10 @@ type spRestore struct {
 	plan  *RestorePlan
 	// native are a native savepoint's DBs by stage (nil if canonical).
 	native map[string][]savepoint.NativeDB
+	// staging are the savepoint subtasks' files as downloaded for the new
+	// subtasks of a run (savepoint_native.go).
+	stagingMu sync.Mutex
+	staging   map[string]*nativeStaging
 }
 
 // SavepointPlan is where the state of the savepoint the job would start
@@ -136,7 +141,7 @@ func (e *Engine) openSavepoint(ctx context.Context, src *SavepointSource) (*spRe
 	}
 	m := sp.Metadata()
 	r := &spRestore{sp: sp, allow: src.AllowNonRestored, lists: map[portable.Owner]*[]savepoint.File{},
-		fired: map[string]bool{}, kinds: map[[2]string]savepoint.StateKind{}, plan: p}
+		fired: map[string]bool{}, kinds: map[[2]string]savepoint.StateKind{}, plan: p, staging: map[string]*nativeStaging{}}
 	if m.IsNative() {
 		if r.native, err = e.checkNative(src, m, p); err != nil {
 			return nil, err
